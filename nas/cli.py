@@ -1,0 +1,71 @@
+"""The `sharenas` command line (typer). Commands import their heavy dependencies when they run."""
+from __future__ import annotations
+
+import json
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
+err = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with status 2 (bad input), keeping tracebacks for real bugs."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def presets(
+    sizes: list[str] = typer.Option(["b32", "b16", "small", "tiny"], "--size", help="Sizes to count (repeatable)."),
+) -> None:
+    """List the preset sharing policies with their parameter counts per size."""
+    from search_spaces import PRESET_NAMES, PolicyError, count_params
+
+    table = Table(title="sharenas presets (parameters)")
+    table.add_column("preset")
+    for size in sizes:
+        table.add_column(size, justify="right")
+    try:
+        for name in PRESET_NAMES:
+            table.add_row(name, *(_millions(count_params(name, size).total) for size in sizes))
+    except (PolicyError, ValueError) as exc:
+        fail(str(exc))
+    Console().print(table)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+@app.command()
+def params(
+    policy: str = typer.Argument(..., help="Preset name (see `sharenas presets`) or path to a policy .json"),
+    size: str = typer.Option("b32", "--size", help="Model size: b32, b16, small, tiny."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Count the parameters of a policy: shared, vision-specific, text-specific and total."""
+    from search_spaces import PolicyError, count_params, resolve_policy
+
+    try:
+        resolved = resolve_policy(policy, size)
+        counts = count_params(resolved, size)
+    except (PolicyError, ValueError) as exc:
+        fail(str(exc))
+    result = {"policy": resolved.name, "size": size, **counts.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"{resolved.name} @ {size}")
+    table.add_column("group")
+    table.add_column("parameters", justify="right")
+    for key in ("shared", "vision_specific", "text_specific", "total"):
+        table.add_row(key, f"{result[key]:,}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()
