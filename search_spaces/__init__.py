@@ -2,12 +2,12 @@
 from .factory import ParamCount, build_model, count_model_params, count_params
 from .model import SharedCLIP, param_modality
 from .open_clip_import import from_open_clip
-from .policy import SCHEMA, SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
+from .policy import ARCH_SCHEMA, SCHEMA, SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
 from .presets import PRESET_NAMES, get_preset, resolve_policy, share_last
 from .sizes import SIZES, ModelSize, get_size
 
 __all__ = [
-    "SCHEMA", "SUBLAYERS", "SIZES", "PRESET_NAMES", "LayerSharing", "ModelSize", "ParallelBranchSpec", "ParamCount",
+    "ARCH_SCHEMA", "SCHEMA", "SUBLAYERS", "SIZES", "PRESET_NAMES", "LayerSharing", "ModelSize", "ParallelBranchSpec", "ParamCount",
     "PolicyError", "SharedCLIP", "SharingPolicy", "build_model", "count_model_params", "count_params", "from_open_clip",
     "get_preset", "get_size", "param_modality", "resolve_policy", "share_last",
 ]

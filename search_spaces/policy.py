@@ -14,6 +14,7 @@ from typing import Any, Iterable, Literal
 from .sizes import ModelSize
 
 SCHEMA = "sharenas/policy/v1"
+ARCH_SCHEMA = "sharenas/arch/v1"
 SUBLAYERS: tuple[str, ...] = ("attn", "ffn", "ln1", "ln2")
 SHARED = "shared"
 SPECIFIC = "specific"
@@ -222,10 +223,15 @@ class SharingPolicy:
 
     @classmethod
     def from_json(cls, text: str) -> "SharingPolicy":
+        """Read a policy, or the `policy` entry of an exported `arch.json` (schema `sharenas/arch/v1`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PolicyError(f"policy: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        if isinstance(data, dict) and data.get("schema") == ARCH_SCHEMA:
+            if "policy" not in data:
+                raise PolicyError("policy: this arch.json has no 'policy' entry; re-export the architecture")
+            data = data["policy"]
         return cls.from_dict(data)
 
     @classmethod

@@ -90,3 +90,13 @@ def test_policy_files(tmp_path):
         SharingPolicy.load(path)
     with pytest.raises(PolicyError, match="neither a preset"):
         resolve_policy("msclip-xl", "tiny")
+
+
+def test_policy_is_read_from_an_arch_json(tmp_path):
+    policy = get_preset("msclip-es", "tiny")
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps({"schema": "sharenas/arch/v1", "size": "tiny", "policy": policy.to_dict()}))
+    assert SharingPolicy.load(path) == policy
+    path.write_text(json.dumps({"schema": "sharenas/arch/v1", "size": "tiny"}))
+    with pytest.raises(PolicyError, match="no 'policy' entry"):
+        SharingPolicy.load(path)
