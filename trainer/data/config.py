@@ -1,0 +1,68 @@
+"""Typed configuration of the data sources (a flat dataclass of simple types, filled from YAML)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+Source = Literal["embedded", "shapes", "digits", "csv", "webdataset"]
+
+
+@dataclass
+class DataConfig:
+    """Where image-caption pairs come from and how they are split.
+
+    `source`: "embedded" mixes the generated shapes and the scikit-learn digits (no download);
+    "shapes" / "digits" use one of them; "csv" reads `path` (one row per pair, columns
+    `image_column` and `caption_column`, image paths relative to `image_root`, default the CSV's
+    folder); "webdataset" reads uncompressed tar shards matching `path`, which may use brace
+    expansion ("data/shard-{000..009}.tar").
+
+    Every source is split deterministically by `seed`: `val_fraction` of the pairs are held out for
+    evaluation and `arch_fraction` of them form the architecture split (disjoint from train).
+    `num_shapes` is the number of generated shape images before splitting; `digit_repeats` how many
+    renderings of each training digit the train split holds; `shapes_zeroshot_per_class` the images
+    per held-out colour-shape combination in the "shapes" zero-shot task; `max_eval_images` caps
+    every evaluation image set (they are held in memory as tensors).
+    """
+
+    source: Source = "embedded"
+    path: str | None = None
+    image_root: str | None = None
+    image_column: str = "filepath"
+    caption_column: str = "caption"
+    separator: str = ","
+    num_shapes: int = 2000
+    digit_repeats: int = 2
+    shapes_zeroshot_per_class: int = 50
+    val_fraction: float = 0.2
+    arch_fraction: float = 0.1
+    max_eval_images: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        sources = get_args(Source)
+        if self.source not in sources:
+            raise ValueError(f"data.source: unknown source {self.source!r}; choose one of {', '.join(sources)}")
+        if self.source in ("csv", "webdataset") and not self.path:
+            raise ValueError(f"data.path: source {self.source!r} needs a path (a CSV file or a shard pattern)")
+        if len(self.separator) != 1:
+            raise ValueError(f"data.separator: must be one character, got {self.separator!r}")
+        for name in ("image_column", "caption_column"):
+            if not getattr(self, name):
+                raise ValueError(f"data.{name}: must be a non-empty column name")
+        if self.source in ("embedded", "shapes") and self.num_shapes < 10:
+            raise ValueError(f"data.num_shapes: need at least 10 generated shape images, got {self.num_shapes}")
+        for name in ("digit_repeats", "shapes_zeroshot_per_class", "max_eval_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("val_fraction", "arch_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"data.{name}: must be in [0, 1), got {value}")
+        if self.val_fraction <= 0.0:
+            raise ValueError("data.val_fraction: must be > 0; evaluation needs held-out pairs")
+        if self.val_fraction + self.arch_fraction >= 0.9:
+            raise ValueError(
+                f"data.val_fraction + data.arch_fraction = {self.val_fraction + self.arch_fraction:.2f} leaves "
+                "too little for training; keep their sum below 0.9"
+            )

@@ -1,0 +1,95 @@
+"""Image-caption pairs listed in a CSV file: one row per pair, an image path column and a caption
+column (names and separator configurable). Everything that can be checked before training is
+checked at construction; an image that fails to decode later is skipped and counted."""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Optional
+
+from .bundle import DataBundle
+from .collate import Item
+from .config import DataConfig
+from .errors import DataError
+from .failures import DecodeFailures, decode_image
+from .pairs import PairDataset, SubsetPairs, materialize_pairs, split_indices
+from .text import tokenize
+from .transforms import to_model_tensor
+
+logger = logging.getLogger(__name__)
+
+
+def read_pairs_csv(path: Path, image_column: str, caption_column: str, separator: str) -> list[tuple[str, str]]:
+    """(image path as written, caption) per usable row; rows with an empty path or caption are
+    dropped with one warning."""
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path} (set data.path to an existing file)")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=separator)
+        columns = reader.fieldnames or []
+        for column, field in ((image_column, "image_column"), (caption_column, "caption_column")):
+            if column not in columns:
+                present = ", ".join(repr(c) for c in columns) or "none"
+                raise DataError(
+                    f"CSV {path} has no column {column!r} (data.{field}); columns present: {present} "
+                    f"(read with separator {separator!r}; set data.{field} or data.separator)"
+                )
+        rows, dropped = [], 0
+        for row in reader:
+            image, caption = (row.get(image_column) or "").strip(), (row.get(caption_column) or "").strip()
+            if image and caption:
+                rows.append((image, caption))
+            else:
+                dropped += 1
+    if dropped:
+        logger.warning("CSV %s: dropped %d rows with an empty image path or caption", path, dropped)
+    if not rows:
+        raise DataError(f"CSV {path} has no rows with both an image path and a caption")
+    return rows
+
+
+class CsvPairs(PairDataset):
+    """Reads and transforms image i from disk on each access; None (counted) if it fails to decode."""
+
+    def __init__(self, rows: list[tuple[str, str]], image_root: Path, image_size: int, context_length: int, failures: DecodeFailures) -> None:
+        self.rows = rows
+        self.image_root = image_root
+        self.image_size = image_size
+        self.context_length = context_length
+        self.failures = failures
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def image_path(self, index: int) -> Path:
+        return self.image_root / self.rows[index][0]
+
+    def __getitem__(self, index: int) -> Optional[Item]:
+        path = self.image_path(index)
+        image = decode_image(path, str(path), self.failures)
+        if image is None:
+            return None
+        return to_model_tensor(image, self.image_size), tokenize(self.rows[index][1], self.context_length)[0]
+
+    def caption(self, index: int) -> str:
+        return self.rows[index][1]
+
+
+def build_csv(cfg: DataConfig, image_size: int, context_length: int, failures: DecodeFailures) -> DataBundle:
+    """Train / arch / retrieval splits of the CSV's rows (no zero-shot tasks: the classes are unknown)."""
+    if not cfg.path:
+        raise DataError("data.path: the csv source needs the path of a CSV file")
+    csv_path = Path(cfg.path).expanduser()
+    rows = read_pairs_csv(csv_path, cfg.image_column, cfg.caption_column, cfg.separator)
+    image_root = Path(cfg.image_root).expanduser() if cfg.image_root else csv_path.parent
+    if not image_root.is_dir():
+        raise DataError(f"image directory not found: {image_root} (data.image_root; CSV image paths are resolved against it)")
+    dataset = CsvPairs(rows, image_root, image_size, context_length, failures)
+    train, arch, val = split_indices(len(dataset), cfg.val_fraction, cfg.arch_fraction, cfg.seed)
+    return DataBundle(
+        train=SubsetPairs(dataset, train),
+        arch=SubsetPairs(dataset, arch) if arch else None,
+        val_pairs=[materialize_pairs("val", dataset, val[: cfg.max_eval_images], context_length)],
+        decode_failures=failures,
+    )
