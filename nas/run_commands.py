@@ -1,0 +1,62 @@
+"""`sharenas train` and `sharenas eval`: typer callbacks over `trainer.run`.
+
+Errors in user input print one line and exit with code 2; a diverged run exits with code 1.
+Under torchrun every process runs the same command (`torchrun --nproc_per_node N $(which sharenas)
+train CONFIG.yaml`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _fail(exc: Exception, code: int) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code)
+
+
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML), e.g. experiments/tiny/msclip.yaml."),
+    overrides: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. --set train.epochs=3."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory [default: runs/<config stem>]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+) -> None:
+    """Train a model; the run directory gets config.yaml, metrics.jsonl and checkpoints/."""
+    from trainer.loop import TrainingDiverged
+    from trainer.run import USER_ERRORS, run_training
+
+    try:
+        result = run_training(config, overrides or [], out, resume)
+    except USER_ERRORS as exc:
+        raise _fail(exc, 2) from None
+    except TrainingDiverged as exc:
+        raise _fail(exc, 1) from None
+    if result.metrics:
+        _print_metrics(result.metrics, f"step {result.step}: {result.run_dir}")
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `sharenas train`."),
+    overrides: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a value of the run's config (repeatable)."),
+) -> None:
+    """Evaluate a run's latest checkpoint (retrieval, zero-shot, linear probe, NMI); writes RUN_DIR/eval.json."""
+    from trainer.run import USER_ERRORS, run_evaluation
+
+    try:
+        metrics = run_evaluation(run_dir, overrides or [])
+    except USER_ERRORS as exc:
+        raise _fail(exc, 2) from None
+    _print_metrics(metrics, str(run_dir))
+
+
+def _print_metrics(metrics: dict[str, float], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}")
+    Console().print(table)

@@ -1,0 +1,97 @@
+"""Weight-decay groups (shared 0.2, specific 0.05, none for biases/norms/embeddings/logit scale) and the schedule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from search_spaces import build_model
+from trainer.config import OptimConfig
+from trainer.optim import build_optimizer, lr_at, warmup_steps, weight_decays
+
+
+@pytest.fixture(scope="module")
+def msclip():
+    torch.manual_seed(0)
+    return build_model("msclip", "tiny")
+
+
+def test_msclip_decay_per_tensor(msclip):
+    decay = weight_decays(msclip, OptimConfig())
+    assert set(decay) == {n for n, _ in msclip.named_parameters()}
+    expected = {
+        "blocks.5.attn.shared.in_proj_weight": 0.2,
+        "blocks.5.attn.shared.out_proj.weight": 0.2,
+        "blocks.5.mlp.shared.c_fc.weight": 0.2,
+        "blocks.5.mlp.shared.c_proj.weight": 0.2,
+        "visual.conv1.weight": 0.05,
+        "visual.proj": 0.05,
+        "text.text_projection": 0.05,
+        "blocks.5.attn.shared.in_proj_bias": 0.0,
+        "blocks.5.mlp.shared.c_fc.bias": 0.0,
+        "blocks.5.ln_1.vision.weight": 0.0,
+        "blocks.5.ln_2.text.bias": 0.0,
+        "visual.ln_pre.weight": 0.0,
+        "text.ln_final.weight": 0.0,
+        "visual.class_embedding": 0.0,
+        "visual.positional_embedding": 0.0,
+        "text.positional_embedding": 0.0,
+        "text.token_embedding.weight": 0.0,
+        "logit_scale": 0.0,
+    }
+    assert {k: decay[k] for k in expected} == expected
+    # Exactly the shared 2-D transformer weights decay at 0.2: 4 per layer.
+    assert sorted(n for n, d in decay.items() if d == 0.2) == sorted(
+        f"blocks.{i}.{m}" for i in range(12) for m in ("attn.shared.in_proj_weight", "attn.shared.out_proj.weight", "mlp.shared.c_fc.weight", "mlp.shared.c_proj.weight")
+    )
+    assert sorted(n for n, d in decay.items() if d == 0.05) == ["text.text_projection", "visual.conv1.weight", "visual.proj"]
+
+
+def test_clip_has_no_shared_decay_and_batchnorm_is_not_decayed():
+    clip = weight_decays(build_model("clip", "tiny"), OptimConfig())
+    assert clip["blocks.0.attn.vision.in_proj_weight"] == 0.05 and clip["blocks.0.mlp.text.c_fc.weight"] == 0.05
+    assert 0.2 not in clip.values()
+    msclip_s = weight_decays(build_model("msclip-s", "tiny"), OptimConfig())
+    assert msclip_s["visual.stem.stem.0.0.weight"] == 0.05  # conv weight
+    assert msclip_s["visual.stem.stem.0.1.weight"] == 0.0 and msclip_s["visual.stem.stem.0.1.bias"] == 0.0  # BatchNorm
+
+
+def test_no_decay_categories_are_configurable(msclip):
+    decay = weight_decays(msclip, OptimConfig(no_decay=["bias"], weight_decay_shared=0.3, weight_decay_specific=0.01))
+    assert decay["logit_scale"] == 0.3  # the logit scale counts as shared
+    assert decay["blocks.5.ln_1.vision.weight"] == 0.01
+    assert decay["text.token_embedding.weight"] == 0.01
+    assert decay["blocks.5.attn.shared.in_proj_bias"] == 0.0
+
+
+def test_optimizer_sees_every_tensor_once_with_its_decay(msclip):
+    cfg = OptimConfig()
+    optimizer = build_optimizer(msclip, cfg)
+    decay = weight_decays(msclip, cfg)
+    names = {id(p): n for n, p in msclip.named_parameters()}
+    seen = [(names[id(p)], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]]
+    assert len(seen) == len(names) == len({n for n, _ in seen})
+    assert all(decay[n] == wd for n, wd in seen)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.2, 0.05, 0.0]
+    assert optimizer.defaults["betas"] == (0.9, 0.98) and optimizer.defaults["eps"] == 1e-6
+
+
+def test_warmup_then_cosine():
+    base, final, warm, total = 1.6e-3, 1.6e-4, 10, 110
+    lrs = [lr_at(s, base, final, warm, total) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(base / warm)
+    assert lrs[9] == pytest.approx(base)
+    assert all(b > a for a, b in zip(lrs[:9], lrs[1:10]))
+    assert all(b <= a for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[60] == pytest.approx((base + final) / 2)
+    assert lrs[total] == pytest.approx(final)
+    assert lr_at(5, base, final, 0, 10) == pytest.approx(final + 0.5 * (1 + math.cos(math.pi * 0.5)) * (base - final))
+
+
+def test_warmup_length_from_epochs_or_steps():
+    assert warmup_steps(OptimConfig(warmup_epochs=5.0), steps_per_epoch=100, total_steps=3200) == 500
+    assert warmup_steps(OptimConfig(warmup_epochs=0.5), steps_per_epoch=30, total_steps=300) == 15
+    assert warmup_steps(OptimConfig(warmup_epochs=None, warmup_steps=40), steps_per_epoch=30, total_steps=300) == 40
+    assert warmup_steps(OptimConfig(warmup_epochs=5.0), steps_per_epoch=30, total_steps=60) == 60
+    assert warmup_steps(OptimConfig(warmup_epochs=None), steps_per_epoch=30, total_steps=60) == 0

@@ -1,0 +1,336 @@
+"""The training loop: one code path for a single process and for torchrun/DDP.
+
+Semantics that callers rely on:
+- `train.batch_size` is the global batch of one optimizer step; the contrastive loss is computed
+  over all of it (features gathered across processes). With `train.accum_steps > 1` the loss still
+  covers the whole global batch: features of all micro-batches are first computed without
+  gradients, then each micro-batch is recomputed with gradients against the cached rest (open_clip's
+  accumulation), so accumulation trades compute for memory without changing the objective.
+- The data order is a function of (seed, epoch, step) (`trainer.sampler`), so N processes follow
+  the loss trajectory of one process, and `resume=True` continues mid-epoch exactly where the
+  last checkpoint stopped (bit-identical on CPU with `num_workers=0`).
+- A non-finite loss or gradient norm raises `TrainingDiverged` before the optimizer step; the last
+  good checkpoint stays untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from trainer.config import ConfigError, TrainConfig, config_diff, dump_config, load_config
+from trainer.data import collate_pairs
+from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
+from trainer.loss import contrastive_loss
+from trainer.metrics import MetricsWriter
+from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
+from trainer.sampler import BatchPlan
+
+CONFIG_FILE = "config.yaml"
+
+RESUME_FIXED = ("model.", "data.", "train.seed", "train.batch_size")
+"""Config keys a resumed run must keep: they define the model and the data order."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN/inf; the message says where and what to do."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Evaluation metrics at the end of training."""
+
+
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """A new run refuses a directory that already holds one; a resumed run refuses changes to the
+    keys in `RESUME_FIXED`."""
+    saved = run_dir / CONFIG_FILE
+    if resume and saved.is_file():
+        fixed = [k for k in config_diff(load_config(saved, TrainConfig), cfg) if k.startswith(RESUME_FIXED)]
+        if fixed:
+            raise ConfigError(
+                f"cannot resume {run_dir} with a different {', '.join(fixed)}: resume with the run's own "
+                f"settings ({saved}) or start a new run with another --out"
+            )
+    elif not resume and (saved.exists() or (run_dir / "checkpoints").exists()):
+        raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
+
+
+def write_run_dir(cfg: TrainConfig, run_dir: Path, world: World) -> None:
+    """Create the run directory with the resolved config (process 0; the others wait)."""
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / CONFIG_FILE)
+    barrier(world)
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for `bf16` (and `auto` on CUDA); nothing for fp32."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+) -> TrainResult:
+    """Train `cfg` into `run_dir`; under torchrun every process calls this. `train.num_threads`
+    applies for the duration of the call.
+
+    `on_eval(step, metrics)` runs on process 0 after each evaluation (e.g. to report to a search);
+    an exception it raises (a pruned trial) stops training, so raise only in single-process runs.
+    """
+    threads = torch.get_num_threads()
+    world = init_distributed(cfg.train.device)
+    try:
+        return _Trainer(cfg, Path(run_dir), world).run(resume, on_eval)
+    finally:
+        shutdown(world)
+        torch.set_num_threads(threads)
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, world: World) -> None:
+        self.cfg, self.run_dir, self.world = cfg, run_dir, world
+        self.device = world.device
+        t = cfg.train
+        if t.num_threads is not None:
+            torch.set_num_threads(t.num_threads)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+    # setup ---------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        from search_spaces import build_model
+        from trainer.data import build_data
+
+        cfg, world = self.cfg, self.world
+        seed_everything(cfg.train.seed)
+        model = build_model(cfg.model.policy, cfg.model.size)
+        self.bundle = build_data(cfg.data, model.size.image_size, model.size.context_length)
+        seed_everything(cfg.train.seed + 1_000_003 * world.rank)
+        model.to(self.device)
+        if cfg.train.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        self.module = model
+        self.model = (
+            DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if world.distributed
+            else model
+        )
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, cfg.train.accum_steps, world.world_size, cfg.train.seed)
+        spe = self.plan.steps_per_epoch
+        self.total_steps = cfg.train.steps if cfg.train.steps is not None else cfg.train.epochs * spe
+        self.warmup = warmup_steps(cfg.optim, spe, self.total_steps)
+        self.autocast = lambda: autocast_context(self.device, cfg.train.precision)
+
+    # one optimizer step --------------------------------------------------------------------------
+
+    def _check(self, value: float, what: str, step: int) -> None:
+        if not math.isfinite(value):
+            last = latest_checkpoint(self.run_dir)
+            keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"{what} is {value} at step {step + 1} (epoch {step // self.plan.steps_per_epoch}); {keep}. "
+                "Lower optim.lr, lengthen the warm-up or set optim.grad_clip, then rerun with --resume"
+            )
+
+    def _step(self, micro: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> tuple[float, float | None]:
+        """Forward, backward and update on this process's micro-batches; returns (loss, grad norm)."""
+        model, world = self.model, self.world
+        micro = [(i.to(self.device, non_blocking=True), t.to(self.device, non_blocking=True)) for i, t in micro]
+        if len(micro) == 1:
+            with self.autocast():
+                image, text, scale = model(*micro[0])
+            loss = contrastive_loss(image.float(), text.float(), scale.float(), world)
+            value = mean_over_ranks(loss, world).item()
+            self._check(value, "the loss", step)
+            loss.backward()
+        else:
+            with torch.no_grad(), self.autocast():
+                cached = [self.module(i, t)[:2] for i, t in micro]
+            cached = [(a.float(), b.float()) for a, b in cached]
+            value = math.nan
+            for j, (images, tokens) in enumerate(micro):
+                last = j == len(micro) - 1
+                sync = contextlib.nullcontext() if last or not world.distributed else model.no_sync()
+                with sync:
+                    with self.autocast():
+                        image, text, scale = model(images, tokens)
+                    # The logit scale takes its gradient once, in the micro-step DDP synchronizes.
+                    scale = scale.float() if last else scale.float().detach()
+                    all_image = torch.cat([c[0] for c in cached[:j]] + [image.float()] + [c[0] for c in cached[j + 1 :]])
+                    all_text = torch.cat([c[1] for c in cached[:j]] + [text.float()] + [c[1] for c in cached[j + 1 :]])
+                    loss = contrastive_loss(all_image, all_text, scale, world)
+                    if j == 0:
+                        value = mean_over_ranks(loss, world).item()
+                        self._check(value, "the loss", step)
+                    loss.backward()
+        grad_norm = None
+        if self.cfg.optim.grad_clip is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.grad_clip))
+            self._check(grad_norm, "the gradient norm", step)
+        set_lr(self.optimizer, lr_at(step, self.cfg.optim.lr, self.cfg.optim.final_lr, self.warmup, self.total_steps))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.module.logit_scale.clamp_(0.0, self.cfg.optim.max_logit_scale)
+        return value, grad_norm
+
+    # evaluation and checkpoints ------------------------------------------------------------------
+
+    def _evaluate(self, step: int, on_eval: EvalCallback | None) -> dict[str, float]:
+        """Evaluate on process 0 with the generator states put back afterwards, so evaluating
+        never changes the training trajectory."""
+        from trainer.evaluation import evaluate
+
+        metrics: dict[str, float] = {}
+        if self.world.is_main:
+            rng = capture_rng(self.device)
+            e = self.cfg.eval
+            metrics = evaluate(
+                self.module, self.bundle, self.device, batch_size=e.batch_size, nmi_pairs=e.nmi_pairs,
+                probe_C=e.probe_C, seed=self.cfg.train.seed, progress=self.cfg.train.progress,
+            )
+            restore_rng(rng, self.device)
+            self.metrics.log(step, step / self.plan.steps_per_epoch, metrics)
+            if on_eval is not None:
+                on_eval(step, metrics)
+        barrier(self.world)
+        return metrics
+
+    def _save(self, step: int) -> None:
+        state = {
+            "step": step,
+            "epoch": step // self.plan.steps_per_epoch,
+            "step_in_epoch": step % self.plan.steps_per_epoch,
+            "skipped": int(sum_over_ranks(self.skipped, self.world)),
+        }
+        save_checkpoint(self.run_dir, self.module, self.optimizer, state, self.world, self.cfg.train.keep_checkpoints)
+
+    def _eval_due(self, step: int) -> bool:
+        e, spe = self.cfg.eval, self.plan.steps_per_epoch
+        return (
+            step == self.total_steps
+            or (e.every_steps is not None and step % e.every_steps == 0)
+            or (e.every_epochs is not None and step % (e.every_epochs * spe) == 0)
+        )
+
+    # the run -------------------------------------------------------------------------------------
+
+    def run(self, resume: bool, on_eval: EvalCallback | None) -> TrainResult:
+        cfg, world = self.cfg, self.world
+        check_run_dir(cfg, self.run_dir, resume)
+        barrier(world)  # every process has looked before process 0 writes
+        self._build()  # before writing anything: a bad policy or data source leaves no run directory
+        write_run_dir(cfg, self.run_dir, world)
+        self.metrics = MetricsWriter(self.run_dir, enabled=world.is_main)
+        step, self.skipped = 0, 0
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, self.module, self.optimizer, world)
+            step = state["step"]
+            self.skipped = state["skipped"] if world.is_main else 0
+        if resume:
+            self.metrics.truncate_after(step)  # records of steps after the checkpoint are redone
+        spe, t = self.plan.steps_per_epoch, cfg.train
+        if world.is_main:
+            n_params = sum(p.numel() for p in self.module.parameters())
+            where = f"resuming at step {step} from {checkpoint}" if checkpoint else "starting"
+            print(
+                f"{where}: {cfg.model.policy} ({cfg.model.size}, {n_params / 1e6:.2f}M params) for {self.total_steps} steps "
+                f"({spe} per epoch, global batch {t.batch_size}, {world.world_size} process(es), {self.device}) -> {self.run_dir}",
+                file=sys.stderr,
+            )
+        bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", disable=not (world.is_main and t.progress))
+        final: dict[str, float] = {}
+        first_step = step
+        last_log, last_time = step, time.perf_counter()
+        try:
+            while step < self.total_steps:
+                epoch, start = divmod(step, spe)
+                loader = DataLoader(
+                    self.bundle.train,
+                    batch_sampler=self.plan.sampler(epoch, start, world.rank),
+                    collate_fn=collate_pairs,
+                    num_workers=t.num_workers,
+                    pin_memory=self.device.type == "cuda",
+                    # Worker seeds come from this generator, not the global one, so they are a
+                    # function of the position and resuming does not shift any random stream.
+                    generator=torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step),
+                )
+                batches = iter(loader)
+                for _ in range(start, spe):
+                    if step >= self.total_steps:
+                        break
+                    micro = []
+                    for _ in range(t.accum_steps):
+                        images, tokens, skipped = next(batches)
+                        self.skipped += skipped
+                        if images.shape[0] == 0:
+                            raise RuntimeError(
+                                f"every image of a micro-batch failed to decode at step {step + 1}; "
+                                "check the data source (see the warnings above)"
+                            )
+                        micro.append((images, tokens))
+                    loss, grad_norm = self._step(micro, step)
+                    step += 1
+                    bar.update(1)
+                    if step % t.log_every == 0 or step == self.total_steps:
+                        now = time.perf_counter()
+                        self._log(step, loss, grad_norm, (step - last_log) * t.batch_size / max(now - last_time, 1e-9))
+                        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                        last_log, last_time = step, now
+                    if self._eval_due(step):
+                        final = self._evaluate(step, on_eval)
+                    if step == self.total_steps or (t.checkpoint_every is not None and step % t.checkpoint_every == 0):
+                        self._save(step)
+            if step == first_step:  # resumed a finished run: nothing trained, report its metrics again
+                final = self._evaluate(step, on_eval)
+        finally:
+            bar.close()
+            self.metrics.close()
+        return TrainResult(self.run_dir, step, final)
+
+    def _log(self, step: int, loss: float, grad_norm: float | None, samples_per_s: float) -> None:
+        values = {
+            "train/loss": loss,
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/logit_scale": float(self.module.logit_scale.detach().exp()),
+            "train/skipped": int(sum_over_ranks(self.skipped, self.world)),
+            "train/samples_per_s": samples_per_s,
+        }
+        if grad_norm is not None:
+            values["train/grad_norm"] = grad_norm
+        self.metrics.log(step, step / self.plan.steps_per_epoch, values)
