@@ -1,0 +1,198 @@
+"""`OptunaSearchConfig`: the YAML of `sharenas search optuna`, loaded with strict typed checks.
+
+The `train:` section is the training config every trial uses: inline `TrainConfig` sections,
+optionally on top of `base:` (a training YAML, relative to the search config's folder), merged key
+by key. Each trial then sets `model.policy` to its own policy JSON.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nas.optuna_space import SpaceConfig
+from search_spaces import PRESET_NAMES
+from trainer.config import ConfigError, TrainConfig, load_config, read_yaml
+
+DEFAULT_BASELINES = ["msclip", "clip", "msclip-s"]
+REFERENCE_BASELINE = "msclip"
+"""Every result is compared with this baseline (the shared-all MS-CLIP)."""
+
+
+@dataclass
+class ObjectiveConfig:
+    """`single`: maximize (or minimize) `metric`. `multi`: that, and minimize the parameter count."""
+
+    kind: Literal["single", "multi"] = "single"
+    metric: str = "zeroshot/digits/top1"
+    """An evaluation metric key (see trainer.evaluation.evaluate), reported at every evaluation."""
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+@dataclass
+class SamplerConfig:
+    """`auto` is TPE for one objective and NSGA-II for two. `grid` runs every configuration of the space
+    once, in a shuffled order (for small spaces)."""
+
+    kind: Literal["auto", "tpe", "nsga2", "grid", "random"] = "auto"
+    seed: int = 0
+    startup_trials: int = 10
+    """TPE: random trials before the model-based sampling starts."""
+    population_size: int = 20
+    """NSGA-II population."""
+    grid_limit: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("startup_trials", "population_size", "grid_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sampler.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PrunerConfig:
+    """Pruning on the metric reported at each evaluation (`eval.every_steps` / `every_epochs` of the
+    trial config). `auto`: median for one objective, none for two (Optuna prunes single-objective
+    studies only)."""
+
+    kind: Literal["auto", "median", "hyperband", "none"] = "auto"
+    startup_trials: int = 5
+    """Median: finished trials before pruning starts."""
+    warmup_steps: int = 0
+    """Median: training steps before a trial can be pruned."""
+    min_resource: int = 1
+    """Hyperband: the fewest training steps a trial runs."""
+    reduction_factor: int = 3
+
+    def __post_init__(self) -> None:
+        if self.startup_trials < 0 or self.warmup_steps < 0 or self.min_resource < 1 or self.reduction_factor < 2:
+            raise ConfigError(
+                "pruner: startup_trials and warmup_steps must be >= 0, min_resource >= 1 and reduction_factor >= 2"
+            )
+
+
+@dataclass
+class HeartbeatConfig:
+    """A running trial whose worker stops beating for `grace_period` seconds is marked FAIL and queued
+    again, at most `max_retry` times (SQLite and PostgreSQL storages; journal files have no heartbeat)."""
+
+    interval: int = 10
+    grace_period: int = 60
+    max_retry: int = 2
+
+    def __post_init__(self) -> None:
+        if self.interval < 1 or self.grace_period <= self.interval or self.max_retry < 0:
+            raise ConfigError(
+                f"heartbeat: need interval >= 1, grace_period > interval and max_retry >= 0, got "
+                f"{self.interval}, {self.grace_period}, {self.max_retry}"
+            )
+
+
+@dataclass
+class OptunaSearchConfig:
+    """Everything `sharenas search optuna` needs; see experiments/tiny/optuna.yaml for an example."""
+
+    train: dict[str, Any]
+    study_name: str = "sharenas"
+    out_dir: str | None = None
+    """Trial run directories (trial_XXXX), artifacts and results; null: runs/optuna/<study_name>."""
+    storage: str | None = None
+    """sqlite:///FILE (one worker), postgresql+psycopg2://... or journal:FILE (parallel workers); null:
+    sqlite:///<out_dir>/study.db."""
+    n_trials: int = 20
+    """Trials the study should hold, baselines included; re-running continues up to this number."""
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    param_budget: int | float | str | None = None
+    """Most parameters a policy may have ("130M", "800k", 1.2e8 or an int); a constraint for TPE/NSGA-II."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    train_template: TrainConfig = field(init=False, repr=False)
+    budget: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.study_name):
+            raise ConfigError(f"study_name: {self.study_name!r} must be letters, digits, '_', '-' or '.'")
+        if not self.baselines or REFERENCE_BASELINE not in self.baselines:
+            raise ConfigError(f"baselines: {self.baselines} must include {REFERENCE_BASELINE!r}: every result is compared with it")
+        unknown = [b for b in self.baselines if b not in PRESET_NAMES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"baselines: {self.baselines} must be distinct preset names ({', '.join(PRESET_NAMES)})")
+        if self.n_trials < len(self.baselines):
+            raise ConfigError(
+                f"n_trials: {self.n_trials} is fewer than the {len(self.baselines)} baselines it includes; raise it"
+            )
+        if self.pruner.kind in ("median", "hyperband") and self.objective.kind == "multi":
+            raise ConfigError(f"pruner.kind: {self.pruner.kind} needs objective.kind: single (Optuna cannot prune multi-objective studies); use none or auto")
+        self.budget = parse_param_budget(self.param_budget)
+
+    @property
+    def pruner_kind(self) -> str:
+        if self.pruner.kind == "auto":
+            return "median" if self.objective.kind == "single" else "none"
+        return self.pruner.kind
+
+    @property
+    def sampler_kind(self) -> str:
+        if self.sampler.kind == "auto":
+            return "tpe" if self.objective.kind == "single" else "nsga2"
+        return self.sampler.kind
+
+    @property
+    def run_root(self) -> Path:
+        return Path(self.out_dir) if self.out_dir is not None else Path("runs") / "optuna" / self.study_name
+
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+
+
+def parse_param_budget(value: int | float | str | None) -> int | None:
+    """`"130M"` -> 130_000_000; ints (and floats such as 1.3e8) pass through; null means no budget."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgb]?)\s*", value.lower())
+        if not match:
+            raise ConfigError(f"param_budget: {value!r} is not a parameter count; write e.g. 130M, 800k or 125000000")
+        value = float(match.group(1)) * _SUFFIX[match.group(2)]
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"param_budget: {value!r} must be a positive parameter count")
+    return int(value)
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def resolve_train_template(train: Mapping[str, Any], base_dir: Path) -> TrainConfig:
+    """The trial training config: `train.base` (a YAML path, relative to `base_dir`) merged with the
+    inline sections of `train`."""
+    inline = dict(train)
+    base = inline.pop("base", None)
+    raw: dict[str, Any] = {}
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"train.base: {base!r} must be the path of a training YAML")
+        path = Path(base) if Path(base).is_absolute() else base_dir / base
+        if not path.is_file():
+            raise ConfigError(f"train.base: {path} does not exist; give a training YAML such as experiments/tiny/msclip.yaml")
+        raw = read_yaml(path)
+    try:
+        return load_config(_merge(raw, inline), TrainConfig)
+    except ConfigError as exc:
+        raise ConfigError(f"train (the trial training config): {exc}") from None
+
+
+def load_search_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> OptunaSearchConfig:
+    """Load a search YAML (or mapping) with `key.path=value` overrides and resolve its trial config."""
+    cfg = load_config(source, OptunaSearchConfig, overrides)
+    base_dir = Path(source).parent if isinstance(source, (str, Path)) else Path(".")
+    cfg.train_template = resolve_train_template(cfg.train, base_dir)
+    return cfg

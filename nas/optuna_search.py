@@ -1,0 +1,437 @@
+"""The Optuna search over fixed sharing layouts: one worker of a (possibly parallel) study.
+
+Each worker loops: under the study lock (`nas.storage`), fail trials whose heartbeat stopped (they
+are queued again), enqueue the missing baselines, and start a trial if the study holds fewer than
+`n_trials` (or has a queued one); the trial then trains without the lock. When the budget is used
+up, the worker waits for trials still running elsewhere, so a trial of a dead worker is retried
+before the study is declared done. Re-running with the same study name resumes.
+
+What counts towards `n_trials`: every trial except those that FAILed without a recorded reason
+(killed workers, whose retry takes their place, and interrupted runs). A trial that raises (NaN,
+out of memory, ...) is FAIL with `fail_reason`, counts, and the search goes on; only an
+`objective.metric` missing from the evaluation metrics stops it, since every trial would fail alike.
+Baseline trials have one parameter, `baseline` (the preset name).
+
+Per trial: `out_dir/trial_XXXX/` holds `policy.json`, the training run and `arch.json`; the trial's
+user attributes hold `policy`, `policy_name`, `params` (counts), `params_total`, `metrics`,
+`run_dir`, `seconds`, `baseline` (baselines only), `duplicate_of` (a policy already trained by a
+completed trial reuses its result) or `fail_reason`; `arch.json` is also an Optuna artifact.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.optuna_config import OptunaSearchConfig
+from nas.optuna_space import SearchSpace
+from nas.results import ResultsTable, write_results
+from nas.storage import StorageHandle, StudyLock, default_storage_url, open_storage
+from search_spaces import ParamCount, SharingPolicy, count_params, get_preset, get_size
+from trainer.config import ConfigError, TrainConfig, to_dict
+from trainer.loop import TrainingDiverged, TrainResult, train
+
+ARCH_SCHEMA = "sharenas/arch/v1"
+ARCH_FILE = "arch.json"
+POLICY_FILE = "policy.json"
+ARTIFACT_DIR = "artifacts"
+BASELINE_PARAM = "baseline"
+"""The one parameter of a baseline trial (enqueued with user attribute `baseline` too)."""
+RUNTIME_KEYS = ("train.device", "train.num_threads", "train.num_workers", "train.progress", "train.log_every",
+                "train.checkpoint_every", "train.keep_checkpoints", "eval.batch_size")
+"""Trial-config keys a resumed study may change (they do not change results)."""
+
+TrainFn = Callable[..., TrainResult]
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    storage: str
+    out_dir: Path
+    table: ResultsTable
+    states: dict[str, int]
+    seconds: float
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Everything but FAIL trials without a reason (a killed worker's trial is replaced by its retry)."""
+    return trial.state != TrialState.FAIL or "fail_reason" in trial.user_attrs
+
+
+def policy_key(policy: SharingPolicy) -> str:
+    """A hash of the policy without its name: equal keys train the same model."""
+    data = policy.to_dict()
+    data.pop("name")
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fail_reason(exc: BaseException) -> str:
+    """One line for the `fail_reason` attribute."""
+    import torch
+
+    if isinstance(exc, TrainingDiverged):
+        text = f"diverged: {exc}"
+    elif isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        text = f"out of memory: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= 1000 else text[:997] + "..."
+
+
+def fingerprint(cfg: OptunaSearchConfig) -> dict[str, Any]:
+    """The settings a study is tied to: re-running it with others would mix incomparable trials."""
+    train_cfg = to_dict(cfg.train_template)
+    for key in RUNTIME_KEYS:
+        section, name = key.split(".")
+        train_cfg[section].pop(name)
+    return json.loads(json.dumps({
+        "objective": asdict(cfg.objective), "baselines": cfg.baselines, "space": asdict(cfg.space), "train": train_cfg,
+    }))
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in dict.fromkeys([*a, *b]) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix[:-1]]
+
+
+def arch_record(
+    policy: SharingPolicy, train_cfg: TrainConfig, counts: ParamCount, metrics: dict[str, float], provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """`arch.json` of a trial: what to rebuild and how it did."""
+    train_dict = to_dict(train_cfg)
+    train_dict["model"]["policy"] = policy.name
+    return {
+        "schema": ARCH_SCHEMA,
+        "policy": policy.to_dict(),
+        "size": train_cfg.model.size,
+        "model": train_dict["model"],
+        "train_config": train_dict,
+        "params": counts.to_dict(),
+        "metrics": metrics,
+        "provenance": provenance,
+    }
+
+
+def build_sampler(cfg: OptunaSearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE (multivariate, grouped: the space is conditional), NSGA-II or random. Both TPE and NSGA-II
+    honour the parameter budget, which each trial sets as a constraint."""
+    kind = cfg.sampler_kind
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.sampler.startup_trials, multivariate=True, group=True)
+        if kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.sampler.population_size)
+    # grid: every trial is enqueued with all its parameters, so the sampler is never asked.
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def build_pruner(cfg: OptunaSearchConfig) -> optuna.pruners.BasePruner:
+    p = cfg.pruner
+    if cfg.pruner_kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_steps)
+    if cfg.pruner_kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource="auto", reduction_factor=p.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def _log(message: str) -> None:
+    print(f"[search] {message}", file=sys.stderr, flush=True)
+
+
+class MetricNotFound(ConfigError):
+    """`objective.metric` is not an evaluation metric: every trial would fail the same way."""
+
+
+class _Worker:
+    def __init__(self, cfg: OptunaSearchConfig, handle: StorageHandle, train_fn: TrainFn) -> None:
+        self.cfg, self.handle, self.train_fn = cfg, handle, train_fn
+        self.root = cfg.run_root.resolve()
+        self.size = cfg.train_template.model.size
+        self.space = SearchSpace(cfg.space, self.size)
+        for name in cfg.baselines:
+            get_preset(name, self.size).check_size(get_size(self.size))
+        self.lock: StudyLock = handle.lock(cfg.study_name)
+        self.metric = cfg.objective.metric
+        self.multi = cfg.objective.kind == "multi"
+        self.fatal: MetricNotFound | None = None
+        self.grid: list[dict[str, Any]] | None = None
+        self.grid_done = False
+        if cfg.sampler_kind == "grid":
+            self.grid = self.space.grid_order(cfg.sampler.seed, cfg.sampler.grid_limit)
+        self.artifacts = FileSystemArtifactStore(str(self._mkdir(self.root / ARTIFACT_DIR)))
+        self.study = self._open_study()
+
+    @staticmethod
+    def _mkdir(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # study setup (under the lock) ------------------------------------------------------------------
+
+    def _open_study(self) -> optuna.Study:
+        cfg = self.cfg
+        directions = [cfg.objective.direction] + (["minimize"] if self.multi else [])
+        with self.lock:
+            exists = cfg.study_name in optuna.get_all_study_names(storage=self.handle.storage)
+            if not exists and any(self.root.glob("trial_*")):
+                raise ConfigError(
+                    f"out_dir {self.root} holds trial directories of another study but study {cfg.study_name!r} is new "
+                    f"in {self.handle.display_url}; remove them or choose another out_dir / --study"
+                )
+            study = optuna.create_study(
+                storage=self.handle.storage, study_name=cfg.study_name, directions=directions,
+                pruner=build_pruner(cfg), load_if_exists=True,
+            )
+            mine = fingerprint(cfg)
+            if not exists:
+                study.set_user_attr("sharenas_config", mine)
+                study.set_user_attr("artifact_dir", str(self.root / ARTIFACT_DIR))
+                study.set_user_attr("out_dir", str(self.root))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.set_metric_names([self.metric, "params_total"] if self.multi else [self.metric])
+            else:
+                theirs = study.user_attrs.get("sharenas_config")
+                if theirs is None:
+                    raise ConfigError(f"study {cfg.study_name!r} in {self.handle.display_url} was not created by sharenas; choose another --study")
+                changed = _diff(theirs, mine)
+                if changed:
+                    raise ConfigError(
+                        f"study {cfg.study_name!r} was created with different settings ({', '.join(changed[:5])}); "
+                        "resume it with its own config or start a new study with --study NAME"
+                    )
+            # A distinct sampler seed per worker start: parallel workers do not propose the same points.
+            worker = int(study.user_attrs.get("sharenas_workers", 0))
+            study.set_user_attr("sharenas_workers", worker + 1)
+            self._enqueue_baselines(study)
+        study.sampler = build_sampler(cfg, cfg.sampler.seed + 1000 * worker)
+        return study
+
+    def _enqueue_baselines(self, study: optuna.Study) -> None:
+        present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)}
+        for name in self.cfg.baselines:
+            if name not in present:
+                study.enqueue_trial({BASELINE_PARAM: name}, user_attrs={"baseline": name})
+                _log(f"enqueued baseline {name}")
+
+    # the claim loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        poll = self.cfg.heartbeat.interval
+        while True:
+            self.lock.acquire()
+            try:
+                if self.handle.heartbeat:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(self.study)
+                self._enqueue_baselines(self.study)
+                trials = self.study.get_trials(deepcopy=False)
+                waiting = any(t.state == TrialState.WAITING for t in trials)
+                claimed = sum(counts_toward_budget(t) for t in trials)
+                if not waiting and claimed < self.cfg.n_trials and self.grid is not None:
+                    waiting = self._enqueue_grid_point(trials)
+                if waiting or (claimed < self.cfg.n_trials and self.grid is None):
+                    # The objective releases the lock once the trial is claimed.
+                    self.study.optimize(self._objective, n_trials=1, catch=(Exception,), callbacks=[self._after_trial], gc_after_trial=True)
+                    if self.fatal is not None:
+                        raise self.fatal
+                    continue
+                running = any(t.state == TrialState.RUNNING for t in trials)
+            finally:
+                if self.lock.held:
+                    self.lock.release()
+            if not (running and self.handle.heartbeat):
+                return
+            time.sleep(poll)
+
+    def _enqueue_grid_point(self, trials: list[FrozenTrial]) -> bool:
+        assert self.grid is not None
+        # A trial popped from the queue has its parameters in `fixed_params` until it suggests them.
+        seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in trials if counts_toward_budget(t)}
+        for params in self.grid:
+            if json.dumps(params, sort_keys=True) not in seen:
+                self.study.enqueue_trial(params)
+                return True
+        if not self.grid_done:
+            _log(f"the grid's {len(self.grid)} configurations have all been claimed")
+            self.grid_done = True
+        return False
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        with self.lock:
+            write_results(study, self.metric, self.root)
+
+    # one trial -----------------------------------------------------------------------------------
+
+    def _objective(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        if self.lock.held:
+            self.lock.release()
+        start = time.perf_counter()
+        try:
+            return self._run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", fail_reason(exc))
+            if isinstance(exc, MetricNotFound):
+                self.fatal = exc
+            import torch
+
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
+
+    def _run_trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        template = self.cfg.train_template
+        policy = self._policy(trial)
+        counts = count_params(policy, self.size)
+        key = policy_key(policy)
+        attrs = {
+            "policy": policy.to_dict(), "policy_name": policy.name, "policy_key": key,
+            "params": counts.to_dict(), "params_total": counts.total,
+        }
+        if self.cfg.budget is not None:
+            attrs["within_budget"] = counts.total <= self.cfg.budget
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a retried trial inherits its constraint: "already set"
+                trial.set_constraint("params", counts.total - self.cfg.budget)
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        run_dir = self.root / f"trial_{trial.number:04d}"
+        baseline = trial.user_attrs.get("baseline")
+        _log(f"trial {trial.number}: {policy.name}{f' (baseline {baseline})' if baseline else ''}, "
+             f"{counts.total / 1e6:.3f}M parameters -> {run_dir}")
+        duplicate = self._completed_with(key, trial.number)
+        if duplicate is not None:
+            return self._reuse(trial, duplicate, policy, counts, run_dir)
+        if run_dir.exists():
+            raise ConfigError(f"{run_dir} already exists; remove it or choose another out_dir")
+        run_dir.mkdir(parents=True)
+        policy.save(run_dir / POLICY_FILE)
+        cfg = copy.deepcopy(template)
+        cfg.model.policy = str(run_dir / POLICY_FILE)
+        trial.set_user_attr("run_dir", str(run_dir))
+        result = self.train_fn(cfg, run_dir, on_eval=self._reporter(trial))
+        value = self._metric(result.metrics)
+        trial.set_user_attr("metrics", result.metrics)
+        self._write_arch(trial, run_dir, policy, cfg, counts, result.metrics, {"run_dir": str(run_dir), "step": result.step})
+        return (value, float(counts.total)) if self.multi else value
+
+    def _policy(self, trial: optuna.Trial) -> SharingPolicy:
+        """A baseline trial's preset (its one parameter, `baseline`), else a point of the space."""
+        if "baseline" in trial.user_attrs:
+            return get_preset(trial.suggest_categorical(BASELINE_PARAM, self.cfg.baselines), self.size)
+        return self.space.suggest(trial)
+
+    def _metric(self, metrics: dict[str, float]) -> float:
+        if self.metric not in metrics:
+            raise MetricNotFound(
+                f"objective.metric: {self.metric!r} is not among the evaluation metrics ({', '.join(sorted(metrics))}); "
+                "fix it and start a new study (--study NAME)"
+            )
+        value = metrics[self.metric]
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the objective {self.metric} is {value}")
+        return value
+
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
+        """Intermediate values feed the dashboard's learning curves and the pruner (Optuna takes them
+        from single-objective studies only). With `train.steps` set, the last evaluation is never
+        pruned: its training is done and its value is the result."""
+        prune = self.cfg.pruner_kind != "none"
+        last = self.cfg.train_template.train.steps
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            value = self._metric(metrics)
+            trial.set_user_attr("metrics", metrics)
+            if self.multi:
+                return
+            trial.report(value, step)
+            if prune and step != last and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step}: {self.metric} = {value:.3f}")
+
+        return on_eval
+
+    def _completed_with(self, key: str, number: int) -> FrozenTrial | None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("policy_key") == key and t.number != number:
+                return t
+        return None
+
+    def _reuse(self, trial: optuna.Trial, done: FrozenTrial, policy: SharingPolicy, counts: ParamCount, run_dir: Path) -> float | tuple[float, float]:
+        _log(f"trial {trial.number}: same policy as trial {done.number}; reusing its result")
+        metrics = done.user_attrs.get("metrics", {})
+        trial.set_user_attr("duplicate_of", done.number)
+        trial.set_user_attr("metrics", metrics)
+        if "run_dir" in done.user_attrs:
+            trial.set_user_attr("run_dir", done.user_attrs["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_arch(trial, run_dir, policy, self.cfg.train_template, counts, metrics,
+                         {"duplicate_of": done.number, "run_dir": done.user_attrs.get("run_dir")})
+        return (done.values[0], float(counts.total)) if self.multi else done.values[0]
+
+    def _write_arch(self, trial: optuna.Trial, run_dir: Path, policy: SharingPolicy, cfg: TrainConfig, counts: ParamCount,
+                    metrics: dict[str, float], extra: dict[str, Any]) -> None:
+        provenance = {
+            "search": "optuna", "study": self.cfg.study_name, "trial": trial.number,
+            "baseline": trial.user_attrs.get("baseline"), "params": trial.params, "objective": self.metric,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra,
+        }
+        path = run_dir / ARCH_FILE
+        path.write_text(json.dumps(arch_record(policy, cfg, counts, metrics, provenance), indent=2) + "\n")
+        upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial, mimetype="application/json")
+
+
+def run_search(
+    cfg: OptunaSearchConfig,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    train_fn: TrainFn = train,
+) -> SearchResult:
+    """Run one worker of the study until it holds `n_trials` finished trials; returns the results.
+
+    `storage`, `study_name` and `n_trials` override the config. `train_fn` is the trainer's `train`
+    (replaceable to inject faults in tests).
+    """
+    cfg = copy.copy(cfg)
+    if study_name is not None:
+        cfg.study_name = study_name
+    if n_trials is not None:
+        if n_trials < len(cfg.baselines):
+            raise ConfigError(f"--n-trials {n_trials} is fewer than the {len(cfg.baselines)} baselines it includes; raise it")
+        cfg.n_trials = n_trials
+    url = storage or cfg.storage or default_storage_url(cfg.run_root)
+    hb = cfg.heartbeat
+    handle = open_storage(url, hb.interval, hb.grace_period, hb.max_retry)
+    start = time.perf_counter()
+    worker = _Worker(cfg, handle, train_fn)
+    _log(f"study {cfg.study_name!r} in {handle.display_url}: {cfg.n_trials} trials, sampler {cfg.sampler_kind}, "
+         f"pruner {cfg.pruner_kind}, runs in {worker.root}")
+    worker.run()
+    with worker.lock:
+        table = write_results(worker.study, worker.metric, worker.root)
+    states: dict[str, int] = {}
+    for t in worker.study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    return SearchResult(cfg.study_name, handle.display_url, worker.root, table, states, time.perf_counter() - start)

@@ -1,0 +1,220 @@
+"""The results of an Optuna search against the shared-all `msclip` baseline: CSV, markdown and a
+dashboard note on the study.
+
+Only COMPLETE trials are rows of the table; the markdown adds the pruned and failed trials (with
+their reasons) below it. Deltas are "trial minus msclip": accuracy in percentage points, parameters
+in absolute numbers and percent.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+REFERENCE = "msclip"
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+
+
+@dataclass
+class ResultRow:
+    trial: int
+    policy: str
+    baseline: str | None
+    metric: float
+    delta_metric: float | None
+    params_total: int
+    delta_params: int | None
+    delta_params_pct: float | None
+    shared: int
+    vision_specific: int
+    text_specific: int
+    early_specialization: bool
+    parallel_branch: str
+    within_budget: bool | None
+    best: bool
+    duplicate_of: int | None
+    seconds: float | None
+    run_dir: str | None
+    params: str
+
+
+@dataclass
+class ResultsTable:
+    study_name: str
+    metric: str
+    rows: list[ResultRow]
+    reference: FrozenTrial | None
+    pruned: list[FrozenTrial]
+    failed: list[FrozenTrial]
+    running: int
+    waiting: int
+
+
+def _reference(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("baseline") == REFERENCE]
+    return done[0] if done else None
+
+
+def _best_numbers(study: optuna.Study, complete: list[FrozenTrial]) -> set[int]:
+    if not complete:
+        return set()
+    if len(study.directions) > 1:
+        return {t.number for t in study.best_trials}
+    try:
+        return {study.best_trial.number}
+    except ValueError:  # no feasible trial under the parameter budget
+        return set()
+
+
+def collect_results(study: optuna.Study, metric: str) -> ResultsTable:
+    """Rows for every COMPLETE trial, best first (by the first objective), with deltas to `msclip`."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    ref = _reference(trials)
+    ref_metric = ref.values[0] if ref is not None else None
+    ref_params = ref.user_attrs.get("params_total") if ref is not None else None
+    best = _best_numbers(study, complete)
+    rows = []
+    for t in complete:
+        attrs = t.user_attrs
+        policy = attrs.get("policy", {})
+        counts = attrs.get("params", {})
+        total = int(attrs.get("params_total", counts.get("total", 0)))
+        branch = policy.get("parallel_branch")
+        rows.append(
+            ResultRow(
+                trial=t.number,
+                policy=attrs.get("policy_name", "?"),
+                baseline=attrs.get("baseline"),
+                metric=t.values[0],
+                delta_metric=None if ref_metric is None else t.values[0] - ref_metric,
+                params_total=total,
+                delta_params=None if ref_params is None else total - ref_params,
+                delta_params_pct=None if not ref_params else 100.0 * (total - ref_params) / ref_params,
+                shared=int(counts.get("shared", 0)),
+                vision_specific=int(counts.get("vision_specific", 0)),
+                text_specific=int(counts.get("text_specific", 0)),
+                early_specialization=bool(policy.get("early_specialization", False)),
+                parallel_branch="-" if not branch else ",".join(map(str, branch["fusion_layers"])),
+                within_budget=attrs.get("within_budget"),
+                best=t.number in best,
+                duplicate_of=attrs.get("duplicate_of"),
+                seconds=attrs.get("seconds"),
+                run_dir=attrs.get("run_dir"),
+                params=json.dumps(t.params, sort_keys=True),
+            )
+        )
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    rows.sort(key=lambda r: (-r.metric if maximize else r.metric, r.trial))
+    return ResultsTable(
+        study_name=study.study_name,
+        metric=metric,
+        rows=rows,
+        reference=ref,
+        pruned=[t for t in trials if t.state == TrialState.PRUNED],
+        failed=[t for t in trials if t.state == TrialState.FAIL],
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+    )
+
+
+def to_csv(table: ResultsTable) -> str:
+    out = io.StringIO()
+    names = [f for f in ResultRow.__dataclass_fields__]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([table.metric if n == "metric" else n for n in names])
+    for row in table.rows:
+        writer.writerow(["" if getattr(row, n) is None else getattr(row, n) for n in names])
+    return out.getvalue()
+
+
+def _signed(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, "+" + fmt)
+
+
+def _millions(n: int | None, signed: bool = False) -> str:
+    if n is None:
+        return ""
+    return f"{n / 1e6:{'+' if signed else ''}.3f}M"
+
+
+def fail_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str:
+    """The recorded reason, or for a trial failed by the heartbeat, which trial retried it."""
+    reason = trial.user_attrs.get("fail_reason")
+    if reason:
+        return reason
+    retries = [t.number for t in trials if trial.number in t.system_attrs.get("retry_history", [])]
+    if retries:
+        return f"worker lost (no heartbeat); retried as trial {retries[0]}"
+    return "interrupted or worker lost (not retried)"
+
+
+def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) -> str:
+    """A markdown report: the table, then pruned and failed trials. `trials` (all trials of the
+    study) lets failed trials name the trial that retried them."""
+    lines = [f"## {table.study_name}: {len(table.rows)} completed trials vs `{REFERENCE}`", ""]
+    if table.reference is None:
+        lines += [f"The `{REFERENCE}` baseline has not completed yet: no deltas.", ""]
+    else:
+        ref = table.reference
+        lines += [
+            f"Reference: trial {ref.number} (`{REFERENCE}`), {table.metric} = {ref.values[0]:.2f}, "
+            f"{_millions(ref.user_attrs.get('params_total'))} parameters. Δ = trial − {REFERENCE}.",
+            "",
+        ]
+    lines += [
+        f"| trial | policy | baseline | {table.metric} | Δ | params | Δ params | Δ % | ES | PB fusion | budget | best |",
+        "|---:|---|---|---:|---:|---:|---:|---:|:-:|---|:-:|:-:|",
+    ]
+    for r in table.rows:
+        policy = r.policy + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else "")
+        budget = "" if r.within_budget is None else ("ok" if r.within_budget else "over")
+        lines.append(
+            f"| {r.trial} | {policy} | {r.baseline or ''} | {r.metric:.2f} | {_signed(r.delta_metric, '.2f')} | "
+            f"{_millions(r.params_total)} | {_millions(r.delta_params, True)} | {_signed(r.delta_params_pct, '.1f')} | "
+            f"{'✓' if r.early_specialization else ''} | {r.parallel_branch} | {budget} | {'★' if r.best else ''} |"
+        )
+    status = []
+    if table.running or table.waiting:
+        status.append(f"{table.running} running, {table.waiting} waiting")
+    if table.pruned:
+        numbers = ", ".join(str(t.number) for t in table.pruned)
+        status.append(f"{len(table.pruned)} pruned ({'trials' if len(table.pruned) > 1 else 'trial'} {numbers})")
+    if status:
+        lines += ["", "Also: " + "; ".join(status) + "."]
+    if table.failed:
+        lines += ["", "### Failed trials", ""]
+        for t in table.failed:
+            name = t.user_attrs.get("policy_name", t.params.get("layout", "?"))
+            lines.append(f"- trial {t.number} ({name}): {fail_reason(t, trials or table.failed)}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(study: optuna.Study, metric: str, out_dir: str | Path, note: bool = True) -> ResultsTable:
+    """Write `results.csv` and `results.md` to `out_dir` and (with `note`) the markdown as the study's
+    optuna-dashboard note."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = collect_results(study, metric)
+    markdown = to_markdown(table, study.get_trials(deepcopy=False))
+    _write_atomic(out_dir / RESULTS_CSV, to_csv(table))
+    _write_atomic(out_dir / RESULTS_MD, markdown)
+    if note:
+        from optuna_dashboard import save_note
+
+        save_note(study, markdown)
+    return table
+

@@ -1,0 +1,78 @@
+"""`sharenas search optuna` and `sharenas dashboard`: typer callbacks over `nas.optuna_search` and
+`nas.dashboard`. Bad input prints one line and exits with code 2."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from nas.optuna_search import SearchResult
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def optuna_search(
+    config: Path = typer.Argument(..., help="Search config (YAML), e.g. experiments/tiny/optuna.yaml."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="sqlite:///FILE, postgresql+psycopg2://USER@HOST:PORT/DB or journal:FILE (default: the config's storage, else SQLite in its out_dir)."
+    ),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name; re-running with the same name resumes it."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="Trials the study should hold, baselines included."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. --set sampler.seed=1."),
+) -> None:
+    """Search sharing layouts with Optuna; start more workers with the same --storage and --study to parallelise."""
+    from nas.optuna_config import load_search_config
+    from nas.optuna_search import run_search
+    from trainer.run import USER_ERRORS
+
+    try:
+        cfg = load_search_config(config, overrides or [])
+        result = run_search(cfg, storage=storage, study_name=study, n_trials=n_trials)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial is marked FAIL and runs again when you re-run this command", err=True)
+        raise typer.Exit(130) from None
+    _print_result(result)
+
+
+def _print_result(result: SearchResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = result.table
+    table = Table(title=f"{result.study_name}: {t.metric} vs msclip")
+    for name in ("trial", "policy", "baseline", t.metric, "Δ", "params", "Δ params"):
+        table.add_column(name, justify="left" if name in ("policy", "baseline") else "right")
+    for r in t.rows:
+        table.add_row(
+            str(r.trial), r.policy + (" ★" if r.best else ""), r.baseline or "", f"{r.metric:.2f}",
+            "" if r.delta_metric is None else f"{r.delta_metric:+.2f}",
+            f"{r.params_total / 1e6:.3f}M", "" if r.delta_params is None else f"{r.delta_params / 1e6:+.3f}M",
+        )
+    console = Console()
+    console.print(table)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items()))
+    console.print(f"{states}; {result.seconds:.0f} s. Results: {result.out_dir / 'results.md'} (and .csv); "
+                  f"storage {result.storage}", highlight=False)
+
+
+def dashboard(
+    storage: str = typer.Option(..., "--storage", help="The search's storage URL (see `search optuna --storage`)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact folder (default: the folders the studies recorded)."),
+) -> None:
+    """Serve optuna-dashboard for a storage on http://127.0.0.1:PORT (Ctrl-C stops it)."""
+    from nas.dashboard import HOST, serve_dashboard
+    from trainer.run import USER_ERRORS
+
+    typer.echo(f"optuna-dashboard on http://{HOST}:{port}/ (Ctrl-C stops it)", err=True)
+    try:
+        serve_dashboard(storage, port, artifacts)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None

@@ -1,0 +1,170 @@
+"""The Optuna search space and config: every sample is a valid policy, baselines are exact presets,
+and bad configs fail with one clear line. No training here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import FixedTrial
+
+from nas.optuna_config import load_search_config, parse_param_budget
+from nas.optuna_space import ALL_COMBOS, SearchSpace, SpaceConfig, combo_name, parse_combo
+from search_spaces import SUBLAYERS, get_preset, get_size
+from search_spaces.presets import default_adapter_kernels
+from trainer.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINES = ["msclip", "clip", "msclip-s"]
+TINY = get_size("tiny")
+
+
+def _sample(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[dict, object]]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        policy = space.suggest(trial)
+        out.append((dict(trial.params), policy))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_random_samples_are_valid_policies_covering_every_dimension() -> None:
+    space = SearchSpace(SpaceConfig(), "tiny")
+    samples = _sample(space, 400)
+    layouts = {params["layout"] for params, _ in samples}
+    assert layouts == set(space.layout_choices)
+    seen_es = seen_pb = seen_no_dwconv = seen_keep_kernel = False
+    for params, policy in samples:
+        policy.check_size(TINY)  # raises if invalid
+        if policy.early_specialization:
+            seen_es = True
+            assert not policy.layers[0].any_shared
+        if "early_specialization" in params:
+            assert not policy.layers[0].any_shared  # only offered when layer 0 shares nothing
+        pb = policy.parallel_branch
+        if pb is not None:
+            seen_pb = True
+            assert 1 <= len(pb.fusion_layers) <= 5 and set(pb.fusion_layers) <= {2, 4, 6, 8, 10}
+            assert pb.adapter_kernels[0] == TINY.patch_size // 2
+            for a, b in zip(pb.adapter_kernels, pb.adapter_kernels[1:]):
+                assert b in (a, a // 2) and b >= 1
+                seen_keep_kernel |= a == b and a > 1
+            seen_no_dwconv |= not pb.dwconv
+    assert seen_es and seen_pb and seen_no_dwconv and seen_keep_kernel
+
+
+def test_share_last_k_12_never_offers_early_specialization() -> None:
+    space = SearchSpace(SpaceConfig(layouts=["share_last"], parallel_branch=False), "tiny")
+    grid = space.enumerate(1000)
+    k12 = [p for p in grid if p.get("share_last_k") == 12]
+    assert k12 == [{"layout": "share_last", "share_last_k": 12}]
+    # 13 values of K, 12 of them with ES on/off
+    assert len(grid) == 12 * 2 + 1
+
+
+@pytest.mark.parametrize("name", ["msclip-s", "share-attn-ffn-ln2"])
+def test_preset_layouts_are_exactly_the_presets(name: str) -> None:
+    space = SearchSpace(SpaceConfig(presets=["msclip-s", "share-attn-ffn-ln2"]), "tiny")
+    assert space.layout_choices == ["share_last", "mask", "sublayers", "preset:msclip-s", "preset:share-attn-ffn-ln2"]
+    policy = space.suggest(FixedTrial({"layout": f"preset:{name}"}))
+    assert policy == get_preset(name, "tiny") and policy.name == name
+
+
+def test_parameters_decode_to_the_expected_policy() -> None:
+    space = SearchSpace(SpaceConfig(), "tiny")
+    params = {
+        "layout": "sublayers", **{f"sublayers_l{i:02d}": "none" if i < 2 else "attn+ffn+ln2" for i in range(12)},
+        "early_specialization": True, "parallel_branch": True, "fusion_layers": "2,6,10",
+        "adapter_halve_1": False, "adapter_halve_2": True, "dwconv": False,
+    }
+    policy = space.suggest(FixedTrial(params))
+    assert policy.early_specialization
+    assert [combo_name(layer) for layer in policy.layers] == ["none"] * 2 + ["attn+ffn+ln2"] * 10
+    pb = policy.parallel_branch
+    assert (pb.fusion_layers, pb.adapter_kernels, pb.dwconv) == ((2, 6, 10), (4, 4, 2), False)
+    assert policy.name == "sublayers-00bbbbbbbbbb+es+pb[2,6,10]"
+
+
+def test_fixed_dimensions_are_not_searched() -> None:
+    cfg = SpaceConfig(layouts=["mask"], early_specialization=False, adapter_kernels=False, dwconv=False, fusion_layers=[1, 3, 5, 7, 9, 11])
+    space = SearchSpace(cfg, "tiny")
+    for params, policy in _sample(space, 60):
+        assert not {"early_specialization", "dwconv", "adapter_halve_1"} & set(params)
+        assert not policy.early_specialization
+        if policy.parallel_branch is not None:
+            pb = policy.parallel_branch
+            assert pb.dwconv and pb.adapter_kernels == default_adapter_kernels(TINY, len(pb.fusion_layers))
+    assert len(space.fusion_choices) == 6 + 15 + 20 + 15 + 6  # subsets of 1..5 of 6 candidates
+
+
+def test_combos_round_trip() -> None:
+    assert len(ALL_COMBOS) == 16 and ALL_COMBOS[0] == "none" and "attn+ffn+ln1+ln2" in ALL_COMBOS
+    for combo in ALL_COMBOS:
+        assert combo_name(parse_combo(combo)) == combo
+    layer = parse_combo("ffn+attn")
+    assert [layer.is_shared(s) for s in SUBLAYERS] == [True, True, False, False]
+
+
+def test_grid_limit_is_a_clear_error() -> None:
+    space = SearchSpace(SpaceConfig(layouts=["mask"]), "tiny")
+    with pytest.raises(ConfigError, match="more than 500 configurations"):
+        space.enumerate(500)
+
+
+# config ---------------------------------------------------------------------------------------------
+
+
+def test_shipped_tiny_config_loads_and_resolves_its_base() -> None:
+    path = ROOT / "experiments" / "tiny" / "optuna.yaml"
+    cfg = load_search_config(path)
+    search, base = yaml.safe_load(path.read_text()), yaml.safe_load((path.parent / "msclip.yaml").read_text())
+    assert search["train"]["base"] == "msclip.yaml"
+    t = cfg.train_template
+    assert (t.model.policy, t.model.size) == (base["model"]["policy"], base["model"]["size"])  # inherited
+    assert t.optim.weight_decay_shared == base["optim"]["weight_decay_shared"]  # inherited
+    assert (t.data.source, t.train.steps, t.train.epochs, t.eval.nmi_pairs) == ("digits", 60, None, 0)  # overridden inline
+    assert cfg.budget == 4_000_000 and cfg.baselines == BASELINES
+    assert (cfg.sampler_kind, cfg.pruner_kind) == ("tpe", "median")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("130M", 130_000_000), ("800k", 800_000), ("1.5G", 1_500_000_000), (125_000_000, 125_000_000), (1.3e8, 130_000_000), (None, None)]
+)
+def test_param_budget_parsing(text, value) -> None:
+    assert parse_param_budget(text) == value
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"train": {}, "sampler": {"kind": "cmaes"}}, "sampler.kind is 'cmaes'"),
+        ({"train": {}, "spaces": {}}, "unknown key 'spaces'"),
+        ({"train": {"model": {"sise": "tiny"}}}, "unknown key 'model.sise'"),
+        ({"train": {"base": "missing.yaml"}}, "train.base: missing.yaml does not exist"),
+        ({"train": {}, "param_budget": "lots"}, "param_budget: 'lots' is not a parameter count"),
+        ({"train": {}, "baselines": ["clip"]}, "must include 'msclip'"),
+        ({"train": {}, "n_trials": 2}, "n_trials: 2 is fewer than the 3 baselines"),
+        ({"train": {}, "objective": {"kind": "multi"}, "pruner": {"kind": "hyperband"}}, "needs objective.kind: single"),
+        ({"train": {}, "space": {"fusion_layers": [0, 2]}}, "space.fusion_layers"),
+        ({"train": {}, "space": {"presets": ["msclip-xl"]}}, "space.presets: 'msclip-xl' is not a preset"),
+        ({"train": {}, "space": {"sublayer_combos": ["attn+mlp"]}}, "'attn+mlp' is not a sublayer combination"),
+        ({"train": {}, "heartbeat": {"interval": 10, "grace_period": 5}}, "grace_period > interval"),
+    ],
+)
+def test_bad_configs_fail_with_the_key_named(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.").replace("+", r"\+")):
+        load_search_config(config)
+
+
+def test_multi_objective_defaults_to_nsga2_without_pruning() -> None:
+    cfg = load_search_config({"train": {}, "objective": {"kind": "multi"}})
+    assert (cfg.sampler_kind, cfg.pruner_kind) == ("nsga2", "none")
+
+
+def test_fusion_layers_outside_the_size_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="space.fusion_layers: 12 is outside 1..11"):
+        SearchSpace(SpaceConfig(fusion_layers=[4, 12]), "tiny")
