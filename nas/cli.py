@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nas import demo, run_commands, search_commands_gumbel, search_commands_optuna
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
 err = Console(stderr=True)
 
@@ -66,6 +68,17 @@ def params(
         table.add_row(key, f"{result[key]:,}")
     Console().print(table)
 
+
+app.command("train")(run_commands.train)
+app.command("eval")(run_commands.evaluate)
+
+search_app = typer.Typer(no_args_is_help=True, help="Search sharing policies: Gumbel supernet or Optuna.")
+search_app.command("gumbel")(search_commands_gumbel.gumbel)
+search_app.command("rank-check")(search_commands_gumbel.rank_check)
+search_app.command("optuna")(search_commands_optuna.optuna_search)
+app.add_typer(search_app, name="search")
+app.command("dashboard")(search_commands_optuna.dashboard)
+app.command("demo")(demo.demo)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,50 @@
+"""`sharenas demo`: the embedded-default pipeline end to end on the CPU, in minutes.
+
+A short Gumbel supernet search and a short Optuna study (the `msclip`, `clip` and `msclip-s` baselines plus
+sampled layouts) on the embedded data, each compared with the shared-all `msclip` baseline. Uses the
+tiny configs of the checkout's `experiments/tiny/`, shortened by `--set` style overrides.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "tiny"
+
+GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "derive.samples=3")
+OPTUNA_TRIALS = 6
+OPTUNA_OVERRIDES = ("train.train.steps=40", "train.eval.every_steps=20")
+
+
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folder; each demo run writes a new timestamped folder in it.")) -> None:
+    """Run a tiny Gumbel search and a tiny Optuna study on the embedded data (CPU, a few minutes)."""
+    from trainer.config import load_config
+
+    from nas.gumbel_config import GumbelConfig
+    from nas.gumbel_search import run_gumbel_search
+    from nas.optuna_config import load_search_config
+    from nas.optuna_search import run_search
+
+    if not EXPERIMENTS.is_dir():
+        typer.echo(f"error: {EXPERIMENTS} not found; run the demo from a sharenas checkout", err=True)
+        raise typer.Exit(2)
+    start = time.perf_counter()
+    out = out / time.strftime("%Y%m%d-%H%M%S")  # a new folder per run: earlier demos are kept
+    out.mkdir(parents=True)
+
+    typer.echo("[1/2] Gumbel supernet search (tiny, embedded data)")
+    gumbel_cfg = load_config(EXPERIMENTS / "gumbel.yaml", GumbelConfig, GUMBEL_OVERRIDES)
+    gumbel = run_gumbel_search(gumbel_cfg, out / "gumbel", retrain=False)
+
+    typer.echo(f"[2/2] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
+    optuna_cfg = load_search_config(EXPERIMENTS / "optuna.yaml", [*OPTUNA_OVERRIDES, f"out_dir={out / 'optuna'}"])
+    study = run_search(optuna_cfg, storage=None, study_name="demo", n_trials=OPTUNA_TRIALS)
+
+    typer.echo(f"\ndone in {time.perf_counter() - start:.0f} s; outputs:")
+    typer.echo(f"  gumbel search run     {gumbel.run_dir}")
+    typer.echo(f"  derived architecture  {gumbel.run_dir / 'arch.json'}  (check: sharenas params {gumbel.run_dir / 'arch.json'} --size tiny)")
+    typer.echo(f"  gate metrics          {gumbel.run_dir / 'metrics.jsonl'}")
+    typer.echo(f"  optuna results        {study.out_dir / 'results.md'} and results.csv")
+    typer.echo(f"  optuna storage        {study.storage}  (watch: sharenas dashboard --storage {study.storage})")

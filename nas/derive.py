@@ -1,0 +1,129 @@
+"""Derive a policy from a trained supernet: the argmax policy and K policies sampled from the final
+gates are scored with inherited weights; the best one (within the budget, if any) becomes
+`arch.json` (schema `sharenas/arch/v1`, the others listed in its provenance) and `policy.json`."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params
+
+from nas.gumbel import probabilities
+from nas.scoring import Scorer
+from nas.supernet import Supernet
+from nas.supernet_space import ParamCostModel, SearchSpace
+
+ARCH_FILE = "arch.json"
+POLICY_FILE = "policy.json"
+
+
+@dataclass
+class Candidate:
+    source: str
+    """"argmax", "sample-K" or "argmax-within-budget"."""
+    choices: list[int]
+    policy: SharingPolicy
+    params: int
+    within_budget: bool = True
+    metrics: dict[str, float] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "also_drawn_as": self.duplicates,
+            "params": self.params,
+            "within_budget": self.within_budget,
+            **{k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
+            "policy": self.policy.to_dict(),
+        }
+
+
+def sample_choices(logits: torch.Tensor, count: int, seed: int) -> list[list[int]]:
+    """`count` independent draws of every gate from its final distribution (no noise temperature)."""
+    generator = torch.Generator().manual_seed(seed)
+    p_one = probabilities(logits.detach()).cpu()[:, 1]
+    return [torch.bernoulli(p_one, generator=generator).long().tolist() for _ in range(count)]
+
+
+def trim_to_budget(space: SearchSpace, cost: ParamCostModel, choices: list[int], probs: torch.Tensor, target: int) -> list[int]:
+    """Greedily give up the least confident parameter-costing choices (specific -> shared, on -> off)
+    until the policy fits `target`; each flip is the one whose current option has the lowest probability."""
+    choices = space.normalize(choices)
+    while cost.exact(choices) > target:
+        best = None
+        for g in range(space.num_gates):
+            flipped = space.normalize([1 - c if i == g else c for i, c in enumerate(choices)])
+            if cost.exact(flipped) < cost.exact(choices):
+                confidence = float(probs[g, choices[g]])
+                if best is None or confidence < best[0]:
+                    best = (confidence, flipped)
+        if best is None:
+            raise ValueError(f"no policy in the search space fits the budget of {target:,} parameters")
+        choices = best[1]
+    return choices
+
+
+def candidates(
+    space: SearchSpace, cost: ParamCostModel, logits: torch.Tensor, samples: int, seed: int, budget: int | None
+) -> list[Candidate]:
+    """The argmax policy, `samples` sampled ones (duplicates merged) and, when no candidate fits the
+    budget, the argmax policy trimmed to it."""
+    drawn = [("argmax", logits.detach().argmax(dim=-1).tolist())]
+    drawn += [(f"sample-{k}", c) for k, c in enumerate(sample_choices(logits, samples, seed), 1)]
+    out: dict[tuple[int, ...], Candidate] = {}
+    for source, choices in drawn:
+        key = tuple(space.normalize(choices))
+        if key in out:
+            out[key].duplicates.append(source)
+            continue
+        params = cost.exact(list(key))
+        fits = budget is None or params <= budget
+        out[key] = Candidate(source, list(key), space.to_policy(list(key), name=f"gumbel-{source}"), params, fits)
+    if budget is not None and not any(c.within_budget for c in out.values()):
+        trimmed = trim_to_budget(space, cost, drawn[0][1], probabilities(logits.detach()).cpu(), budget)
+        out[tuple(trimmed)] = Candidate(
+            "argmax-within-budget", trimmed, space.to_policy(trimmed, name="gumbel-argmax-within-budget"), cost.exact(trimmed)
+        )
+    return list(out.values())
+
+
+def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> Candidate:
+    """Score every candidate with inherited weights; return the best eligible one (highest score)."""
+    saved = (supernet.routing.choices, supernet.routing.weights)
+    try:
+        for candidate in found:
+            supernet.fix(candidate.policy)
+            candidate.metrics = scorer.measure(supernet, recalibrate=True)
+    finally:
+        supernet.routing.choices, supernet.routing.weights = saved
+    eligible = [c for c in found if c.within_budget]
+    return max(eligible, key=lambda c: c.metrics["score"])
+
+
+def write_arch(
+    out_dir: Path, winner: Candidate, found: list[Candidate], size: str, provenance: dict[str, Any], metrics: dict[str, float]
+) -> dict[str, Any]:
+    """Write `arch.json` and the bare `policy.json` (what `SharingPolicy.load` and `sharenas params` read)."""
+    policy = SharingPolicy.from_dict({**winner.policy.to_dict(), "name": "gumbel-derived"})
+    record = {
+        "schema": ARCH_SCHEMA,
+        "size": size,
+        "policy": policy.to_dict(),
+        "params": count_params(policy, size).to_dict(),
+        "metrics": metrics,
+        "provenance": {
+            **provenance,
+            "selected": winner.source,
+            "candidates": [c.to_dict() for c in sorted(found, key=lambda c: -c.metrics.get("score", float("-inf")))],
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    policy.save(out_dir / POLICY_FILE)
+    return record

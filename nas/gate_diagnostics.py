@@ -1,0 +1,74 @@
+"""Per-epoch diagnostics of a Gumbel search, as flat metrics.jsonl keys.
+
+- `gate/NAME/p_specific` (layer gates) or `gate/NAME/p_on` (ES, fusion): the gate distribution;
+- `search/entropy` (mean gate entropy, nats), `search/expected_params`, `search/argmax_params`;
+- `grad_cos/NAME` per layer gate: the cosine between the image-side and the text-side gradient of
+  its shared module (image side: the contrastive loss with the text features detached, and vice
+  versa), measured with every layer routed through its shared module. Near 1: the modalities pull
+  the shared weights the same way; near 0 or negative: they conflict.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from trainer.loss import contrastive_loss
+
+from nas.gumbel import GateSample, entropy, probabilities
+from nas.supernet import Supernet
+from nas.supernet_space import OFF, SHARED, ParamCostModel, SearchSpace
+
+
+def argmax_choices(logits: torch.Tensor) -> list[int]:
+    return logits.detach().argmax(dim=-1).tolist()
+
+
+def gate_metrics(space: SearchSpace, logits: torch.Tensor, cost: ParamCostModel) -> dict[str, float]:
+    probs = probabilities(logits.detach())
+    out: dict[str, float] = {}
+    for g, name in enumerate(space.gate_names()):
+        option = space.option_names(g)[1]
+        out[f"gate/{name}/p_{option}"] = float(probs[g, 1])
+    out["search/entropy"] = float(entropy(logits.detach()).mean())
+    out["search/expected_params"] = float(cost.expected(probs))
+    out["search/argmax_params"] = float(cost.exact(argmax_choices(logits)))
+    return out
+
+
+def shared_path(space: SearchSpace) -> GateSample:
+    """Every layer through its shared module, ES and fusion off (the vision tower runs every layer)."""
+    choices = [SHARED] * space.num_layer_gates + [OFF] * (space.num_gates - space.num_layer_gates)
+    return GateSample(choices)
+
+
+def modality_grad_cosines(supernet: Supernet, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
+    """`grad_cos/NAME` for every layer gate (NaN-free: a module without gradient on one side is left out)."""
+    space, saved = supernet.space, (supernet.routing.choices, supernet.routing.weights)
+    supernet.route(shared_path(space))
+    names = space.gate_names()
+    modules: list[tuple[str, list[nn.Parameter]]] = []
+    for block in supernet.blocks:
+        for slot in (block.attn, block.mlp, block.ln_1, block.ln_2):
+            modules.append((names[slot.gate], list(slot.shared.parameters())))
+    params = [p for _, ps in modules for p in ps]
+    try:
+        image, text, scale = supernet(images, tokens)
+        image, text, scale = image.float(), text.float(), scale.float().detach()
+        g_image = torch.autograd.grad(contrastive_loss(image, text.detach(), scale), params, retain_graph=True, allow_unused=True)
+        g_text = torch.autograd.grad(contrastive_loss(image.detach(), text, scale), params, allow_unused=True)
+    finally:
+        supernet.routing.choices, supernet.routing.weights = saved
+    out, i = {}, 0
+    for name, ps in modules:
+        gi, gt = g_image[i : i + len(ps)], g_text[i : i + len(ps)]
+        i += len(ps)
+        if any(g is None for g in (*gi, *gt)):
+            continue
+        vi = torch.cat([g.reshape(-1) for g in gi]).double()
+        vt = torch.cat([g.reshape(-1) for g in gt]).double()
+        denom = float(vi.norm() * vt.norm())
+        if denom > 0 and math.isfinite(denom):
+            out[f"grad_cos/{name}"] = float(vi @ vt) / denom
+    return out

@@ -1,0 +1,137 @@
+"""Typed configuration of `sharenas search gumbel` (YAML via `trainer.config.load_config`).
+
+Sections `data`, `optim`, `train` and `eval` are the trainer's own: the supernet's weights train
+with the same recipe as a standalone model, and `--retrain` trains the winner with exactly these
+sections, so the search and the retrain are runs of the same length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from search_spaces import get_size
+from search_spaces.presets import paper_fusion_layers
+from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
+from trainer.data import DataConfig
+
+from nas.gumbel import parse_count
+
+
+@dataclass
+class SpaceConfig:
+    """The supernet: model size and the optional gates beside the (layer, sublayer) gates.
+
+    `fusion_layers`: candidate layers for the parallel branch's adapters (0-based, fused into the
+    tokens entering that block; the paper's 2, 4, 6, 8, 10); an empty list searches no branch.
+    """
+
+    size: str = "tiny"
+    early_specialization: bool = True
+    fusion_layers: list[int] = field(default_factory=lambda: list(paper_fusion_layers(12)))
+
+    def __post_init__(self) -> None:
+        try:
+            get_size(self.size)
+        except ValueError as exc:
+            raise ConfigError(f"space.size: {exc}") from None
+
+
+@dataclass
+class SearchSection:
+    """The architecture phase.
+
+    `warmup_epochs`: weight-only training with uniformly sampled paths before any gate update.
+    `fairness: strict`: every weight step trains both options of every gate, on the two halves of the
+    batch (complementary random paths), so no option is trained more because it leads; `none`: after
+    the warm-up, weight steps run the path sampled from the gates (GDAS).
+    Gate logits: Adam with decoupled weight decay (`arch_lr`, `arch_betas`, `arch_weight_decay`; an L2
+    term inside Adam would dominate once the low temperature starves the logits of gradient, and drag
+    every gate back to undecided) every `arch_every` weight steps on
+    a batch of the held-out architecture split (`data.arch_fraction`), loss = its contrastive loss
+    plus the budget term. Temperature: `tau_start` -> `tau_end` over the architecture phase.
+    `budget`: a parameter count ("130M", "3.9M", an integer) the expected count is held to, with a
+    hinge `penalty` (`budget_weight` x excess) or a `lagrange` multiplier (dual ascent, step
+    `budget_weight`); the excess is measured in units of the space's parameter span.
+    `diagnostics_batch`: pairs for the per-epoch modality-gradient cosines (0 turns them off).
+    """
+
+    warmup_epochs: float = 1.0
+    fairness: Literal["strict", "none"] = "strict"
+    arch_lr: float = 3e-3
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    arch_every: int = 1
+    arch_batch_size: int | None = None
+    tau_start: float = 10.0
+    tau_end: float = 0.1
+    tau_schedule: Literal["linear", "exponential"] = "linear"
+    budget: str | int | None = None
+    budget_mode: Literal["penalty", "lagrange"] = "lagrange"
+    budget_weight: float = 1.0
+    diagnostics_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"search.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.tau_end <= self.tau_start:
+            raise ConfigError(f"search.tau_start ({self.tau_start}) and tau_end ({self.tau_end}) need 0 < tau_end <= tau_start")
+        if self.arch_lr <= 0 or self.budget_weight < 0:
+            raise ConfigError("search.arch_lr must be > 0 and search.budget_weight >= 0")
+        if self.arch_every < 1 or (self.arch_batch_size is not None and self.arch_batch_size < 2):
+            raise ConfigError("search.arch_every must be >= 1 and search.arch_batch_size >= 2 (or null: the training batch)")
+        if self.diagnostics_batch < 0:
+            raise ConfigError(f"search.diagnostics_batch must be >= 0 (0 turns the gradient cosines off), got {self.diagnostics_batch}")
+        if self.budget is not None:
+            try:
+                parse_count(self.budget)
+            except ValueError as exc:
+                raise ConfigError(f"search.budget: {exc}") from None
+
+    @property
+    def budget_params(self) -> int | None:
+        return None if self.budget is None else parse_count(self.budget)
+
+
+@dataclass
+class DeriveSection:
+    """Turning the final gates into one policy.
+
+    The argmax policy and `samples` policies drawn from the final gate distribution are scored with
+    the supernet's inherited weights on the architecture split (`val_loss`: contrastive loss, lower
+    is better) or on the zero-shot tasks (`zeroshot`: mean top-1; note these are also evaluation
+    sets, so selecting on them makes the winner's reported zero-shot optimistic). Policies with
+    early specialization or fusion first get `bn_recalibration_batches` training batches to
+    re-estimate their BatchNorm statistics. Over a budget, only policies within it can win.
+    """
+
+    samples: int = 8
+    metric: Literal["val_loss", "zeroshot"] = "val_loss"
+    batch_size: int = 128
+    bn_recalibration_batches: int = 4
+    retrain: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 0 or self.batch_size < 2 or self.bn_recalibration_batches < 0:
+            raise ConfigError("derive.samples and derive.bn_recalibration_batches must be >= 0, derive.batch_size >= 2")
+
+
+@dataclass
+class GumbelConfig:
+    """Everything `sharenas search gumbel` needs; written resolved to OUT/config.yaml."""
+
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainSection = field(default_factory=lambda: TrainSection(epochs=6, batch_size=128))
+    search: SearchSection = field(default_factory=SearchSection)
+    derive: DeriveSection = field(default_factory=DeriveSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.accum_steps != 1:
+            raise ConfigError("train.accum_steps must be 1 for the Gumbel search; lower train.batch_size instead")
+        if self.data.arch_fraction <= 0:
+            raise ConfigError("data.arch_fraction is 0: the search updates its gates on a held-out split; set it to e.g. 0.1")
+        if self.search.fairness == "strict" and self.train.batch_size < 4:
+            raise ConfigError("search.fairness: strict splits each batch in two; use train.batch_size >= 4")

@@ -1,0 +1,302 @@
+"""The Gumbel search: train the supernet's weights and gates alternately (first-order bi-level), log
+diagnostics every epoch, derive the policy, optionally retrain it.
+
+One weight step: a batch of the training split through the path(s) of this step (fair warm-up:
+uniform paths; `fairness: strict`: two complementary uniform paths on the two halves of the batch;
+otherwise the path the gates sample), AdamW with the trainer's recipe and schedule.
+One architecture step (after the warm-up, every `arch_every` weight steps): a batch of the held-out
+architecture split through one hard Gumbel sample, the gate logits' gradient through the
+straight-through weights (plus the budget term), Adam (decoupled weight decay) on the logits only.
+
+Gate samples are a function of (seed, step), so every process samples the same path; gradients are
+averaged over processes explicitly (the unsampled paths have no gradient, and every process skips
+the same ones, which DDP's bucketed reduction cannot express without `find_unused_parameters`).
+
+Run directory: config.yaml, metrics.jsonl, supernet.safetensors (weights), gates.json (logits and
+probabilities), arch.json + policy.json (derived), retrain/ (with `--retrain`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from search_spaces import get_size
+from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
+from trainer.data import build_data, collate_pairs
+from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown
+from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
+from trainer.loss import contrastive_loss
+from trainer.metrics import MetricsWriter
+from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
+from trainer.sampler import BatchPlan
+
+from nas.derive import ARCH_FILE, POLICY_FILE, candidates, score_candidates, write_arch
+from nas.gate_diagnostics import gate_metrics, modality_grad_cosines
+from nas.gumbel import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
+from nas.gumbel_config import GumbelConfig
+from nas.scoring import Scorer, materialize
+from nas.supernet import Supernet
+from nas.supernet_space import SearchSpace
+
+SUPERNET_FILE = "supernet.safetensors"
+GATES_FILE = "gates.json"
+CONFIG_FILE = "config.yaml"
+WEIGHT_STREAM, ARCH_STREAM = 0, 1
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    arch: dict[str, Any]
+    seconds: float
+
+
+def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None) -> SearchResult:
+    """Search into `out_dir` (refused when it already holds a search); under torchrun every process calls this."""
+    world = init_distributed(cfg.train.device)
+    try:
+        return GumbelSearch(cfg, Path(out_dir), world).run(cfg.derive.retrain if retrain is None else retrain)
+    finally:
+        shutdown(world)
+
+
+def build_space(cfg: GumbelConfig) -> SearchSpace:
+    try:
+        return SearchSpace(get_size(cfg.space.size), cfg.space.early_specialization, tuple(cfg.space.fusion_layers))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class GumbelSearch:
+    def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World) -> None:
+        self.cfg, self.out, self.world, self.device = cfg, out_dir, world, world.device
+        if (out_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"{out_dir} already holds a search; choose another --out")
+        if cfg.train.num_threads is not None:
+            torch.set_num_threads(cfg.train.num_threads)
+        seed_everything(cfg.train.seed)
+        self.space = build_space(cfg)
+        self.supernet = Supernet(self.space).to(self.device)
+        self.logits = torch.nn.Parameter(torch.zeros(self.space.num_gates, 2, device=self.device))
+        self.cost = self.supernet.cost_model()
+        s, t = cfg.search, cfg.train
+        self.budget = self._budget(s.budget_params)
+        size = self.space.size
+        self.bundle = build_data(cfg.data, size.image_size, size.context_length)
+        self.weight_opt = build_optimizer(self.supernet, cfg.optim)
+        self.arch_opt = torch.optim.AdamW([self.logits], lr=s.arch_lr, betas=s.arch_betas, weight_decay=s.arch_weight_decay)
+        self.plan = BatchPlan(len(self.bundle.train), t.batch_size, 1, world.world_size, t.seed)
+        arch_batch = min(s.arch_batch_size or t.batch_size, len(self.bundle.arch) // world.world_size * world.world_size)
+        self.arch_plan = BatchPlan(len(self.bundle.arch), arch_batch, 1, world.world_size, t.seed + 1)
+        spe = self.plan.steps_per_epoch
+        self.total_steps = t.steps if t.steps is not None else t.epochs * spe
+        self.lr_warmup = warmup_steps(cfg.optim, spe, self.total_steps)
+        self.search_warmup = min(self.total_steps, round(s.warmup_epochs * spe))
+        self.autocast = lambda: autocast_context(self.device, t.precision)
+
+    def _budget(self, target: int | None) -> BudgetTerm | None:
+        if target is None:
+            return None
+        low, high = self.cost.extremes()
+        if target < low:
+            raise ConfigError(f"search.budget {target:,} is below the smallest policy in the space ({low:,} parameters); raise it")
+        return BudgetTerm(target, high - low, self.cfg.search.budget_mode, self.cfg.search.budget_weight)
+
+    def _batches(self, dataset, plan: BatchPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches of `dataset`, epoch after epoch, in the plan's deterministic order."""
+        epoch = 0
+        while True:
+            loader = DataLoader(
+                dataset, batch_sampler=plan.sampler(epoch, 0, self.world.rank), collate_fn=collate_pairs,
+                num_workers=self.cfg.train.num_workers, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch),
+            )
+            for images, tokens, _ in loader:
+                yield images.to(self.device, non_blocking=True), tokens.to(self.device, non_blocking=True)
+            epoch += 1
+
+    def _check(self, value: float, what: str, step: int) -> None:
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{what} is {value} at step {step + 1}; lower optim.lr or search.arch_lr and rerun")
+
+    def _weight_paths(self, step: int) -> list[list[int]]:
+        generator, n = gate_generator(self.cfg.train.seed, step, WEIGHT_STREAM), self.space.num_gates
+        if self.cfg.search.fairness == "strict":
+            choices = uniform_choices(n, generator)
+            return [choices, [1 - c for c in choices]]
+        if step < self.search_warmup:
+            return [uniform_choices(n, generator)]
+        return [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
+
+    def _sync(self, tensors: list[torch.Tensor]) -> None:
+        """Average gradients (every process holds the same set) over processes in one collective."""
+        if not self.world.distributed or not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world.world_size
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+    def weight_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
+        paths = self._weight_paths(step)
+        total = 0.0
+        for choices, im, tk in zip(paths, images.chunk(len(paths)), tokens.chunk(len(paths))):
+            self.supernet.route(GateSample(choices))
+            with self.autocast():
+                image, text, scale = self.supernet(im, tk)
+            loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world) / len(paths)
+            value = mean_over_ranks(loss, self.world).item()
+            self._check(value, "the weights' loss", step)
+            loss.backward()
+            total += value
+        params = [p for p in self.supernet.parameters() if p.grad is not None]
+        self._sync([p.grad for p in params])
+        if self.cfg.optim.grad_clip is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
+            self._check(norm, "the weights' gradient norm", step)
+        o = self.cfg.optim
+        set_lr(self.weight_opt, lr_at(step, o.lr, o.final_lr, self.lr_warmup, self.total_steps))
+        self.weight_opt.step()
+        self.weight_opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.supernet.logit_scale.clamp_(0.0, o.max_logit_scale)
+        return total
+
+    def temperature(self, step: int) -> float:
+        s = self.cfg.search
+        span = max(1, self.total_steps - self.search_warmup - 1)
+        return temperature_at((step - self.search_warmup) / span, s.tau_start, s.tau_end, s.tau_schedule)
+
+    def arch_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
+        sample = sample_hard(self.logits, self.temperature(step), gate_generator(self.cfg.train.seed, step, ARCH_STREAM))
+        self.supernet.route(sample)
+        with self.autocast():
+            image, text, scale = self.supernet(images, tokens)
+        loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world)
+        value = mean_over_ranks(loss, self.world).item()
+        self._check(value, "the architecture loss", step)
+        objective = loss
+        expected = self.cost.expected(probabilities(self.logits))
+        if self.budget is not None:
+            objective = objective + self.budget(expected)
+        (grad,) = torch.autograd.grad(objective, [self.logits])
+        self._sync([grad])
+        self.logits.grad = grad
+        self.arch_opt.step()
+        self.arch_opt.zero_grad(set_to_none=True)
+        if self.budget is not None:
+            self.budget.update(expected)
+        return value
+
+    def _diagnostics(self, tau: float, losses: dict[str, list[float]], probe: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+        values = gate_metrics(self.space, self.logits, self.cost)
+        values["search/temperature"] = tau
+        if self.budget is not None:
+            values["search/lambda"] = self.budget.lam
+        for key, items in losses.items():
+            if items:
+                values[f"search/{key}"] = sum(items) / len(items)
+        if probe is not None:
+            values.update(modality_grad_cosines(self.supernet, *probe))
+            self.supernet.zero_grad(set_to_none=True)
+        return values
+
+    def run(self, retrain: bool) -> SearchResult:
+        cfg, world, start = self.cfg, self.world, time.perf_counter()
+        barrier(world)  # every process has checked the run directory before process 0 fills it
+        if world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, self.out / CONFIG_FILE)
+        barrier(world)
+        metrics = MetricsWriter(self.out, enabled=world.is_main)
+        spe, t = self.plan.steps_per_epoch, cfg.train
+        n = cfg.search.diagnostics_batch
+        probe = [(i.to(self.device), k.to(self.device)) for i, k in materialize(self.bundle.train, n, n)][0] if n else None
+        train_batches, arch_batches = self._batches(self.bundle.train, self.plan), self._batches(self.bundle.arch, self.arch_plan)
+        if world.is_main:
+            print(
+                f"gumbel search: {self.space.num_gates} gates at size {self.space.size.name}, {self.total_steps} steps "
+                f"({spe} per epoch, warm-up {self.search_warmup}, fairness {cfg.search.fairness}) -> {self.out}",
+                file=sys.stderr,
+            )
+            metrics.log(0, 0.0, self._diagnostics(self.temperature(0), {}, probe))
+        losses: dict[str, list[float]] = {"train_loss": [], "arch_loss": []}
+        bar = tqdm(total=self.total_steps, desc="search", unit="step", disable=not (world.is_main and t.progress))
+        try:
+            for step in range(self.total_steps):
+                losses["train_loss"].append(self.weight_step(*next(train_batches), step))
+                if step >= self.search_warmup and (step - self.search_warmup) % cfg.search.arch_every == 0:
+                    losses["arch_loss"].append(self.arch_step(*next(arch_batches), step))
+                bar.update(1)
+                done = step + 1
+                if world.is_main and (done % spe == 0 or done == self.total_steps):
+                    metrics.log(done, done / spe, self._diagnostics(self.temperature(step), losses, probe))
+                    losses = {key: [] for key in losses}
+        finally:
+            bar.close()
+            metrics.close()
+        search_seconds = time.perf_counter() - start
+        arch: dict[str, Any] = {}
+        if world.is_main:
+            self._save()
+            arch = self._derive(search_seconds)
+        barrier(world)
+        if retrain:
+            arch = self._retrain(arch)
+        return SearchResult(self.out, arch, search_seconds)
+
+    def _save(self) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.supernet.state_dict().items()}, str(self.out / SUPERNET_FILE))
+        probs = probabilities(self.logits.detach()).cpu()
+        gates = {
+            name: {"logits": self.logits[g].tolist(), f"p_{self.space.option_names(g)[1]}": float(probs[g, 1])}
+            for g, name in enumerate(self.space.gate_names())
+        }
+        (self.out / GATES_FILE).write_text(json.dumps({"space": to_dict(self.cfg.space), "gates": gates}, indent=2) + "\n")
+
+    def _derive(self, search_seconds: float) -> dict[str, Any]:
+        d, size = self.cfg.derive, self.space.size
+        scorer = Scorer(
+            self.bundle, materialize(self.bundle.arch, d.batch_size), self.device, d.metric,
+            calibration=materialize(self.bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
+            autocast=self.autocast, context_length=size.context_length,
+        )
+        budget = self.cfg.search.budget_params
+        found = candidates(self.space, self.cost, self.logits, d.samples, d.seed, budget)
+        winner = score_candidates(self.supernet, found, scorer)
+        probs = probabilities(self.logits.detach()).cpu()
+        provenance = {
+            "search": "gumbel",
+            "config": to_dict(self.cfg),
+            "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
+            "selection": {"metric": d.metric, "budget": budget, "inherited_weights": True},
+            "search_seconds": round(search_seconds, 2),
+        }
+        inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
+        return write_arch(self.out, winner, found, size.name, provenance, inherited)
+
+    def _retrain(self, arch: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        train_cfg = TrainConfig(
+            model=ModelConfig(policy=str(self.out / POLICY_FILE), size=cfg.space.size),
+            data=cfg.data, optim=cfg.optim, train=cfg.train, eval=cfg.eval,
+        )
+        result = train(train_cfg, self.out / "retrain")
+        if self.world.is_main and arch:
+            arch["metrics"].update({f"retrain/{k}": v for k, v in result.metrics.items()})
+            (self.out / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n")
+        return arch

@@ -1,0 +1,105 @@
+"""Scoring a model on held-out data: the contrastive loss on the architecture split and the mean
+zero-shot top-1. Used for the supernet with inherited weights (one fixed path at a time) and for
+standalone models alike, so both sides of a ranking comparison are measured the same way."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.data import DataBundle, collate_pairs
+from trainer.data.pairs import PairDataset
+from trainer.evaluation import evaluating, zero_shot_accuracy
+from trainer.loss import contrastive_loss
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+METRICS = ("val_loss", "zeroshot")
+
+
+def materialize(dataset: PairDataset, batch_size: int, limit: int | None = None, seed: int = 0) -> Batches:
+    """`limit` (default all) items of `dataset` in a fixed random order (`seed`), as batches; a
+    dataset made of parts (e.g. shapes then digits) thus gives batches that mix them, as training
+    batches do. A last batch of fewer than 2 pairs is dropped: a contrastive loss needs negatives."""
+    order = np.random.default_rng(seed).permutation(len(dataset))[: len(dataset) if limit is None else limit].tolist()
+    batches = []
+    for start in range(0, len(order), batch_size):
+        images, tokens, _ = collate_pairs([dataset[i] for i in order[start : start + batch_size]])
+        if images.shape[0] >= 2:
+            batches.append((images, tokens))
+    if not batches:
+        raise ValueError(f"the held-out split has {len(order)} usable pairs; scoring needs at least 2")
+    return batches
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def recalibrate_batch_norm(model: nn.Module, batches: Batches, device: torch.device) -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over `batches` of the
+    current path (a supernet's BN statistics mix the paths they were trained under)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            for images, tokens in batches:
+                model(images.to(device), tokens.to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+@dataclass
+class Scorer:
+    """Scores models on fixed held-out batches. `score` is "higher is better" for either metric
+    (the negated loss for `val_loss`)."""
+
+    bundle: DataBundle
+    held_out: Batches
+    device: torch.device
+    metric: str = "val_loss"
+    calibration: Batches | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    context_length: int = 32
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose {' or '.join(METRICS)}")
+        if self.metric == "zeroshot" and not self.bundle.zeroshot:
+            raise ValueError("metric zeroshot: the data has no zero-shot tasks; use val_loss")
+
+    def val_loss(self, model: nn.Module) -> float:
+        total, rows = 0.0, 0
+        with evaluating(model):
+            for images, tokens in self.held_out:
+                with self.autocast():
+                    image, text, scale = model(images.to(self.device), tokens.to(self.device))
+                total += float(contrastive_loss(image.float(), text.float(), scale.float())) * images.shape[0]
+                rows += images.shape[0]
+        return total / rows
+
+    def zeroshot(self, model: nn.Module) -> float:
+        if not self.bundle.zeroshot:
+            return float("nan")
+        accuracies = [
+            zero_shot_accuracy(model, task, self.context_length, self.device, batch_size=256)["top1"] for task in self.bundle.zeroshot
+        ]
+        return sum(accuracies) / len(accuracies)
+
+    def measure(self, model: nn.Module, recalibrate: bool = False) -> dict[str, float]:
+        """Both metrics plus `score` (the configured one, higher is better)."""
+        if recalibrate and self.calibration and has_batch_norm(model):
+            recalibrate_batch_norm(model, self.calibration, self.device)
+        result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model)}
+        result["score"] = -result["val_loss"] if self.metric == "val_loss" else result["zeroshot"]
+        return result
