@@ -2,22 +2,15 @@
 from __future__ import annotations
 
 import json
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from nas import demo, run_commands, search_commands_gumbel, search_commands_optuna
+from nas.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
-err = Console(stderr=True)
-
-
-def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 2 (bad input), keeping tracebacks for real bugs."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -35,7 +28,7 @@ def presets(
         for name in PRESET_NAMES:
             table.add_row(name, *(_millions(count_params(name, size).total) for size in sizes))
     except (PolicyError, ValueError) as exc:
-        fail(str(exc))
+        raise error_exit(exc) from None
     Console().print(table)
 
 
@@ -56,7 +49,7 @@ def params(
         resolved = resolve_policy(policy, size)
         counts = count_params(resolved, size)
     except (PolicyError, ValueError) as exc:
-        fail(str(exc))
+        raise error_exit(exc) from None
     result = {"policy": resolved.name, "size": size, **counts.to_dict()}
     if as_json:
         typer.echo(json.dumps(result))

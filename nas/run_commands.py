@@ -10,10 +10,8 @@ from pathlib import Path
 
 import typer
 
+from nas.console import error_exit
 
-def _fail(exc: Exception, code: int) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code)
 
 
 def train(
@@ -29,9 +27,9 @@ def train(
     try:
         result = run_training(config, overrides or [], out, resume)
     except USER_ERRORS as exc:
-        raise _fail(exc, 2) from None
+        raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
-        raise _fail(exc, 1) from None
+        raise error_exit(exc, 1) from None
     if result.metrics:
         _print_metrics(result.metrics, f"step {result.step}: {result.run_dir}")
 
@@ -46,7 +44,7 @@ def evaluate(
     try:
         metrics = run_evaluation(run_dir, overrides or [])
     except USER_ERRORS as exc:
-        raise _fail(exc, 2) from None
+        raise error_exit(exc, 2) from None
     _print_metrics(metrics, str(run_dir))
 
 

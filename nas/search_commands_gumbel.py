@@ -7,10 +7,8 @@ from typing import Optional
 
 import typer
 
+from nas.console import error_exit
 
-def _fail(exc: Exception, code: int) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -37,9 +35,9 @@ def gumbel(
         cfg = load_config(config, GumbelConfig, overrides or [])
         result = run_gumbel_search(cfg, out if out is not None else Path("runs") / config.stem, retrain=True if retrain else None)
     except _user_errors() as exc:
-        raise _fail(exc, 2) from None
+        raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
-        raise _fail(exc, 1) from None
+        raise error_exit(exc, 1) from None
     if result.arch:
         _print_arch(result.arch, result.run_dir, result.seconds)
 
@@ -57,9 +55,9 @@ def rank_check(
     try:
         result = run_rank_check(config, out if out is not None else Path("runs") / config.stem, overrides or [])
     except _user_errors() as exc:
-        raise _fail(exc, 2) from None
+        raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
-        raise _fail(exc, 1) from None
+        raise error_exit(exc, 1) from None
     _print_rank_check(result)
 
 

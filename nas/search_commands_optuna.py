@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from nas.console import error_exit
+
 if TYPE_CHECKING:
     from nas.optuna_search import SearchResult
 
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 def optuna_search(
@@ -34,7 +32,7 @@ def optuna_search(
         cfg = load_search_config(config, overrides or [])
         result = run_search(cfg, storage=storage, study_name=study, n_trials=n_trials)
     except USER_ERRORS as exc:
-        raise _fail(exc) from None
+        raise error_exit(exc) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trial is marked FAIL and runs again when you re-run this command", err=True)
         raise typer.Exit(130) from None
@@ -75,4 +73,4 @@ def dashboard(
     try:
         serve_dashboard(storage, port, artifacts)
     except USER_ERRORS as exc:
-        raise _fail(exc) from None
+        raise error_exit(exc) from None

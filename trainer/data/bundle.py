@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .config import DataConfig
 from .failures import DecodeFailures
-from .pairs import PairDataset
+from .pairs import PairDataset, SubsetPairs, materialize_pairs, split_indices
 from .tasks import LinearProbeTask, PairSet, ZeroShotTask
 
 
@@ -20,3 +21,14 @@ class DataBundle:
     zeroshot: list[ZeroShotTask] = field(default_factory=list)
     linear_probe: list[LinearProbeTask] = field(default_factory=list)
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
+
+
+def split_user_pairs(dataset: PairDataset, cfg: DataConfig, context_length: int, failures: DecodeFailures) -> DataBundle:
+    """Train / arch / retrieval splits of user data (CSV or shards); no zero-shot tasks (classes unknown)."""
+    train, arch, val = split_indices(len(dataset), cfg.val_fraction, cfg.arch_fraction, cfg.seed)
+    return DataBundle(
+        train=SubsetPairs(dataset, train),
+        arch=SubsetPairs(dataset, arch) if arch else None,
+        val_pairs=[materialize_pairs("val", dataset, val[: cfg.max_eval_images], context_length)],
+        decode_failures=failures,
+    )

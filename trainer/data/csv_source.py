@@ -8,12 +8,12 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .bundle import DataBundle
+from .bundle import DataBundle, split_user_pairs
 from .collate import Item
 from .config import DataConfig
 from .errors import DataError
 from .failures import DecodeFailures, decode_image
-from .pairs import PairDataset, SubsetPairs, materialize_pairs, split_indices
+from .pairs import PairDataset
 from .text import tokenize
 from .transforms import to_model_tensor
 
@@ -86,10 +86,4 @@ def build_csv(cfg: DataConfig, image_size: int, context_length: int, failures: D
     if not image_root.is_dir():
         raise DataError(f"image directory not found: {image_root} (data.image_root; CSV image paths are resolved against it)")
     dataset = CsvPairs(rows, image_root, image_size, context_length, failures)
-    train, arch, val = split_indices(len(dataset), cfg.val_fraction, cfg.arch_fraction, cfg.seed)
-    return DataBundle(
-        train=SubsetPairs(dataset, train),
-        arch=SubsetPairs(dataset, arch) if arch else None,
-        val_pairs=[materialize_pairs("val", dataset, val[: cfg.max_eval_images], context_length)],
-        decode_failures=failures,
-    )
+    return split_user_pairs(dataset, cfg, context_length, failures)

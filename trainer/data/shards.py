@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from .bundle import DataBundle
+from .bundle import DataBundle, split_user_pairs
 from .collate import Item
 from .config import DataConfig
 from .errors import DataError
 from .failures import DecodeFailures, decode_image
-from .pairs import PairDataset, SubsetPairs, materialize_pairs, split_indices
+from .pairs import PairDataset
 from .text import tokenize
 from .transforms import to_model_tensor
 
@@ -180,10 +180,4 @@ def build_webdataset(cfg: DataConfig, image_size: int, context_length: int, fail
     dataset = ShardPairs(shards, image_size, context_length, failures)
     if not len(dataset):
         raise DataError(f"no image+caption samples in the shards matching {cfg.path}")
-    train, arch, val = split_indices(len(dataset), cfg.val_fraction, cfg.arch_fraction, cfg.seed)
-    return DataBundle(
-        train=SubsetPairs(dataset, train),
-        arch=SubsetPairs(dataset, arch) if arch else None,
-        val_pairs=[materialize_pairs("val", dataset, val[: cfg.max_eval_images], context_length)],
-        decode_failures=failures,
-    )
+    return split_user_pairs(dataset, cfg, context_length, failures)
