@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas import demo, run_commands, search_commands_gumbel, search_commands_optuna
+from nas import bench_commands, demo, export_commands, run_commands, search_commands_gumbel, search_commands_optuna
 from nas.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
@@ -39,12 +40,14 @@ def _millions(n: int) -> str:
 @app.command()
 def params(
     policy: str = typer.Argument(..., help="Preset name (see `sharenas presets`) or path to a policy .json"),
-    size: str = typer.Option("b32", "--size", help="Model size: b32, b16, small, tiny."),
+    size: Optional[str] = typer.Option(None, "--size", help="Model size: b32, b16, small, tiny [default: the size an arch.json records, else b32]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Count the parameters of a policy: shared, vision-specific, text-specific and total."""
-    from search_spaces import PolicyError, count_params, resolve_policy
+    from search_spaces import PolicyError, count_params, recorded_size, resolve_policy
 
+    if size is None:
+        size = (recorded_size(policy) if policy.endswith(".json") else None) or "b32"
     try:
         resolved = resolve_policy(policy, size)
         counts = count_params(resolved, size)
@@ -70,6 +73,12 @@ search_app.command("gumbel")(search_commands_gumbel.gumbel)
 search_app.command("rank-check")(search_commands_gumbel.rank_check)
 search_app.command("optuna")(search_commands_optuna.optuna_search)
 app.add_typer(search_app, name="search")
+bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained standalone with several seeds, the ground truth of every search.")
+bench_app.command("build")(bench_commands.build)
+bench_app.command("show")(bench_commands.show)
+app.add_typer(bench_app, name="bench")
+app.command("export")(export_commands.export)
+app.command("report")(export_commands.report)
 app.command("dashboard")(search_commands_optuna.dashboard)
 app.command("demo")(demo.demo)
 

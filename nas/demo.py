@@ -1,8 +1,10 @@
 """`sharenas demo`: the embedded-default pipeline end to end on the CPU, in minutes.
 
 A short Gumbel supernet search and a short Optuna study (the `msclip`, `clip` and `msclip-s` baselines plus
-sampled layouts) on the embedded data, each compared with the shared-all `msclip` baseline. Uses the
-tiny configs of the checkout's `experiments/tiny/`, shortened by `--set` style overrides.
+sampled layouts, scored by the ShareBench held-out loss) on the embedded data, each compared with the
+shared-all `msclip` baseline; then the Gumbel search's derived architecture is exported and both
+searches get an HTML report. Uses the tiny configs of the checkout's `experiments/tiny/`, shortened by
+`--set` style overrides.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "tiny"
 
 GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "derive.samples=3")
 OPTUNA_TRIALS = 6
-OPTUNA_OVERRIDES = ("train.train.steps=40", "train.eval.every_steps=20")
+OPTUNA_OVERRIDES = (
+    "train.train.epochs=null", "train.train.steps=61", "train.eval.every_epochs=null", "train.eval.every_steps=30",
+    "train.data.heldout_shapes=1024", "pruner.warmup_steps=29",
+)
 
 
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folder; each demo run writes a new timestamped folder in it.")) -> None:
@@ -25,7 +30,9 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     from nas.gumbel_config import GumbelConfig
     from nas.gumbel_search import run_gumbel_search
     from nas.optuna_config import load_search_config
+    from nas.export import export
     from nas.optuna_search import run_search
+    from nas.report import write_report
 
     if not EXPERIMENTS.is_dir():
         typer.echo(f"error: {EXPERIMENTS} not found; run the demo from a sharenas checkout", err=True)
@@ -34,13 +41,19 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     out = out / time.strftime("%Y%m%d-%H%M%S")  # a new folder per run: earlier demos are kept
     out.mkdir(parents=True)
 
-    typer.echo("[1/2] Gumbel supernet search (tiny, embedded data)")
+    typer.echo("[1/4] Gumbel supernet search (tiny, embedded data)")
     gumbel_cfg = load_config(EXPERIMENTS / "gumbel.yaml", GumbelConfig, GUMBEL_OVERRIDES)
     gumbel = run_gumbel_search(gumbel_cfg, out / "gumbel", retrain=False)
 
-    typer.echo(f"[2/2] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
+    typer.echo(f"[2/4] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
     optuna_cfg = load_search_config(EXPERIMENTS / "optuna.yaml", [*OPTUNA_OVERRIDES, f"out_dir={out / 'optuna'}"])
     study = run_search(optuna_cfg, storage=None, study_name="demo", n_trials=OPTUNA_TRIALS)
+
+    typer.echo("[3/4] Export of the derived architecture (arch.json + model.safetensors + model card)")
+    exported = export(gumbel.run_dir, out / "export")
+    typer.echo("[4/4] HTML reports")
+    write_report(gumbel.run_dir, out / "gumbel-report.html")
+    write_report(None, out / "optuna-report.html", storage=study.storage, study=study.study_name)
 
     typer.echo(f"\ndone in {time.perf_counter() - start:.0f} s; outputs:")
     typer.echo(f"  gumbel search run     {gumbel.run_dir}")
@@ -48,3 +61,6 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     typer.echo(f"  gate metrics          {gumbel.run_dir / 'metrics.jsonl'}")
     typer.echo(f"  optuna results        {study.out_dir / 'results.md'} and results.csv")
     typer.echo(f"  optuna storage        {study.storage}  (watch: sharenas dashboard --storage {study.storage})")
+    typer.echo(f"  exported model        {out / 'export'}  ({exported['params']['total']:,} parameters; "
+               "load: search_spaces.load_exported(DIR))")
+    typer.echo(f"  reports               {out / 'gumbel-report.html'} and {out / 'optuna-report.html'}")

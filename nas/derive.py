@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params
+from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
 
 from nas.gumbel import probabilities
 from nas.scoring import Scorer
@@ -110,7 +110,7 @@ def write_arch(
     out_dir: Path, winner: Candidate, found: list[Candidate], size: str, provenance: dict[str, Any], metrics: dict[str, float]
 ) -> dict[str, Any]:
     """Write `arch.json` and the bare `policy.json` (what `SharingPolicy.load` and `sharenas params` read)."""
-    policy = SharingPolicy.from_dict({**winner.policy.to_dict(), "name": "gumbel-derived"})
+    policy = SharingPolicy.from_dict({**winner.policy.portable(get_size(size)).to_dict(), "name": "gumbel-derived"})
     record = {
         "schema": ARCH_SCHEMA,
         "size": size,

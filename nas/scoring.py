@@ -7,32 +7,15 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from trainer.data import DataBundle, collate_pairs
-from trainer.data.pairs import PairDataset
-from trainer.evaluation import evaluating, zero_shot_accuracy
-from trainer.loss import contrastive_loss
+from trainer.data import DataBundle
+from trainer.evaluation import zero_shot_accuracy
+from trainer.evaluation.heldout import Batches, held_out_loss, materialize
 
-Batches = list[tuple[torch.Tensor, torch.Tensor]]
+__all__ = ["Batches", "Scorer", "has_batch_norm", "held_out_loss", "materialize", "recalibrate_batch_norm"]
 METRICS = ("val_loss", "zeroshot")
-
-
-def materialize(dataset: PairDataset, batch_size: int, limit: int | None = None, seed: int = 0) -> Batches:
-    """`limit` (default all) items of `dataset` in a fixed random order (`seed`), as batches; a
-    dataset made of parts (e.g. shapes then digits) thus gives batches that mix them, as training
-    batches do. A last batch of fewer than 2 pairs is dropped: a contrastive loss needs negatives."""
-    order = np.random.default_rng(seed).permutation(len(dataset))[: len(dataset) if limit is None else limit].tolist()
-    batches = []
-    for start in range(0, len(order), batch_size):
-        images, tokens, _ = collate_pairs([dataset[i] for i in order[start : start + batch_size]])
-        if images.shape[0] >= 2:
-            batches.append((images, tokens))
-    if not batches:
-        raise ValueError(f"the held-out split has {len(order)} usable pairs; scoring needs at least 2")
-    return batches
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -79,14 +62,7 @@ class Scorer:
             raise ValueError("metric zeroshot: the data has no zero-shot tasks; use val_loss")
 
     def val_loss(self, model: nn.Module) -> float:
-        total, rows = 0.0, 0
-        with evaluating(model):
-            for images, tokens in self.held_out:
-                with self.autocast():
-                    image, text, scale = model(images.to(self.device), tokens.to(self.device))
-                total += float(contrastive_loss(image.float(), text.float(), scale.float())) * images.shape[0]
-                rows += images.shape[0]
-        return total / rows
+        return held_out_loss(model, self.held_out, self.device, self.autocast)
 
     def zeroshot(self, model: nn.Module) -> float:
         if not self.bundle.zeroshot:

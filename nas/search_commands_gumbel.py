@@ -1,5 +1,5 @@
 """`sharenas search gumbel` and `sharenas search rank-check`: typer callbacks over `nas.gumbel_search`
-and `nas.rank_check`. Errors in user input print one line and exit with code 2."""
+and `nas.bench.rank_check`. Errors in user input print one line and exit with code 2."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from nas.console import error_exit
-
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -44,13 +43,16 @@ def gumbel(
 
 def rank_check(
     config: Path = typer.Argument(..., help="Rank-check config (YAML), e.g. experiments/tiny/rank_check.yaml."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: runs/<config stem>]; rerun to resume."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: runs/<config stem>]; holds the supernet it searches."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a rank-check config value (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the machine-readable result."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown rendering to this file."),
 ) -> None:
-    """Train fixed policies standalone and compare their ranking with the supernet's (Kendall tau, Spearman rho, top-k)."""
+    """Score proxies (the supernet's inherited weights, parameter count, specific sublayers) against the bench's ground truth."""
     from trainer.loop import TrainingDiverged
 
-    from nas.rank_check import run_rank_check
+    from nas.bench.rank_check import run_rank_check
+    from nas.bench_commands import json_safe
 
     try:
         result = run_rank_check(config, out if out is not None else Path("runs") / config.stem, overrides or [])
@@ -58,6 +60,16 @@ def rank_check(
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
         raise error_exit(exc, 1) from None
+    result = json_safe(result)
+    if markdown is not None:
+        from nas.bench.render import rank_check_markdown
+
+        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config} --json --markdown {markdown}"))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result, indent=2))
+        return
     _print_rank_check(result)
 
 
@@ -75,26 +87,9 @@ def _print_arch(arch: dict, run_dir: Path, seconds: float) -> None:
 
 
 def _print_rank_check(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from nas.bench.render import rank_check_frame
 
-    metric = result["metric"]
-    table = Table(title=f"rank check ({metric}; standalone vs supernet with inherited weights)")
-    for column in ("policy", "params", f"standalone {metric}", f"supernet {metric}"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for name, r in sorted(result["policies"].items()):
-        stand, sup = r.get("standalone", {}).get(metric), r.get("supernet", {}).get(metric)
-        table.add_row(name, f"{r['params']:,}" if "params" in r else "-", "-" if stand is None else f"{stand:.4f}", "-" if sup is None else f"{sup:.4f}")
-    Console().print(table)
-    a = result.get("agreement")
-    if a is None:
-        Console().print("fewer than 3 policies finished: no agreement statistics yet")
-        return
-    k = next(key for key in a if key.endswith("_overlap"))
-    Console().print(
-        f"n={int(a['n'])}  Kendall tau {a['kendall_tau']:.3f} [{a['kendall_tau_ci_low']:.3f}, {a['kendall_tau_ci_high']:.3f}]  "
-        f"Spearman rho {a['spearman_rho']:.3f} [{a['spearman_rho_ci_low']:.3f}, {a['spearman_rho_ci_high']:.3f}]  "
-        f"{k} {a[k]:.2f} [{a[k + '_ci_low']:.2f}, {a[k + '_ci_high']:.2f}]"
-    )
-    if "derived_vs_msclip" in result:
-        Console().print(f"derived vs msclip: {result['derived_vs_msclip']}")
+    typer.echo(f"rank check against {result['bench']} ({result['n']} policies; truth: {result['truth']})")
+    typer.echo(rank_check_frame(result).to_string(index=False))
+    if result["skipped_outside_space"]:
+        typer.echo(f"outside the search space, not scored: {', '.join(result['skipped_outside_space'])}")

@@ -112,7 +112,7 @@ class Supernet(SharedCLIP):
             self.visual.parallel = ParallelBranch(size, spec)
             self.visual.adapters = nn.ModuleDict(
                 {
-                    adapter_key(layer, s): Adapter(chans[s], size.width, spec.adapter_kernels[s], spec.dwconv)
+                    adapter_key(layer, s): Adapter(chans[s], size.width, spec.kernels_for(size)[s], spec.dwconv)
                     for j, layer in enumerate(space.fusion_layers)
                     for s in range(j + 1)
                 }

@@ -121,7 +121,8 @@ class SearchSpace:
             choices[self.es_gate] = ON if policy.early_specialization else OFF
         pb = policy.parallel_branch
         if pb is not None:
-            if pb != self.branch_spec(pb.fusion_layers) or not set(pb.fusion_layers) <= set(self.fusion_layers):
+            default = self.branch_spec(pb.fusion_layers)
+            if pb.kernels_for(self.size) != default.adapter_kernels or not pb.dwconv or not set(pb.fusion_layers) <= set(self.fusion_layers):
                 raise PolicyError(
                     f"{where}: its parallel branch {pb.to_dict()} needs fusion layers among {list(self.fusion_layers)}, "
                     f"default adapter kernels and dwconv"

@@ -86,7 +86,7 @@ class ParallelBranch(nn.Module):
     def __init__(self, size: ModelSize, spec: ParallelBranchSpec) -> None:
         super().__init__()
         chans = stage_channels(size.width)
-        kernels = spec.adapter_kernels
+        kernels = spec.kernels_for(size)
         stages: list[nn.Module] = [nn.Sequential(conv_bn(3, chans[0], 3, 2), nn.ReLU())]
         for i in range(1, len(kernels)):
             stages.append(Bottleneck(chans[i - 1], chans[i], kernels[i - 1] // kernels[i]))
@@ -125,11 +125,12 @@ class Adapter(nn.Module):
     def forward(self, tokens: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         cls, patches = tokens[:, :1], tokens[:, 1:]
         b, n, c = patches.shape
-        grid = int(round(n**0.5))
-        h = patches.transpose(1, 2).reshape(b, c, grid, grid)
         hp = self.branch_bn(self.branch_proj(self.branch_down(branch)))
-        if hp.shape[-2:] != h.shape[-2:]:
-            raise RuntimeError(f"adapter: branch map {tuple(hp.shape[-2:])} does not match the patch grid {grid}x{grid}")
+        rows, cols = hp.shape[-2:]
+        if not torch.jit.is_tracing() and rows * cols != n:
+            raise RuntimeError(f"adapter: branch map {rows}x{cols} does not match the {n} patch tokens")
+        # The grid comes from the branch map (not sqrt(n)), which keeps the graph exportable with a dynamic batch.
+        h = patches.transpose(1, 2).reshape(b, c, rows, cols)
         fused = self.ln((self.token_bn(self.token_conv(h)) + hp).flatten(2).transpose(1, 2))
         return torch.cat([cls, fused], dim=1)
 
@@ -138,5 +139,5 @@ def build_adapters(size: ModelSize, spec: ParallelBranchSpec) -> nn.ModuleDict:
     """Adapters keyed by the fusion layer index (as a string, as `nn.ModuleDict` requires)."""
     chans = stage_channels(size.width)
     return nn.ModuleDict(
-        {str(layer): Adapter(chans[i], size.width, k, spec.dwconv) for i, (layer, k) in enumerate(zip(spec.fusion_layers, spec.adapter_kernels))}
+        {str(layer): Adapter(chans[i], size.width, k, spec.dwconv) for i, (layer, k) in enumerate(zip(spec.fusion_layers, spec.kernels_for(size)))}
     )

@@ -7,11 +7,11 @@ Layer indexing is 0-based everywhere: `layers[i]` is the i-th transformer block,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from .sizes import ModelSize
+from .sizes import SIZES, ModelSize
 
 SCHEMA = "sharenas/policy/v1"
 ARCH_SCHEMA = "sharenas/arch/v1"
@@ -55,6 +55,15 @@ class LayerSharing:
         return {s: getattr(self, s) for s in SUBLAYERS}
 
 
+def default_adapter_kernels(patch_size: int, stages: int) -> tuple[int, ...]:
+    """Halve the adapter kernel at every stage from `patch_size // 2` down to 1 (paper Table 2)."""
+    kernels, k = [], max(1, patch_size // 2)
+    for _ in range(stages):
+        kernels.append(k)
+        k = max(1, k // 2)
+    return tuple(kernels)
+
+
 @dataclass(frozen=True)
 class ParallelBranchSpec:
     """A conv branch beside the vision transformer, fused into chosen layers by DWConv adapters.
@@ -63,15 +72,30 @@ class ParallelBranchSpec:
     adapter's depth-wise conv that brings stage `i`'s feature map down to the patch grid (paper Table 2:
     16, 8, 4, 2, 1 for B/32), so it also fixes where the branch downsamples: it must start at
     `patch_size // 2` (the first conv has stride 2) and each next kernel is equal or half the previous one.
+    `adapter_kernels=None` (JSON `"auto"`) is the default schedule at whatever size the policy is built,
+    which makes a policy searched at one size buildable at every other.
     `dwconv: false` replaces each depth-wise conv with average pooling of the same geometry (supp. Table 6).
     """
 
     fusion_layers: tuple[int, ...]
-    adapter_kernels: tuple[int, ...]
+    adapter_kernels: tuple[int, ...] | None = None
     dwconv: bool = True
 
+    def kernels_for(self, size: ModelSize) -> tuple[int, ...]:
+        """The kernels at `size`: the explicit ones, or the default schedule for `auto`."""
+        if self.adapter_kernels is not None:
+            return self.adapter_kernels
+        return default_adapter_kernels(size.patch_size, len(self.fusion_layers))
+
+    def portable(self, size: ModelSize) -> "ParallelBranchSpec":
+        """This spec with explicit kernels that equal `size`'s default schedule written as `auto`."""
+        if self.adapter_kernels == default_adapter_kernels(size.patch_size, len(self.fusion_layers)):
+            return replace(self, adapter_kernels=None)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
-        return {"fusion_layers": list(self.fusion_layers), "adapter_kernels": list(self.adapter_kernels), "dwconv": self.dwconv}
+        kernels = "auto" if self.adapter_kernels is None else list(self.adapter_kernels)
+        return {"fusion_layers": list(self.fusion_layers), "adapter_kernels": kernels, "dwconv": self.dwconv}
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,7 @@ class SharingPolicy:
             raise PolicyError("parallel_branch.fusion_layers: empty; give 1 to 5 layer indices or set parallel_branch to null")
         if len(pb.fusion_layers) > 5:
             raise PolicyError(f"parallel_branch.fusion_layers: {len(pb.fusion_layers)} entries; the branch has at most 5 stages")
-        if len(pb.adapter_kernels) != len(pb.fusion_layers):
+        if pb.adapter_kernels is not None and len(pb.adapter_kernels) != len(pb.fusion_layers):
             raise PolicyError(
                 f"parallel_branch.adapter_kernels: {len(pb.adapter_kernels)} kernels for {len(pb.fusion_layers)} fusion layers; "
                 "give one kernel per fusion layer"
@@ -124,7 +148,7 @@ class SharingPolicy:
                     f"parallel_branch.fusion_layers: layer {layer} is outside {lowest}..{n - 1}"
                     + (" (early specialization removes vision layer 0)" if self.early_specialization else "")
                 )
-        for i, k in enumerate(pb.adapter_kernels):
+        for i, k in enumerate(pb.adapter_kernels or ()):
             if k < 1 or k & (k - 1):
                 raise PolicyError(f"parallel_branch.adapter_kernels[{i}]: {k} is not a power of two")
             if i and k not in (pb.adapter_kernels[i - 1], pb.adapter_kernels[i - 1] // 2):
@@ -169,11 +193,18 @@ class SharingPolicy:
         if pb is not None:
             if size.patch_size < 2:
                 raise PolicyError(f"parallel_branch: size {size.name!r} has patch size {size.patch_size}; the branch needs >= 2")
-            if pb.adapter_kernels[0] != size.patch_size // 2:
+            if pb.adapter_kernels is not None and pb.adapter_kernels[0] != size.patch_size // 2:
                 raise PolicyError(
                     f"parallel_branch.adapter_kernels[0]: {pb.adapter_kernels[0]} but size {size.name!r} needs "
-                    f"{size.patch_size // 2} (patch size {size.patch_size} / the first conv's stride 2)"
+                    f"{size.patch_size // 2} (patch size {size.patch_size} / the first conv's stride 2); "
+                    'write "adapter_kernels": "auto" for the default schedule at every size'
                 )
+
+    def portable(self, size: ModelSize) -> "SharingPolicy":
+        """This policy with a default adapter schedule at `size` written as `auto`, so it builds at every size."""
+        if self.parallel_branch is None:
+            return self
+        return replace(self, parallel_branch=self.parallel_branch.portable(size))
 
     # JSON --------------------------------------------------------------------------------------------
 
@@ -231,7 +262,10 @@ class SharingPolicy:
         if isinstance(data, dict) and data.get("schema") == ARCH_SCHEMA:
             if "policy" not in data:
                 raise PolicyError("policy: this arch.json has no 'policy' entry; re-export the architecture")
-            data = data["policy"]
+            policy = cls.from_dict(data["policy"])
+            # An arch.json records the size it was searched at: its default adapter schedule transfers.
+            recorded = SIZES.get(data.get("size"))
+            return policy.portable(recorded) if recorded is not None else policy
         return cls.from_dict(data)
 
     @classmethod
@@ -271,10 +305,25 @@ def _branch_from_dict(data: Any) -> ParallelBranchSpec | None:
         raise PolicyError("parallel_branch: expected null or an object with fusion_layers, adapter_kernels, dwconv")
     _check_keys(data, {"fusion_layers", "adapter_kernels", "dwconv"}, "parallel_branch")
     for key in ("fusion_layers", "adapter_kernels"):
-        value = data.get(key)
+        value = data.get(key, "auto" if key == "adapter_kernels" else None)
+        if key == "adapter_kernels" and value == "auto":
+            continue
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise PolicyError(f"parallel_branch.{key}: expected a list of integers, got {value!r}")
+            extra = ' or "auto"' if key == "adapter_kernels" else ""
+            raise PolicyError(f"parallel_branch.{key}: expected a list of integers{extra}, got {value!r}")
     dwconv = data.get("dwconv", True)
     if not isinstance(dwconv, bool):
         raise PolicyError(f"parallel_branch.dwconv: expected true or false, got {dwconv!r}")
-    return ParallelBranchSpec(tuple(data["fusion_layers"]), tuple(data["adapter_kernels"]), dwconv)
+    kernels = data.get("adapter_kernels", "auto")
+    return ParallelBranchSpec(tuple(data["fusion_layers"]), None if kernels == "auto" else tuple(kernels), dwconv)
+
+
+def recorded_size(path: str | Path) -> str | None:
+    """The size an exported `arch.json` records, else None (plain policies are size-free)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if isinstance(data, dict) and data.get("schema") == ARCH_SCHEMA and isinstance(data.get("size"), str):
+        return data["size"]
+    return None

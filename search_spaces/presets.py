@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .policy import SHARED, SPECIFIC, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
+from .policy import default_adapter_kernels as policy_default_kernels
 from .sizes import ModelSize, get_size
 
 ALL_SHARED = LayerSharing.uniform(SHARED)
@@ -19,11 +20,7 @@ def paper_fusion_layers(num_layers: int) -> tuple[int, ...]:
 
 def default_adapter_kernels(size: ModelSize, stages: int) -> tuple[int, ...]:
     """Halve the adapter kernel at every stage from `patch_size // 2` down to 1 (paper Table 2)."""
-    kernels, k = [], size.patch_size // 2
-    for _ in range(stages):
-        kernels.append(k)
-        k = max(1, k // 2)
-    return tuple(kernels)
+    return policy_default_kernels(size.patch_size, stages)
 
 
 def default_parallel_branch(size: ModelSize) -> ParallelBranchSpec:

@@ -338,3 +338,29 @@ def test_compressed_shard_is_rejected_with_the_fix(tmp_path):
         _add(tar, "a.txt", b"x")
     with pytest.raises(DataError, match="not an uncompressed tar"):
         build_data(DataConfig(source="webdataset", path=str(tmp_path / "c.tar")), SIZE, CTX)
+
+
+def test_fresh_heldout_shapes_are_disjoint_from_training_and_scored_by_evaluate():
+    import torch
+
+    from search_spaces import build_model
+    from trainer.data import build_data, fresh_shapes
+    from trainer.evaluation import evaluate
+    from trainer.evaluation.heldout import held_out_loss, materialize
+    from trainer.loss import contrastive_loss
+
+    cfg = DataConfig(source="shapes", num_shapes=200, shapes_zeroshot_per_class=2, max_eval_images=40, heldout_shapes=64)
+    bundle = build_data(cfg, 32, 32)
+    heldout = fresh_shapes(64, cfg.heldout_seed, 32, 32)
+    assert len(bundle.heldout) == 64 and [bundle.heldout.caption(i) for i in range(5)] == [heldout.caption(i) for i in range(5)]
+    train_scenes = {bundle.train.base.scenes[i] for i in bundle.train.indices}
+    assert not train_scenes & set(heldout.scenes)
+    torch.manual_seed(0)
+    model = build_model("msclip", "tiny")
+    metrics = evaluate(model, bundle, nmi_pairs=0, heldout_batch_size=32)
+    batches = materialize(bundle.heldout, 32)
+    by_hand = sum(float(contrastive_loss(*model(i, t))) * i.shape[0] for i, t in batches) / 64
+    assert metrics["heldout/shapes/loss"] == pytest.approx(by_hand, rel=1e-5)
+    assert metrics["heldout/shapes/loss"] == pytest.approx(held_out_loss(model, batches, "cpu"), rel=1e-6)
+    with pytest.raises(ValueError, match="heldout_shapes"):
+        DataConfig(source="digits", heldout_shapes=64)

@@ -126,7 +126,8 @@ def test_shipped_tiny_config_loads_and_resolves_its_base() -> None:
     t = cfg.train_template
     assert (t.model.policy, t.model.size) == (base["model"]["policy"], base["model"]["size"])  # inherited
     assert t.optim.weight_decay_shared == base["optim"]["weight_decay_shared"]  # inherited
-    assert (t.data.source, t.train.steps, t.train.epochs, t.eval.nmi_pairs) == ("digits", 60, None, 0)  # overridden inline
+    assert (t.data.source, t.data.heldout_shapes, t.train.epochs, t.eval.nmi_pairs) == ("embedded", 4096, 2, 0)  # overridden inline
+    assert (cfg.objective.metric, cfg.objective.direction) == ("heldout/shapes/loss", "minimize")  # the ShareBench metric
     assert cfg.budget == 4_000_000 and cfg.baselines == BASELINES
     assert (cfg.sampler_kind, cfg.pruner_kind) == ("tpe", "median")
 

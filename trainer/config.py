@@ -341,12 +341,14 @@ class EvalConfig:
     batch_size: int = 256
     nmi_pairs: int = 32
     """Pairs for the layer-wise modality NMI; 0 skips it."""
+    heldout_batch_size: int = 128
+    """Batch of the held-out contrastive loss (`data.heldout_shapes`); the loss depends on it."""
     probe_C: float = 1.0
 
     def __post_init__(self) -> None:
         if self.nmi_pairs < 0:
             raise ConfigError(f"eval.nmi_pairs must be >= 0 (0 skips NMI), got {self.nmi_pairs}")
-        for name in ("every_steps", "every_epochs", "batch_size"):
+        for name in ("every_steps", "every_epochs", "batch_size", "heldout_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"eval.{name} must be >= 1 or null, got {value}")

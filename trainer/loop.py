@@ -222,6 +222,7 @@ class _Trainer:
             metrics = evaluate(
                 self.module, self.bundle, self.device, batch_size=e.batch_size, nmi_pairs=e.nmi_pairs,
                 probe_C=e.probe_C, seed=self.cfg.train.seed, progress=self.cfg.train.progress,
+                heldout_batch_size=e.heldout_batch_size,
             )
             restore_rng(rng, self.device)
             self.metrics.log(step, step / self.plan.steps_per_epoch, metrics)

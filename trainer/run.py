@@ -63,7 +63,7 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[s
     e = cfg.eval
     metrics = evaluate(
         model, bundle, device, batch_size=e.batch_size, nmi_pairs=e.nmi_pairs, probe_C=e.probe_C,
-        seed=cfg.train.seed, progress=cfg.train.progress,
+        seed=cfg.train.seed, progress=cfg.train.progress, heldout_batch_size=e.heldout_batch_size,
     )
     record = {"step": read_state(checkpoint)["step"], "checkpoint": checkpoint.name, "metrics": metrics}
     (run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")

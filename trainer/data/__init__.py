@@ -7,7 +7,7 @@ from .config import DataConfig
 from .errors import DataError
 from .failures import DecodeFailures
 from .pairs import ConcatPairs, PairDataset, SubsetPairs
-from .shapes import HELDOUT_COMBOS, SHAPE_CLASSES
+from .shapes import HELDOUT_COMBOS, SHAPE_CLASSES, fresh_shapes
 from .shards import expand_braces
 from .tasks import LinearProbeTask, PairSet, ZeroShotTask
 from .text import tokenize
@@ -23,6 +23,7 @@ __all__ = [
     "DecodeFailures",
     "denormalize",
     "expand_braces",
+    "fresh_shapes",
     "HELDOUT_COMBOS",
     "LinearProbeTask",
     "OPENAI_MEAN",

@@ -7,7 +7,7 @@ from .csv_source import build_csv
 from .digits import build_digits
 from .failures import DecodeFailures
 from .pairs import ConcatPairs
-from .shapes import build_shapes
+from .shapes import build_shapes, fresh_shapes
 from .shards import build_webdataset
 
 _BUILDERS = {"shapes": build_shapes, "digits": build_digits, "csv": build_csv, "webdataset": build_webdataset}
@@ -20,8 +20,11 @@ def build_data(cfg: DataConfig, image_size: int, context_length: int) -> DataBun
     if image_size < 8 or context_length < 4:
         raise ValueError(f"image_size must be >= 8 and context_length >= 4, got {image_size} and {context_length}")
     failures = DecodeFailures()
+    heldout = fresh_shapes(cfg.heldout_shapes, cfg.heldout_seed, image_size, context_length) if cfg.heldout_shapes else None
     if cfg.source != "embedded":
-        return _BUILDERS[cfg.source](cfg, image_size, context_length, failures)
+        bundle = _BUILDERS[cfg.source](cfg, image_size, context_length, failures)
+        bundle.heldout = heldout
+        return bundle
     parts = [build_shapes(cfg, image_size, context_length, failures), build_digits(cfg, image_size, context_length, failures)]
     arch = [part.arch for part in parts if part.arch is not None]
     return DataBundle(
@@ -31,4 +34,5 @@ def build_data(cfg: DataConfig, image_size: int, context_length: int) -> DataBun
         zeroshot=[task for part in parts for task in part.zeroshot],
         linear_probe=[task for part in parts for task in part.linear_probe],
         decode_failures=failures,
+        heldout=heldout,
     )

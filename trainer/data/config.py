@@ -23,6 +23,10 @@ class DataConfig:
     renderings of each training digit the train split holds; `shapes_zeroshot_per_class` the images
     per held-out colour-shape combination in the "shapes" zero-shot task; `max_eval_images` caps
     every evaluation image set (they are held in memory as tensors).
+
+    `heldout_shapes` > 0 adds that many freshly generated shapes pairs of the seen combinations
+    (stream `heldout_seed`, disjoint from every split) for the held-out contrastive loss
+    (`heldout/shapes/loss`, the ShareBench metric); embedded and shapes sources only.
     """
 
     source: Source = "embedded"
@@ -37,6 +41,8 @@ class DataConfig:
     val_fraction: float = 0.2
     arch_fraction: float = 0.1
     max_eval_images: int = 1000
+    heldout_shapes: int = 0
+    heldout_seed: int = 123
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +65,10 @@ class DataConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"data.{name}: must be in [0, 1), got {value}")
+        if self.heldout_shapes < 0 or self.heldout_shapes == 1:
+            raise ValueError(f"data.heldout_shapes: 0 (off) or at least 2 pairs, got {self.heldout_shapes}")
+        if self.heldout_shapes and self.source not in ("embedded", "shapes"):
+            raise ValueError(f"data.heldout_shapes: generated held-out pairs need source embedded or shapes, not {self.source!r}; set it to 0")
         if self.val_fraction <= 0.0:
             raise ValueError("data.val_fraction: must be > 0; evaluation needs held-out pairs")
         if self.val_fraction + self.arch_fraction >= 0.9:

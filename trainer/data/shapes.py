@@ -211,3 +211,9 @@ def build_shapes(cfg: DataConfig, image_size: int, context_length: int, failures
         zeroshot=[zeroshot],
         decode_failures=failures,
     )
+
+
+def fresh_shapes(count: int, seed: int, image_size: int, context_length: int) -> ShapesDataset:
+    """`count` scenes of the seen combinations drawn from the pool stream of `seed`: with a seed other
+    than the training data's, a large held-out set of pairs that no training split contains."""
+    return ShapesDataset(_sample_scenes([seed, _STREAM_POOL], count, SEEN_COMBOS), image_size, context_length)

@@ -4,6 +4,8 @@ Keys (stable; `NAME` is the task's name):
 - `retrieval/NAME/{i2t,t2i}_r{1,5,10}`: recall in percent, per held-out pair set;
 - `zeroshot/NAME/top1` (and `top5` when the task has >= 5 classes): accuracy in percent;
 - `linear_probe/NAME/acc`: logistic-regression test accuracy in percent;
+- `heldout/shapes/loss`: the symmetric contrastive loss on the bundle's fresh held-out pairs in fixed
+  batches of `heldout_batch_size` (present when the data config asks for `heldout_shapes`);
 - `nmi/layer_XX` (text-layer index, see `trainer.evaluation.nmi`) and `nmi/mean`: modality NMI in
   [0, 1] on the first `nmi_pairs` pairs of the first pair set; absent when the text and vision
   widths differ.
@@ -19,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from trainer.evaluation.features import encode_batched, evaluating, num_batches
+from trainer.evaluation.heldout import held_out_loss, materialize
 from trainer.evaluation.linear_probe import linear_probe
 from trainer.evaluation.nmi import layerwise_nmi
 from trainer.evaluation.retrieval import retrieval_recall
@@ -46,6 +49,7 @@ def evaluate(
     probe_C: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    heldout_batch_size: int = 128,
 ) -> dict[str, float]:
     """Run retrieval, zero-shot, linear probe and layer-wise NMI; see the module docstring for keys.
 
@@ -81,6 +85,9 @@ def evaluate(
             metrics[f"linear_probe/{task.name}/acc"] = linear_probe(
                 train, task.train_labels, test, task.test_labels, C=probe_C, seed=seed
             )
+        heldout = getattr(bundle, "heldout", None)
+        if heldout is not None:
+            metrics["heldout/shapes/loss"] = held_out_loss(model, materialize(heldout, heldout_batch_size), device)
         if nmi_set is not None:
             scores = layerwise_nmi(
                 model, nmi_set.images[:nmi_count], nmi_set.tokens[:nmi_count], seed, batch_size, device, bar.update

@@ -1,0 +1,200 @@
+"""`sharenas bench build`: train every (policy, seed) entry of a bench standalone and record it.
+
+Layout of a bench directory:
+- `config.yaml`: the resolved bench config; `policies/NAME.json`: every policy;
+- `runs/NAME/seed_S/`: the training run of one entry (resumable, its checkpoints pruned when done);
+- `entries/NAME/seed_S.json`: the finished entry (written atomically; a rerun skips it).
+
+Entries run in `workers` processes with one thread each. A killed bench loses at most the progress
+since each running entry's last checkpoint: rerunning the same command resumes there.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from nas.bench.config import LoadedBench, load_bench_config
+from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
+from trainer.config import ConfigError, dump_config, load_config, to_dict
+
+ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/seed_{self.seed}"
+
+
+def bench_entries(bench: LoadedBench, names: list[str]) -> list[Entry]:
+    """Policy-major order (all seeds of a policy before the next), the extra seeds last."""
+    cfg = bench.cfg
+    out = [Entry(n, s) for n in names for s in cfg.seeds]
+    out += [Entry(n, s) for n, seeds in cfg.extra_seeds.items() for s in seeds if s not in cfg.seeds]
+    return out
+
+
+def entry_file(out: Path, entry: Entry) -> Path:
+    return out / ENTRIES / entry.name / f"seed_{entry.seed}.json"
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
+    """Train one entry (resuming its run), score its checkpoints on the held-out set, write its record."""
+    import torch
+
+    from search_spaces import build_model, count_params, get_size, resolve_policy
+    from trainer.checkpoint import list_checkpoints, load_model_weights, read_state
+    from trainer.config import TrainConfig
+    from trainer.data import build_data, fresh_shapes
+    from trainer.distributed import pick_device
+    from trainer.loop import autocast_context, train
+    from trainer.sampler import BatchPlan
+
+    from nas.scoring import held_out_loss, materialize
+
+    torch.set_num_threads(1)
+    bench = load_bench_config(config, overrides)
+    cfg, out_dir = bench.cfg, Path(out)
+    policy_file = out_dir / POLICIES / f"{name}.json"
+    recipe = to_dict(bench.recipe)
+    recipe["model"]["policy"] = str(policy_file.resolve())
+    recipe["train"].update(seed=seed, num_threads=1, progress=False)
+    train_cfg = load_config(recipe, TrainConfig)
+    size = get_size(train_cfg.model.size)
+    policy = resolve_policy(str(policy_file), size)
+    bundle = build_data(train_cfg.data, size.image_size, size.context_length)
+    plan = BatchPlan(len(bundle.train), train_cfg.train.batch_size, train_cfg.train.accum_steps, 1, seed)
+    t = train_cfg.train
+    total = t.steps if t.steps is not None else t.epochs * plan.steps_per_epoch
+    every = cfg.score_every_epochs * plan.steps_per_epoch
+    t.checkpoint_every, t.keep_checkpoints = every, max(1, -(-total // every))
+    run = out_dir / RUNS / name / f"seed_{seed}"
+    start = time.perf_counter()
+    result = train(train_cfg, run, resume=(run / "config.yaml").is_file())
+    seconds = time.perf_counter() - start
+    device = pick_device(t.device)
+    held_out = materialize(fresh_shapes(cfg.heldout.pairs, cfg.heldout.seed, size.image_size, size.context_length), cfg.heldout.batch_size)
+    model = build_model(policy, size).to(device)
+    curve = []
+    for checkpoint in list_checkpoints(run):
+        step = read_state(checkpoint)["step"]
+        load_model_weights(model, checkpoint)
+        loss = held_out_loss(model, held_out, device, lambda: autocast_context(device, t.precision))
+        curve.append({"step": step, "epoch": round(step / plan.steps_per_epoch, 3), "val_loss": loss})
+    if not curve or curve[-1]["step"] != total:
+        raise RuntimeError(f"{run}: the final checkpoint (step {total}) is missing; rerun to resume the entry")
+    final_loss = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
+    record = {
+        "name": name, "seed": seed, "policy": policy.to_dict(), "params": count_params(policy, size).total,
+        "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": curve[-1]["val_loss"], "curve": curve,
+        "metrics": result.metrics, "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
+        "train_seconds": round(seconds, 1), "device": str(device),
+    }
+    _atomic_json(entry_file(out_dir, Entry(name, seed)), record)
+    for checkpoint in list_checkpoints(run)[:-1]:
+        shutil.rmtree(checkpoint)
+    return record
+
+
+@contextlib.contextmanager
+def build_lock(out: Path):
+    """Hold an exclusive lock on `out` for the duration of a build: two builds of one directory would
+    train the same entries into the same run directories."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise ConfigError(f"{out} is being built by {owner}; wait for it or stop it, then rerun") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
+    """Write the config and the policies (refusing a directory of another bench), return all entries."""
+    saved = out / "config.yaml"
+    if saved.is_file():
+        old = load_config(saved, type(bench.cfg))
+        if to_dict(old) != to_dict(bench.cfg):
+            raise ConfigError(f"{out} holds a bench built with another config ({saved}); use another --out or the same config")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(bench.cfg, saved)
+    policies = bench_policies(bench)
+    space = bench_space(bench)
+    for name, policy in policies.items():
+        path = out / POLICIES / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or json.loads(path.read_text()) != policy.to_dict():
+            policy.save(path)
+    outside = [n for n, p in policies.items() if not in_space(space, p)]
+    if outside:
+        print(f"bench: {', '.join(outside)} lie outside the supernet space (kept for the paper check, not for rank checks)", file=sys.stderr)
+    return bench_entries(bench, list(policies))
+
+
+def build_bench(config: str | Path, out: str | Path, workers: int = 1, overrides: list[str] = ()) -> list[Entry]:
+    """Run every missing entry; returns the entries that failed (empty when the bench is complete)."""
+    bench, out = load_bench_config(config, list(overrides)), Path(out)
+    with build_lock(out):
+        return _build(bench, Path(config), out, workers, list(overrides))
+
+
+def _build(bench: LoadedBench, config: Path, out: Path, workers: int, overrides: list[str]) -> list[Entry]:
+    from tqdm import tqdm
+
+    entries = prepare(bench, out)
+    todo = [e for e in entries if not entry_file(out, e).is_file()]
+    print(f"bench {bench.cfg.name}: {len(entries) - len(todo)}/{len(entries)} entries done, {len(todo)} to train with {workers} worker(s) -> {out}", file=sys.stderr)
+    failed: list[Entry] = []
+    if not todo:
+        return failed
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc="bench", unit="entry")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(run_entry, str(config), list(overrides), str(out), e.name, e.seed): e for e in todo}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                entry = pending.pop(future)
+                try:
+                    record = future.result()
+                    bar.set_postfix_str(f"{entry.key} val_loss {record['val_loss']:.3f} in {record['train_seconds']:.0f}s")
+                except BrokenProcessPool:
+                    bar.close()
+                    raise RuntimeError(f"a bench worker died while training {entry.key}; rerun the same command to resume") from None
+                except Exception as exc:  # one bad entry must not lose the others
+                    failed.append(entry)
+                    print(f"bench: {entry.key} failed: {exc}", file=sys.stderr)
+                bar.update(1)
+    bar.close()
+    return failed

@@ -1,0 +1,145 @@
+"""`sharenas export`: turn what a run or search produced into an export directory
+(`search_spaces.exported`): arch.json + model.safetensors + a model card, optionally ONNX encoders.
+
+Sources:
+- a training run (`sharenas train`, a bench entry, an Optuna trial's run): its latest checkpoint;
+- a Gumbel search run: the derived policy with the retrained weights when `--retrain` ran, else the
+  supernet's inherited weights for that path (said in the card);
+- an Optuna study (`--storage URL --study NAME`): the best completed trial, or `--trial N`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import SharedCLIP, build_model, save_exported
+from trainer.checkpoint import latest_checkpoint, load_model_weights, read_state
+from trainer.config import ConfigError, TrainConfig, load_config, to_dict
+from trainer.metrics import read_metrics
+
+from nas.bench.table import package_versions
+
+PACKAGES = ("torch", "safetensors", "open-clip-torch", "optuna", "sharenas")
+
+
+@dataclass
+class Exportable:
+    model: SharedCLIP
+    provenance: dict[str, Any]
+    metrics: dict[str, float]
+    weights_origin: str
+
+
+def _last_eval(run_dir: Path, step: int) -> dict[str, float]:
+    """The evaluation metrics of `step` (eval.json if it is that step's, else metrics.jsonl)."""
+    eval_file = run_dir / "eval.json"
+    if eval_file.is_file():
+        record = json.loads(eval_file.read_text())
+        if record.get("step") == step:
+            return record["metrics"]
+    for record in reversed(read_metrics(run_dir)):
+        if record.get("step") == step and not any(k.startswith("train/") for k in record):
+            return {k: v for k, v in record.items() if k not in ("step", "epoch")}
+    return {}
+
+
+def from_training_run(run_dir: Path) -> Exportable:
+    cfg = load_config(run_dir / "config.yaml", TrainConfig)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"{run_dir} holds no checkpoint yet; train it first (or resume it with --resume)")
+    model = build_model(cfg.model.policy, cfg.model.size)
+    load_model_weights(model, checkpoint)
+    step = read_state(checkpoint)["step"]
+    provenance = {"source": "training run", "run_dir": str(run_dir.resolve()), "checkpoint": checkpoint.name, "step": step,
+                  "train_config": to_dict(cfg)}
+    return Exportable(model, provenance, _last_eval(run_dir, step), f"trained standalone for {step} steps ({run_dir})")
+
+
+def from_gumbel_run(run_dir: Path) -> Exportable:
+    from safetensors.torch import load_file
+
+    from nas.gumbel_config import GumbelConfig
+    from nas.gumbel_search import CONFIG_FILE, SUPERNET_FILE, build_space
+    from nas.supernet import Supernet
+
+    arch_file = run_dir / "arch.json"
+    if not arch_file.is_file():
+        raise ConfigError(f"{run_dir} holds no arch.json: the search did not finish; rerun it")
+    arch = json.loads(arch_file.read_text())
+    if (run_dir / "retrain" / "checkpoints").is_dir():
+        exported = from_training_run(run_dir / "retrain")
+        exported.provenance.update(search="gumbel", search_run=str(run_dir.resolve()), selected=arch["provenance"].get("selected"))
+        exported.metrics = {**arch.get("metrics", {}), **exported.metrics}
+        return exported
+    from search_spaces import SharingPolicy
+
+    cfg = load_config(run_dir / CONFIG_FILE, GumbelConfig)
+    space = build_space(cfg)
+    supernet = Supernet(space)
+    supernet.load_state_dict(load_file(str(run_dir / SUPERNET_FILE)))
+    policy = SharingPolicy.from_dict(arch["policy"])
+    model = build_model(policy, space.size)
+    model.load_state_dict(supernet.standalone_state_dict(policy), strict=True)
+    provenance = {"source": "gumbel search", "search": "gumbel", "search_run": str(run_dir.resolve()),
+                  "selected": arch["provenance"].get("selected"), "search_seconds": arch["provenance"].get("search_seconds")}
+    origin = "inherited from the supernet (not retrained: run `sharenas search gumbel --retrain` for trained weights)"
+    return Exportable(model, provenance, arch.get("metrics", {}), origin)
+
+
+def from_study(storage: str, study_name: str, trial_number: int | None) -> Exportable:
+    import optuna
+
+    from nas.storage import open_storage
+
+    handle = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=handle.storage)
+    except KeyError:
+        raise ConfigError(f"study {study_name!r} not found in {handle.display_url}; list studies with `optuna studies --storage URL`") from None
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("run_dir")]
+    if trial_number is not None:
+        chosen = next((t for t in done if t.number == trial_number), None)
+        if chosen is None:
+            raise ConfigError(f"trial {trial_number} of {study_name!r} is not a completed trial with a run; completed: {[t.number for t in done]}")
+    else:
+        if not done:
+            raise ConfigError(f"study {study_name!r} has no completed trial to export yet")
+        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        chosen = (max if maximize else min)(done, key=lambda t: t.values[0])
+    exported = from_training_run(Path(chosen.user_attrs["run_dir"]))
+    exported.provenance.update(search="optuna", storage=handle.display_url, study=study_name, trial=chosen.number,
+                               value=chosen.values[0], selected="best" if trial_number is None else "--trial")
+    return exported
+
+
+def resolve_source(source: Path | None, storage: str | None, study: str | None, trial: int | None) -> Exportable:
+    if storage is not None or study is not None:
+        if storage is None or study is None:
+            raise ConfigError("an Optuna source needs both --storage URL and --study NAME")
+        return from_study(storage, study, trial)
+    if source is None:
+        raise ConfigError("give SOURCE (a run or search directory) or --storage URL --study NAME")
+    if not source.is_dir():
+        raise ConfigError(f"{source} is not a directory: give a training run, a Gumbel search run or --storage/--study")
+    if (source / "supernet.safetensors").is_file():
+        return from_gumbel_run(source)
+    if (source / "config.yaml").is_file() and (source / "checkpoints").is_dir():
+        return from_training_run(source)
+    raise ConfigError(f"{source} is neither a training run (config.yaml + checkpoints/) nor a Gumbel search run (supernet.safetensors)")
+
+
+def export(source: Path | None, out: Path, storage: str | None = None, study: str | None = None, trial: int | None = None,
+           onnx: bool = False) -> dict[str, Any]:
+    """Write the export directory; returns its arch.json record."""
+    exported = resolve_source(source, storage, study, trial)
+    record = save_exported(exported.model, out, exported.provenance, exported.metrics, package_versions(PACKAGES), exported.weights_origin)
+    if onnx:
+        from nas.onnx_export import export_onnx
+
+        record["onnx"] = export_onnx(exported.model, out)
+        (out / "arch.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return record
+

@@ -1,0 +1,57 @@
+"""`sharenas export` and `sharenas report`: typer callbacks over `nas.export` and `nas.report`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nas.console import error_exit
+
+
+def export(
+    source: Optional[Path] = typer.Argument(None, help="A training run, a Gumbel search run, or nothing with --storage/--study."),
+    out: Path = typer.Option(..., "--out", help="Export directory (arch.json, model.safetensors, README.md)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL of a study to export from."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (with --storage)."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Trial number to export [default: the best completed trial]."),
+    onnx: bool = typer.Option(False, "--onnx", help="Also export the image and text encoders to ONNX, checked with onnxruntime."),
+) -> None:
+    """Export a derived architecture: arch.json + weights + model card; loads with search_spaces.load_exported."""
+    from search_spaces import ExportError, PolicyError
+    from trainer.run import USER_ERRORS
+
+    from nas.export import export as run_export
+    from nas.storage import StorageError
+
+    try:
+        record = run_export(source, out, storage, study, trial, onnx)
+    except (*USER_ERRORS, ExportError, PolicyError, StorageError) as exc:
+        raise error_exit(exc) from None
+    except ImportError as exc:
+        raise error_exit(f"{exc}; install onnx and onnxruntime for --onnx") from None
+    params = record["params"]
+    typer.echo(f"exported {record['policy']['name']} ({record['size']}, {params['total']:,} parameters, weights {record['weights_origin']}) -> {out}")
+    if "open_clip" in record:
+        typer.echo(f"  open_clip: open_clip.create_model_and_transforms('local-dir:{out}')")
+    if "onnx" in record:
+        typer.echo(f"  onnx: {out / record['onnx']['image']}, {out / record['onnx']['text']} (max |diff| vs PyTorch {record['onnx']['max_abs_diff']:.1e})")
+
+
+def report(
+    source: Optional[Path] = typer.Argument(None, help="A training or Gumbel search run, a bench table .json, or nothing with --storage/--study."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write (self-contained, works offline)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL of a study (its figures also go to optuna-dashboard)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (with --storage)."),
+) -> None:
+    """Write a self-contained plotly HTML report: Pareto front, sharing heatmaps, gates, NMI, history, table vs msclip."""
+    from trainer.run import USER_ERRORS
+
+    from nas.report import write_report
+    from nas.storage import StorageError
+
+    try:
+        written = write_report(source, out, storage, study)
+    except (*USER_ERRORS, StorageError) as exc:
+        raise error_exit(exc) from None
+    typer.echo(f"report: {out} ({len(written.figures)} figures, {len(written.tables)} tables)")

@@ -1,0 +1,272 @@
+"""`sharenas report`: one self-contained HTML file (plotly.js embedded, works offline) about a run, a
+search, a study or a bench: Pareto front of score vs parameters with the `msclip` / `clip` /
+`msclip-s` baselines marked, sharing heatmaps (layers x sublayers), gate-probability and temperature
+trajectories, layer-wise NMI, optimization history, and a comparison table against `msclip`."""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from search_spaces import SUBLAYERS
+from trainer.config import ConfigError
+from trainer.metrics import read_metrics
+
+BASELINES = ("msclip", "clip", "msclip-s")
+REFERENCE = "msclip"
+
+
+@dataclass
+class Point:
+    """One policy with a score (higher is better after `sign`) and its parameter count."""
+
+    name: str
+    params: int
+    value: float
+    policy: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    title: str
+    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+
+def pareto_front(points: list[Point], metric: str, lower_is_better: bool) -> go.Figure:
+    """Score vs parameters; the Pareto-optimal points joined, baselines marked and labelled."""
+    fig = go.Figure()
+    better = (lambda a, b: a <= b) if lower_is_better else (lambda a, b: a >= b)
+    ordered = sorted(points, key=lambda p: p.params)
+    front, best = [], None
+    for p in ordered:
+        if best is None or (better(p.value, best) and p.value != best):
+            front.append(p)
+            best = p.value
+    others = [p for p in points if p.name not in BASELINES]
+    fig.add_trace(go.Scatter(x=[p.params for p in others], y=[p.value for p in others], mode="markers", name="policies",
+                             text=[p.name for p in others], hovertemplate="%{text}<br>%{x:,} params<br>%{y:.4f}<extra></extra>",
+                             marker={"size": 8, "color": "#7f8c8d"}))
+    fig.add_trace(go.Scatter(x=[p.params for p in front], y=[p.value for p in front], mode="lines", name="Pareto front",
+                             line={"color": "#2c3e50", "dash": "dot"}))
+    for name, colour in zip(BASELINES, ("#e74c3c", "#3498db", "#27ae60")):
+        mine = [p for p in points if p.name == name]
+        if mine:
+            fig.add_trace(go.Scatter(x=[p.params for p in mine], y=[p.value for p in mine], mode="markers+text", name=name, text=[name] * len(mine),
+                                     textposition="top center", marker={"size": 14, "symbol": "star", "color": colour}))
+    fig.update_layout(title=f"{metric} vs parameters ({'lower' if lower_is_better else 'higher'} is better)",
+                      xaxis_title="parameters", yaxis_title=metric, template="plotly_white")
+    return fig
+
+
+def sharing_heatmap(policies: list[tuple[str, dict[str, Any]]]) -> go.Figure:
+    """Layers x sublayers per policy: 1 = shared, 0 = modality-specific."""
+    fig = make_subplots(rows=1, cols=len(policies), subplot_titles=[name for name, _ in policies], shared_yaxes=True)
+    for col, (_, policy) in enumerate(policies, 1):
+        z = [[1 if layer[s] == "shared" else 0 for s in SUBLAYERS] for layer in policy["layers"]]
+        fig.add_trace(go.Heatmap(z=z, x=list(SUBLAYERS), y=[f"L{i}" for i in range(len(z))], zmin=0, zmax=1, showscale=col == 1,
+                                 colorscale=[[0, "#fdebd0"], [1, "#1f618d"]], colorbar={"tickvals": [0, 1], "ticktext": ["specific", "shared"]}),
+                      row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title="Sharing per layer and sublayer (ES / fusion layers in the titles' policies)", template="plotly_white",
+                      height=420, width=max(420, 220 * len(policies)))
+    return fig
+
+
+def gate_trajectories(records: list[dict[str, Any]]) -> go.Figure:
+    gates = sorted({k for r in records for k in r if k.startswith("gate/")})
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key in gates:
+        xs = [r["step"] for r in records if key in r]
+        fig.add_trace(go.Scatter(x=xs, y=[r[key] for r in records if key in r], mode="lines", name=key[5:], line={"width": 1}), secondary_y=False)
+    temps = [r for r in records if "search/temperature" in r]
+    if temps:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in temps], y=[r["search/temperature"] for r in temps], mode="lines", name="temperature",
+                                 line={"color": "black", "width": 3, "dash": "dash"}), secondary_y=True)
+    fig.update_layout(title="Gate probabilities (p specific / p on) and the Gumbel temperature", xaxis_title="step", template="plotly_white")
+    fig.update_yaxes(title_text="probability", range=[0, 1], secondary_y=False)
+    fig.update_yaxes(title_text="temperature", secondary_y=True)
+    return fig
+
+
+def nmi_curves(curves: dict[str, list[float]], paper: dict[str, list[float]] | None = None) -> go.Figure:
+    fig = go.Figure()
+    for name, values in curves.items():
+        fig.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=name))
+    for name, values in (paper or {}).items():
+        fig.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines", name=f"paper {name} (B/32)", line={"dash": "dot"}))
+    fig.update_layout(title="Layer-wise modality NMI (lower = image and text tokens more mixed)", xaxis_title="layer", yaxis_title="NMI",
+                      template="plotly_white")
+    return fig
+
+
+def history(values: list[tuple[int, float]], metric: str, lower_is_better: bool) -> go.Figure:
+    best, running = [], None
+    for _, v in values:
+        running = v if running is None else (min(running, v) if lower_is_better else max(running, v))
+        best.append(running)
+    fig = go.Figure([
+        go.Scatter(x=[n for n, _ in values], y=[v for _, v in values], mode="markers", name="trial"),
+        go.Scatter(x=[n for n, _ in values], y=best, mode="lines", name="best so far"),
+    ])
+    fig.update_layout(title="Optimization history", xaxis_title="trial", yaxis_title=metric, template="plotly_white")
+    return fig
+
+
+def training_curves(records: list[dict[str, Any]]) -> go.Figure:
+    rows = [r for r in records if "train/loss" in r]
+    fig = go.Figure(go.Scatter(x=[r["step"] for r in rows], y=[r["train/loss"] for r in rows], mode="lines", name="train loss"))
+    fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="contrastive loss", template="plotly_white")
+    return fig
+
+
+def comparison_table(points: list[Point], metric: str, lower_is_better: bool) -> pd.DataFrame:
+    """Every policy against `msclip`: score, delta, parameters and their delta, best first."""
+    ref = next((p for p in points if p.name == REFERENCE), None)
+    frame = pd.DataFrame([{"policy": p.name, metric: p.value, "params": p.params, **p.extra} for p in points])
+    if ref is not None:
+        frame[f"Δ {metric} vs {REFERENCE}"] = frame[metric] - ref.value
+        frame["Δ params vs msclip"] = frame["params"] - ref.params
+    return frame.sort_values(metric, ascending=lower_is_better).reset_index(drop=True)
+
+
+# ---- sources ------------------------------------------------------------------------------------
+
+
+def _nmi(metrics: dict[str, Any]) -> list[float]:
+    return [metrics[k] for k in sorted(k for k in metrics if k.startswith("nmi/layer_"))]
+
+
+def _paper_nmi() -> dict[str, list[float]]:
+    path = Path(__file__).resolve().parent.parent / "experiments" / "paper_results.json"
+    return json.loads(path.read_text()).get("table5_layer_nmi", {}) if path.is_file() else {}
+
+
+def bench_report(table: dict[str, Any]) -> Report:
+    points = [Point(n, p["params"], p["mean"]["val_loss"], p["policy"], {"seeds": len(p["runs"]), "std": p["std"]["val_loss"]})
+              for n, p in table["policies"].items()]
+    report = Report("ShareBench")
+    report.figures.append(("Pareto front", pareto_front(points, "held-out loss", True)))
+    best = sorted(points, key=lambda p: p.value)[:3]
+    chosen = best + [p for p in points if p.name in (REFERENCE, "msclip-s") and p not in best]
+    report.figures.append(("Sharing of the best policies and the baselines", sharing_heatmap([(p.name, p.policy) for p in chosen])))
+    report.tables.append(("Against msclip (mean over seeds)", comparison_table(points, "held-out loss", True)))
+    nc = table.get("noise_ceiling")
+    if nc:
+        report.notes.append(f"Noise ceiling: seed-to-seed Kendall tau {nc['kendall']:.3f} [{nc['kendall_ci'][0]:.3f}, {nc['kendall_ci'][1]:.3f}] over {int(nc['n'])} policies.")
+    return report
+
+
+def run_report(run_dir: Path) -> Report:
+    records = read_metrics(run_dir)
+    if (run_dir / "supernet.safetensors").is_file() or (run_dir / "gates.json").is_file():
+        arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").is_file() else None
+        report = Report(f"Gumbel search {run_dir.name}")
+        report.figures.append(("Gates", gate_trajectories(records)))
+        if arch:
+            report.figures.append(("Derived policy", sharing_heatmap([(arch["policy"]["name"], arch["policy"])])))
+            cands = arch["provenance"].get("candidates", [])
+            if cands:
+                report.tables.append(("Candidates scored with inherited weights", pd.DataFrame(cands).drop(columns=["policy"], errors="ignore")))
+        return report
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give a training run, a search run or a bench table")
+    report = Report(f"Training run {run_dir.name}")
+    report.figures.append(("Training", training_curves(records)))
+    evals = [r for r in records if any(k.startswith(("zeroshot/", "retrieval/")) for k in r)]
+    if evals:
+        last = evals[-1]
+        if _nmi(last):
+            report.figures.append(("NMI", nmi_curves({run_dir.name: _nmi(last)}, _paper_nmi())))
+        report.tables.append(("Final evaluation", pd.DataFrame([{"metric": k, "value": v} for k, v in last.items() if k not in ("step", "epoch")])))
+    return report
+
+
+def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
+    import optuna
+
+    from nas.storage import open_storage
+
+    handle = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=handle.storage)
+    except KeyError:
+        raise ConfigError(f"study {study_name!r} not found in {handle.display_url}") from None
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "user_attrs"))
+    # Optuna names the objective column `value`, or `value_NAME` once the study names its metric.
+    value_column = next(c for c in frame.columns if c == "value" or c.startswith("value_"))
+    frame = frame.rename(columns={value_column: "value"})
+    done = frame[frame["state"] == "COMPLETE"]
+    if done.empty:
+        raise ConfigError(f"study {study_name!r} has no completed trial yet; nothing to report")
+    lower = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    metric = (study.metric_names or ["objective"])[0]
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    points = []
+    for _, row in done.iterrows():
+        attrs = trials[row["number"]].user_attrs
+        name = attrs.get("baseline") or attrs.get("policy_name", f"trial {row['number']}")
+        points.append(Point(name, int(attrs.get("params_total", 0)), float(row["value"]), attrs.get("policy", {}), {"trial": int(row["number"])}))
+    report = Report(f"Optuna study {study_name}")
+    report.figures.append(("Pareto front", pareto_front(points, metric, lower)))
+    ranked = sorted(points, key=lambda p: p.value, reverse=not lower)[:3]
+    report.figures.append(("Best policies", sharing_heatmap([(f"{p.name} (#{p.extra['trial']})", p.policy) for p in ranked if p.policy])))
+    report.figures.append(("History", history([(int(r["number"]), float(r["value"])) for _, r in done.iterrows()], metric, lower)))
+    nmi = {p.name: _nmi(trials[p.extra["trial"]].user_attrs.get("metrics", {})) for p in points}
+    nmi = {k: v for k, v in nmi.items() if v}
+    if nmi:
+        report.figures.append(("NMI", nmi_curves(nmi, _paper_nmi())))
+    report.tables.append((f"Against {REFERENCE}", comparison_table(points, metric, lower)))
+    return report, study
+
+
+def render(report: Report) -> str:
+    """The report as one HTML page; plotly.js is embedded once (no network needed to view it)."""
+    parts = []
+    for i, (heading, fig) in enumerate(report.figures):
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=f"figure-{i}"))
+    for heading, frame in report.tables:
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="table"))
+    notes = "".join(f"<p>{html.escape(n)}</p>" for n in report.notes)
+    style = "body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse} td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title><style>{style}</style></head>"
+            f"<body><h1>{html.escape(report.title)}</h1>{notes}{''.join(parts)}</body></html>")
+
+
+def write_report(source: Path | None, out: Path, storage: str | None = None, study: str | None = None) -> Report:
+    if storage is not None or study is not None:
+        if storage is None or study is None:
+            raise ConfigError("a study report needs both --storage URL and --study NAME")
+        report, optuna_study = study_report(storage, study)
+        from optuna_dashboard import save_plotly_graph_object
+
+        for heading, fig in report.figures:  # a stable id per figure: reporting again replaces, not adds
+            save_plotly_graph_object(optuna_study, fig, graph_object_id="sharenas-" + heading.lower().replace(" ", "-"))
+    elif source is None:
+        raise ConfigError("give SOURCE (a run directory or a bench table .json) or --storage URL --study NAME")
+    elif source.suffix == ".json":
+        try:
+            table = json.loads(source.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read {source}: {exc}") from None
+        if "policies" not in table:
+            raise ConfigError(f"{source} is not a bench table (`sharenas bench show --json`)")
+        report = bench_report(table)
+    elif source.is_dir():
+        report = run_report(source)
+    else:
+        raise ConfigError(f"{source} does not exist; give a run directory, a bench table .json or --storage/--study")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(report))
+    return report

@@ -1,0 +1,212 @@
+"""ShareBench: resumable builds, the noise ceiling against scipy, the table's JSON shape, rank checks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from nas.bench.build import Entry, build_bench, entry_file, prepare, run_entry
+from nas.bench.config import load_bench_config
+from nas.bench.policies import bench_policies, shared_sublayers
+from nas.bench.rank_check import run_rank_check
+from nas.bench.table import bench_table, runs_frame, seed_agreement
+from nas.cli import app
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+RECIPE = {
+    "model": {"policy": "msclip", "size": "tiny"},
+    "data": {"source": "shapes", "num_shapes": 160, "shapes_zeroshot_per_class": 2, "max_eval_images": 40},
+    "optim": {"lr": 5e-4, "final_lr": 5e-5, "warmup_epochs": None, "warmup_steps": 2},
+    "train": {"epochs": 2, "batch_size": 16, "num_threads": 1, "progress": False, "device": "cpu"},
+    "eval": {"every_epochs": None, "nmi_pairs": 0},
+}
+
+
+def tiny_bench(tmp_path: Path, **extra) -> Path:
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "test-bench", "train": "recipe.yaml", "policies": ["msclip", "share-all"],
+        "random": {"count": 1, "strata": 1, "seed": 0}, "seeds": [0, 1], "heldout": {"pairs": 64, "batch_size": 32},
+        "bootstrap": 200, **extra,
+    }))
+    return config
+
+
+def test_shipped_bench_config_spans_the_space():
+    bench = load_bench_config(EXPERIMENTS / "bench" / "sharebench-tiny.yaml")
+    policies = bench_policies(bench)
+    assert len(policies) >= 30
+    shared = sorted(shared_sublayers(p) for n, p in policies.items() if n.startswith("random-"))
+    assert shared[0] <= 6 and shared[-1] >= 42  # the strata reach both ends of 0..48
+    assert {"msclip", "clip-t768", "msclip-s"} <= set(bench.cfg.extra_seeds)
+
+
+def test_build_skips_finished_entries_and_resumes_a_half_trained_one(tmp_path, monkeypatch):
+    config = tiny_bench(tmp_path)
+    out = tmp_path / "bench"
+    entries = prepare(load_bench_config(config), out)
+    assert [e.key for e in entries][:2] == ["msclip/seed_0", "msclip/seed_1"] and len(entries) == 6
+
+    # An uninterrupted entry, for reference.
+    prepare(load_bench_config(config), tmp_path / "reference")
+    reference = run_entry(str(config), [], str(tmp_path / "reference"), "msclip", 0)
+    assert [c["step"] for c in reference["curve"]] == [7, 14]  # 112 training pairs / 16 = 7 steps per epoch
+
+    # Interrupt the same entry at step 10 (after the epoch-1 checkpoint), then resume it.
+    import trainer.loop
+
+    original = trainer.loop._Trainer._step
+
+    def dying(self, micro, step):
+        if step == 10:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, micro, step)
+
+    monkeypatch.setattr(trainer.loop._Trainer, "_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_entry(str(config), [], str(out), "msclip", 0)
+    assert not entry_file(out, Entry("msclip", 0)).exists()
+    monkeypatch.setattr(trainer.loop._Trainer, "_step", original)
+    resumed = run_entry(str(config), [], str(out), "msclip", 0)
+    assert resumed["curve"] == reference["curve"]  # exact resume: the same held-out losses
+
+    done = {e.key: entry_file(out, e).stat().st_mtime_ns for e in entries if entry_file(out, e).is_file()}
+    assert list(done) == ["msclip/seed_0"]
+    assert build_bench(config, out, workers=2) == []
+    assert entry_file(out, Entry("msclip", 0)).stat().st_mtime_ns == done["msclip/seed_0"]  # skipped, not retrained
+    assert all(entry_file(out, e).is_file() for e in entries)
+    assert len(list((out / "runs" / "msclip" / "seed_0" / "checkpoints").glob("step_*"))) == 1  # intermediate ones pruned
+
+    result = CliRunner().invoke(app, ["bench", "show", str(out), "--json", "--bootstrap", "200"])
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.output)
+    assert set(table["policies"]) == {"msclip", "share-all", "random-01"}
+    msclip = table["policies"]["msclip"]
+    assert msclip["params"] == 3789057 and [r["seed"] for r in msclip["runs"]] == [0, 1]
+    assert msclip["runs"][0]["val_loss"] == pytest.approx(reference["val_loss"])
+    assert {"kendall", "kendall_ci", "spearman"} <= set(table["noise_ceiling"])
+    assert [r["step"] for r in table["length_study"]] == [7, 14]
+
+    again = CliRunner().invoke(app, ["bench", "build", str(config), "--out", str(out)])
+    assert again.exit_code == 0 and "6/6 entries done, 0 to train" in again.output, again.output
+    other = tiny_bench(tmp_path, seeds=[0, 2])
+    refused = CliRunner().invoke(app, ["bench", "build", str(other), "--out", str(out)])
+    assert refused.exit_code == 2 and "another config" in refused.output
+
+
+def hand_made_records() -> list[dict]:
+    """Five policies x two seeds with ties in seed 1, plus a third seed for one policy."""
+    seed0 = {"a": 1.0, "b": 1.2, "c": 1.1, "d": 1.5, "e": 1.3}
+    seed1 = {"a": 1.1, "b": 1.1, "c": 1.3, "d": 1.6, "e": 1.2}
+    records = []
+    for seed, losses in ((0, seed0), (1, seed1), (2, {"a": 0.9})):
+        for name, loss in losses.items():
+            records.append({
+                "name": name, "seed": seed, "params": 100 + ord(name), "shared_sublayers": 0, "steps": 1, "val_loss": loss,
+                "curve": [{"step": 1, "epoch": 1.0, "val_loss": loss}], "metrics": {"zeroshot/shapes/top1": 10 * loss},
+                "train_seconds": 1.0, "policy": {},
+            })
+    return records
+
+
+def test_noise_ceiling_matches_scipy_on_a_hand_made_table_with_ties(tmp_path):
+    records = hand_made_records()
+    runs = runs_frame(records)
+    ceiling = seed_agreement(runs, "val_loss", bootstrap=300)
+    x = [-1.0, -1.2, -1.1, -1.5, -1.3]
+    y = [-1.1, -1.1, -1.3, -1.6, -1.2]
+    assert ceiling["n"] == 5
+    assert ceiling["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert ceiling["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert ceiling["kendall_ci"][0] <= ceiling["kendall"] <= ceiling["kendall_ci"][1]
+    for record in records:
+        path = tmp_path / "entries" / record["name"] / f"seed_{record['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    table = bench_table(tmp_path, bootstrap=300)
+    a = table["policies"]["a"]
+    assert a["mean"]["val_loss"] == pytest.approx(1.0) and a["std"]["val_loss"] == pytest.approx(np.std([1.0, 1.1, 0.9], ddof=1))
+    assert list(table["policies"])[0] == "a"  # best (lowest) mean loss first
+    assert table["noise_ceiling"]["kendall"] == pytest.approx(ceiling["kendall"])
+
+
+def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
+    bench = load_bench_config(EXPERIMENTS / "bench" / "sharebench-tiny.yaml")
+    policies = list(bench_policies(bench).items())[:8]
+    rng = np.random.default_rng(0)
+    from search_spaces import count_params
+
+    table = {
+        "config": (EXPERIMENTS / "bench" / "sharebench-tiny.yaml").read_text(),
+        "noise_ceiling": {"kendall": 0.5, "kendall_ci": [0.2, 0.7], "spearman": 0.6, "top5_overlap": 0.6},
+        "policies": {
+            name: {"params": count_params(p, "tiny").total, "policy": p.to_dict(), "mean": {"val_loss": float(1 + rng.random())}}
+            for name, p in policies
+        },
+    }
+    (tmp_path / "bench.json").write_text(json.dumps(table))
+    config = tmp_path / "rank.yaml"
+    config.write_text(yaml.safe_dump({
+        "bench": "bench.json", "search": str(EXPERIMENTS / "tiny" / "gumbel.yaml"), "proxies": ["params", "specific_sublayers"], "bootstrap": 200,
+    }))
+    result = run_rank_check(config, tmp_path / "out")
+    names = [n for n, _ in policies if n != "clip"]
+    assert result["skipped_outside_space"] == (["clip"] if "clip" in dict(policies) else []) and result["n"] == len(names)
+    truth = [-table["policies"][n]["mean"]["val_loss"] for n in names]
+    params = [table["policies"][n]["params"] for n in names]
+    assert result["proxies"]["params"]["kendall"] == pytest.approx(stats.kendalltau(truth, params).statistic)
+    assert result["proxies"]["params"]["ratio_to_ceiling"] == pytest.approx(result["proxies"]["params"]["kendall"] / 0.5)
+    assert {"kendall", "kendall_ci", "spearman", "top5_overlap"} <= set(result["proxies"]["specific_sublayers"])
+    assert json.loads((tmp_path / "out" / "rank_check.json").read_text())["n"] == len(names)
+
+
+SEARCH = {
+    "space": {"size": "tiny"},
+    "data": {"source": "shapes", "num_shapes": 200, "shapes_zeroshot_per_class": 2, "arch_fraction": 0.2, "max_eval_images": 40},
+    "optim": {"warmup_epochs": None, "warmup_steps": 2},
+    "train": {"steps": 6, "batch_size": 16, "num_threads": 1, "progress": False},
+    "search": {"warmup_epochs": 0.25, "arch_lr": 0.1, "diagnostics_batch": 0},
+    "derive": {"samples": 1, "batch_size": 16, "bn_recalibration_batches": 1},
+    "eval": {"nmi_pairs": 0},
+}
+
+
+@pytest.mark.slow
+def test_rank_check_searches_and_scores_a_supernet(tmp_path):
+    from search_spaces import count_params, get_preset
+
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(SEARCH))
+    names = ["msclip", "share-all", "clip-t768", "msclip-s"]
+    table = {
+        "config": yaml.safe_dump({"heldout": {"pairs": 64, "batch_size": 32}}),
+        "noise_ceiling": {"kendall": 0.5, "kendall_ci": [0.2, 0.7], "spearman": 0.6, "top5_overlap": 1.0},
+        "policies": {n: {"params": count_params(n, "tiny").total, "policy": get_preset(n, "tiny").to_dict(), "mean": {"val_loss": 1.0 + i / 10}}
+                     for i, n in enumerate(names)},
+    }
+    (tmp_path / "bench.json").write_text(json.dumps(table))
+    config = tmp_path / "rank.yaml"
+    config.write_text(yaml.safe_dump({"bench": "bench.json", "search": "search.yaml", "bootstrap": 100}))
+    result = run_rank_check(config, tmp_path / "out")
+    assert set(result["proxies"]) == {"supernet", "params", "specific_sublayers"}
+    losses = [result["policies"][n]["supernet"]["val_loss"] for n in names]
+    assert all(np.isfinite(losses)) and len(set(losses)) == len(names)  # each policy takes its own path
+    assert (tmp_path / "out" / "supernet" / "supernet.safetensors").is_file()
+
+
+def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
+    from nas.bench.build import build_lock
+    from trainer.config import ConfigError
+
+    config = tiny_bench(tmp_path)
+    out = tmp_path / "bench"
+    with build_lock(out):
+        with pytest.raises(ConfigError, match="being built by pid"):
+            build_bench(config, out)
+    result = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "bench build" in result.output
