@@ -14,6 +14,21 @@ from nas.console import error_exit
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"sharenas {version('sharenas')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Search the sharing policy of modality-shared CLIP models."""
+
+
 @app.command()
 def presets(
     sizes: list[str] = typer.Option(["b32", "b16", "small", "tiny"], "--size", help="Sizes to count (repeatable)."),
@@ -62,6 +77,7 @@ def params(
     table.add_column("parameters", justify="right")
     for key in ("shared", "vision_specific", "text_specific", "total"):
         table.add_row(key, f"{result[key]:,}")
+    table.caption = "shared includes the logit scale (1 parameter, used by both towers' similarity)"
     Console().print(table)
 
 

@@ -5,7 +5,7 @@ Trial artifacts (`arch.json`) live in each study's artifact folder, recorded in 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,8 +56,9 @@ def study_artifact_folders(storage: optuna.storages.BaseStorage) -> list[Path]:
     return folders
 
 
-def serve_dashboard(storage_url: str, port: int = 8080, artifact_dir: Path | None = None) -> None:
-    """Serve optuna-dashboard on http://127.0.0.1:PORT until interrupted."""
+def serve_dashboard(storage_url: str, port: int = 8080, artifact_dir: Path | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve optuna-dashboard on http://127.0.0.1:PORT until interrupted; `on_ready(url)` runs once the
+    storage has opened (so a bad storage fails before anything announces a server)."""
     from optuna_dashboard import run_server
 
     url = normalize_url(storage_url)
@@ -67,5 +68,7 @@ def serve_dashboard(storage_url: str, port: int = 8080, artifact_dir: Path | Non
     handle = open_storage(url)
     folders = [artifact_dir] if artifact_dir is not None else study_artifact_folders(handle.storage)
     store = ArtifactFolders(folders) if folders else None
+    if on_ready is not None:
+        on_ready(f"http://{HOST}:{port}/")
     run_server(handle.storage, host=HOST, port=port, artifact_store=store)
 

@@ -1,20 +1,19 @@
 """The results of an Optuna search against the shared-all `msclip` baseline: CSV, markdown and a
 dashboard note on the study.
 
-Only COMPLETE trials are rows of the table; the markdown adds the pruned and failed trials (with
+Built as pandas DataFrames and written with `to_csv` / `to_markdown`. Only COMPLETE trials are rows of the table; the markdown adds the pruned and failed trials (with
 their reasons) below it. Deltas are "trial minus msclip": accuracy in percentage points, parameters
 in absolute numbers and percent.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 REFERENCE = "msclip"
@@ -125,14 +124,22 @@ def collect_results(study: optuna.Study, metric: str) -> ResultsTable:
     )
 
 
+def to_frame(table: ResultsTable) -> pd.DataFrame:
+    """The rows as a DataFrame (integer columns nullable, the metric column named after the metric)."""
+    names = list(ResultRow.__dataclass_fields__)
+    frame = pd.DataFrame([asdict(r) for r in table.rows], columns=names)
+    for name in ("trial", "params_total", "delta_params", "shared", "vision_specific", "text_specific", "duplicate_of"):
+        frame[name] = frame[name].astype("Int64")
+    return frame.rename(columns={"metric": table.metric})
+
+
 def to_csv(table: ResultsTable) -> str:
-    out = io.StringIO()
-    names = [f for f in ResultRow.__dataclass_fields__]
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([table.metric if n == "metric" else n for n in names])
-    for row in table.rows:
-        writer.writerow(["" if getattr(row, n) is None else getattr(row, n) for n in names])
-    return out.getvalue()
+    return to_frame(table).to_csv(index=False, lineterminator="\n")
+
+
+def _digits(value: float) -> int:
+    """Decimals that show differences: 2 for accuracies in percent, 3 for losses."""
+    return 2 if abs(value) >= 10 else 3
 
 
 def _signed(value: float | None, fmt: str) -> str:
@@ -165,22 +172,28 @@ def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) ->
     else:
         ref = table.reference
         lines += [
-            f"Reference: trial {ref.number} (`{REFERENCE}`), {table.metric} = {ref.values[0]:.2f}, "
+            f"Reference: trial {ref.number} (`{REFERENCE}`), {table.metric} = {ref.values[0]:.{_digits(ref.values[0])}f}, "
             f"{_millions(ref.user_attrs.get('params_total'))} parameters. Δ = trial − {REFERENCE}.",
             "",
         ]
-    lines += [
-        f"| trial | policy | baseline | {table.metric} | Δ | params | Δ params | Δ % | ES | PB fusion | budget | best |",
-        "|---:|---|---|---:|---:|---:|---:|---:|:-:|---|:-:|:-:|",
-    ]
-    for r in table.rows:
-        policy = r.policy + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else "")
-        budget = "" if r.within_budget is None else ("ok" if r.within_budget else "over")
-        lines.append(
-            f"| {r.trial} | {policy} | {r.baseline or ''} | {r.metric:.2f} | {_signed(r.delta_metric, '.2f')} | "
-            f"{_millions(r.params_total)} | {_millions(r.delta_params, True)} | {_signed(r.delta_params_pct, '.1f')} | "
-            f"{'✓' if r.early_specialization else ''} | {r.parallel_branch} | {budget} | {'★' if r.best else ''} |"
-        )
+    display = pd.DataFrame([
+        {
+            "trial": r.trial,
+            "policy": r.policy + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""),
+            "baseline": r.baseline or "",
+            table.metric: f"{r.metric:.{_digits(r.metric)}f}",
+            "Δ": _signed(r.delta_metric, f".{_digits(r.metric)}f"),
+            "params": _millions(r.params_total),
+            "Δ params": _millions(r.delta_params, True),
+            "Δ %": _signed(r.delta_params_pct, ".1f"),
+            "ES": "✓" if r.early_specialization else "",
+            "PB fusion": r.parallel_branch,
+            "budget": "" if r.within_budget is None else ("ok" if r.within_budget else "over"),
+            "best": "★" if r.best else "",
+        }
+        for r in table.rows
+    ], columns=["trial", "policy", "baseline", table.metric, "Δ", "params", "Δ params", "Δ %", "ES", "PB fusion", "budget", "best"])
+    lines.append(display.to_markdown(index=False, disable_numparse=True))
     status = []
     if table.running or table.waiting:
         status.append(f"{table.running} running, {table.waiting} waiting")

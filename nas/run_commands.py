@@ -13,19 +13,19 @@ import typer
 from nas.console import error_exit
 
 
-
 def train(
-    config: Path = typer.Argument(..., help="Training config (YAML), e.g. experiments/tiny/msclip.yaml."),
+    config: Path | None = typer.Argument(None, help="Training config (YAML), e.g. experiments/tiny/msclip.yaml; optional with --resume."),
     overrides: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. --set train.epochs=3."),
-    out: Path | None = typer.Option(None, "--out", help="Run directory [default: runs/<config stem>]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory [default: runs/<config folder>-<config stem>]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint, with the run's own config."),
+    allow_changes: bool = typer.Option(False, "--allow-changes", help="With --resume: apply a config or --set that differs from the run's own (recorded)."),
 ) -> None:
     """Train a model; the run directory gets config.yaml, metrics.jsonl and checkpoints/."""
     from trainer.loop import TrainingDiverged
     from trainer.run import USER_ERRORS, run_training
 
     try:
-        result = run_training(config, overrides or [], out, resume)
+        result = run_training(config, overrides or [], out, resume, allow_changes)
     except USER_ERRORS as exc:
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:

@@ -19,7 +19,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def gumbel(
     config: Path = typer.Argument(..., help="Search config (YAML), e.g. experiments/tiny/gumbel.yaml."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory [default: runs/<config stem>]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory [default: runs/<config folder>-<config stem>]."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. --set search.budget=3.9M."),
     retrain: bool = typer.Option(False, "--retrain", help="Train the derived policy from scratch afterwards (into OUT/retrain)."),
 ) -> None:
@@ -27,12 +27,14 @@ def gumbel(
     from trainer.config import load_config
     from trainer.loop import TrainingDiverged
 
+    from trainer.run import default_run_dir
+
     from nas.gumbel_config import GumbelConfig
     from nas.gumbel_search import run_gumbel_search
 
     try:
         cfg = load_config(config, GumbelConfig, overrides or [])
-        result = run_gumbel_search(cfg, out if out is not None else Path("runs") / config.stem, retrain=True if retrain else None)
+        result = run_gumbel_search(cfg, out if out is not None else default_run_dir(config), retrain=True if retrain else None)
     except _user_errors() as exc:
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
@@ -43,7 +45,7 @@ def gumbel(
 
 def rank_check(
     config: Path = typer.Argument(..., help="Rank-check config (YAML), e.g. experiments/tiny/rank_check.yaml."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: runs/<config stem>]; holds the supernet it searches."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: runs/<config folder>-<config stem>]; holds the supernet it searches."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a rank-check config value (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable result."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown rendering to this file."),
@@ -51,11 +53,13 @@ def rank_check(
     """Score proxies (the supernet's inherited weights, parameter count, specific sublayers) against the bench's ground truth."""
     from trainer.loop import TrainingDiverged
 
+    from trainer.run import default_run_dir
+
     from nas.bench.rank_check import run_rank_check
     from nas.bench_commands import json_safe
 
     try:
-        result = run_rank_check(config, out if out is not None else Path("runs") / config.stem, overrides or [])
+        result = run_rank_check(config, out if out is not None else default_run_dir(config), overrides or [])
     except _user_errors() as exc:
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:

@@ -66,11 +66,10 @@ def dashboard(
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact folder (default: the folders the studies recorded)."),
 ) -> None:
     """Serve optuna-dashboard for a storage on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from nas.dashboard import HOST, serve_dashboard
+    from nas.dashboard import serve_dashboard
     from trainer.run import USER_ERRORS
 
-    typer.echo(f"optuna-dashboard on http://{HOST}:{port}/ (Ctrl-C stops it)", err=True)
     try:
-        serve_dashboard(storage, port, artifacts)
+        serve_dashboard(storage, port, artifacts, on_ready=lambda url: typer.echo(f"optuna-dashboard on {url} (Ctrl-C stops it)", err=True))
     except USER_ERRORS as exc:
         raise error_exit(exc) from None

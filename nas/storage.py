@@ -153,7 +153,10 @@ def display_url(url: str) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """Check the scheme; plain `postgresql://` uses psycopg2 (shipped) unless psycopg 3 is installed."""
+    """Check the scheme; plain `postgresql://` uses psycopg2 (shipped) unless psycopg 3 is installed; a
+    bare path ending in .db, .sqlite or .sqlite3 is a SQLite file."""
+    if "://" not in url and not url.startswith(JOURNAL_PREFIX) and url.endswith((".db", ".sqlite", ".sqlite3")):
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
     if url.startswith(JOURNAL_PREFIX):
         if not url[len(JOURNAL_PREFIX):]:
             raise StorageError("storage: 'journal:' needs a file path, e.g. journal:runs/optuna/study.journal")

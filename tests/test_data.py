@@ -191,7 +191,7 @@ def _csv_dataset(tmp_path: Path, n: int = 10) -> Path:
 
 def test_csv_happy_path_with_splits(tmp_path):
     csv_path = _csv_dataset(tmp_path)
-    bundle = build_data(DataConfig(source="csv", path=str(csv_path), val_fraction=0.2, arch_fraction=0.1), SIZE, CTX)
+    bundle = build_data(DataConfig(source="csv", path=str(csv_path), val_fraction=0.2, arch_fraction=0.1, augment=False), SIZE, CTX)
     assert (len(bundle.train), len(bundle.arch), len(bundle.val_pairs[0].captions)) == (7, 1, 2)
     captions = [bundle.train.caption(i) for i in range(7)] + [bundle.arch.caption(0)] + list(bundle.val_pairs[0].captions)
     assert sorted(captions) == sorted(f"picture number {i}" for i in range(10))
@@ -364,3 +364,22 @@ def test_fresh_heldout_shapes_are_disjoint_from_training_and_scored_by_evaluate(
     assert metrics["heldout/shapes/loss"] == pytest.approx(held_out_loss(model, batches, "cpu"), rel=1e-6)
     with pytest.raises(ValueError, match="heldout_shapes"):
         DataConfig(source="digits", heldout_shapes=64)
+
+
+def test_real_training_images_get_timm_random_resized_crops_and_evaluation_images_do_not(tmp_path):
+    rows = []
+    for i in range(10):
+        (tmp_path / "img").mkdir(exist_ok=True)
+        gradient = np.linspace(0, 255, 48 * 64 * 3).reshape(48, 64, 3).astype(np.uint8)
+        Image.fromarray(np.roll(gradient, 7 * i, axis=1)).save(tmp_path / "img" / f"{i}.png")
+        rows.append((f"img/{i}.png", f"picture number {i}"))
+    _write_csv(tmp_path / "pairs.csv", rows)
+    bundle = build_data(DataConfig(source="csv", path=str(tmp_path / "pairs.csv"), val_fraction=0.2, arch_fraction=0.1), SIZE, CTX)
+    torch.manual_seed(0)
+    first, second = bundle.train[0][0], bundle.train[0][0]
+    assert first.shape == (3, SIZE, SIZE) and not torch.equal(first, second)  # a new crop on every read
+    number = int(bundle.arch.caption(0).split()[-1])
+    assert torch.equal(bundle.arch[0][0], to_model_tensor(Image.open(tmp_path / "img" / f"{number}.png"), SIZE))
+    torch.manual_seed(0)
+    assert torch.equal(bundle.train[0][0], first)  # crops follow torch's generator (checkpointed: exact resume)
+

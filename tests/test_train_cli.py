@@ -87,3 +87,75 @@ def test_train_then_eval(app, tmp_path):
 
 def test_eval_needs_a_run_dir(app, tmp_path):
     assert_user_error(invoke(app, "eval", tmp_path), "not a run directory")
+
+
+def test_resume_keeps_the_runs_own_config_and_refuses_changes_unless_asked(app, tmp_path):
+    out = tmp_path / "run"
+    config = EXPERIMENTS / "tiny" / "msclip.yaml"
+    first = invoke(app, "train", config, *FAST, "--out", out)
+    assert first.exit_code == 0, first.output
+    # Resuming with the run alone continues it with its own config, overrides included.
+    again = invoke(app, "train", "--resume", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert read_metrics(out)[-1]["step"] == 2
+    # The shipped config without the run's overrides differs: refused, listing the changed keys.
+    refused = invoke(app, "train", config, "--out", out, "--resume")
+    assert_user_error(refused, "differs from the run's own")
+    assert "train.steps" in refused.output and "data.source" in refused.output
+    # Applied only when asked, and recorded.
+    longer = invoke(app, "train", "--resume", "--out", out, "--set", "train.steps=3", "--allow-changes")
+    assert longer.exit_code == 0, longer.output
+    assert read_metrics(out)[-1]["step"] == 3
+    change = json.loads((out / "resume_changes.jsonl").read_text().splitlines()[-1])
+    assert change["changes"]["train.steps"] == {"from": 2, "to": 3}
+    assert_user_error(invoke(app, "train", "--resume", "--out", tmp_path / "nowhere"), "holds no run to resume")
+
+
+def test_a_stale_eval_json_is_rewritten_when_a_resumed_run_goes_on(app, tmp_path):
+    out = tmp_path / "run"
+    assert invoke(app, "train", EXPERIMENTS / "tiny" / "msclip.yaml", *FAST, "--out", out).exit_code == 0
+    assert invoke(app, "eval", out).exit_code == 0
+    assert json.loads((out / "eval.json").read_text())["step"] == 2
+    assert invoke(app, "train", "--resume", "--out", out, "--set", "train.steps=3", "--allow-changes").exit_code == 0
+    record = json.loads((out / "eval.json").read_text())
+    assert record["step"] == 3
+    assert record["metrics"]["zeroshot/shapes/top1"] == [r for r in read_metrics(out) if "zeroshot/shapes/top1" in r][-1]["zeroshot/shapes/top1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "model.size=b33"], "model.size: unknown size 'b33'"),
+        (["--set", "train.device=cuda"], "no CUDA device"),
+    ],
+)
+def test_ordinary_mistakes_are_one_line_errors(app, tmp_path, args, needle):
+    import torch
+
+    if "train.device=cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_user_error(invoke(app, "train", EXPERIMENTS / "tiny" / "msclip.yaml", *FAST, *args, "--out", tmp_path / "run"), needle)
+
+
+def test_eval_of_a_search_run_says_what_to_do(app, tmp_path):
+    (tmp_path / "config.yaml").write_text("space: {size: tiny}\n")
+    (tmp_path / "gates.json").write_text("{}")
+    assert_user_error(invoke(app, "eval", tmp_path), "is a Gumbel search run")
+
+
+def test_default_run_directories_of_same_named_configs_do_not_collide():
+    from trainer.run import default_run_dir
+
+    assert default_run_dir(EXPERIMENTS / "tiny" / "msclip.yaml") != default_run_dir(EXPERIMENTS / "b32" / "msclip.yaml")
+    assert default_run_dir(EXPERIMENTS / "tiny" / "msclip.yaml") == Path("runs") / "tiny-msclip"
+
+
+def test_version_and_dashboard_errors():
+    from nas.cli import app as sharenas
+    from nas.storage import normalize_url
+
+    result = CliRunner().invoke(sharenas, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("sharenas ")
+    bad = CliRunner().invoke(sharenas, ["dashboard", "--storage", "sqlite:///does/not/exist.db"])
+    assert_user_error(bad, "does not exist")  # one line, and no banner announcing a server
+    assert normalize_url("runs/x/study.db").startswith("sqlite:///") and normalize_url("runs/x/study.db").endswith("runs/x/study.db")

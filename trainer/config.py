@@ -268,6 +268,12 @@ class ModelConfig:
     policy: str = "msclip"
     size: str = "tiny"
 
+    def __post_init__(self) -> None:
+        from search_spaces import SIZES
+
+        if self.size not in SIZES:
+            raise ConfigError(f"model.size: unknown size {self.size!r}; choose one of {', '.join(SIZES)}")
+
 
 @dataclass
 class OptimConfig:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.nn.functional import all_gather as all_gather_with_grad
+from torch.distributed._functional_collectives import all_gather_single_autograd
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; set train.device=cpu or auto")
+        from trainer.config import ConfigError
+
+        raise ConfigError("train.device is 'cuda' but no CUDA device is visible; set train.device=cpu or auto")
     return torch.device("cuda", local_rank)
 
 
@@ -109,6 +111,8 @@ def gather_rows(x: torch.Tensor, world: World) -> tuple[torch.Tensor, int]:
     dist.all_gather(counts, torch.tensor([x.shape[0]], dtype=torch.long, device=x.device))
     sizes = [int(c.item()) for c in counts]
     padded = F.pad(x, (0, 0, 0, max(sizes) - x.shape[0]))
-    parts = all_gather_with_grad(padded)
+    # The functional collective's backward reduce-scatters the gradient: each process gets the sum over
+    # processes of the gradient of its own rows.
+    parts = all_gather_single_autograd(padded, gather_dim=0, group=dist.group.WORLD).chunk(world.world_size)
     gathered = torch.cat([part[:n] for part, n in zip(parts, sizes)])
     return gathered, sum(sizes[: world.rank])

@@ -23,15 +23,71 @@ USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, Policy
 EVAL_FILE = "eval.json"
 
 
+CHANGES_FILE = "resume_changes.jsonl"
+
+
 def default_run_dir(config: str | Path) -> Path:
-    """`runs/<config file stem>` in the working directory."""
-    return Path("runs") / Path(config).stem
+    """`runs/<config folder>-<config stem>` in the working directory, so experiments/tiny/msclip.yaml
+    and experiments/b32/msclip.yaml do not collide."""
+    config = Path(config)
+    folder = config.resolve().parent.name
+    return Path("runs") / (f"{folder}-{config.stem}" if folder else config.stem)
 
 
-def run_training(config: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None, resume: bool = False) -> TrainResult:
-    """Load `config` with `--set` style overrides and train into `out` (default `runs/<stem>`)."""
-    cfg = load_config(config, TrainConfig, overrides)
-    return train(cfg, Path(out) if out is not None else default_run_dir(config), resume=resume)
+def resolve_resume(run_dir: Path, config: str | Path | None, overrides: Sequence[str], allow_changes: bool) -> TrainConfig:
+    """The config a resumed run continues with: its own `config.yaml`, or `config` + overrides when they
+    change nothing or `allow_changes` is given (the changes are then printed and appended to
+    `RUN/resume_changes.jsonl`)."""
+    from trainer.config import config_diff, to_dict
+
+    saved_file = run_dir / CONFIG_FILE
+    if not saved_file.is_file():
+        raise ConfigError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE}); drop --resume to start a new run there")
+    saved = load_config(saved_file, TrainConfig)
+    wanted = load_config(config if config is not None else saved_file, TrainConfig, overrides)
+    changed = config_diff(saved, wanted)
+    if changed and not allow_changes:
+        raise ConfigError(
+            f"--resume: the config differs from the run's own {saved_file} in {', '.join(changed)}; resume with "
+            f"`--resume --out {run_dir}` alone, or pass --allow-changes to apply them"
+        )
+    if changed:
+        old, new = to_dict(saved), to_dict(wanted)
+
+        def get(tree: dict, key: str):
+            for part in key.split("."):
+                tree = tree.get(part) if isinstance(tree, dict) else None
+            return tree
+
+        record = {key: {"from": get(old, key), "to": get(new, key)} for key in changed}
+        described = ", ".join(f"{key} {change['from']!r} -> {change['to']!r}" for key, change in record.items())
+        print(f"resume: applying changed {described}", file=sys.stderr)
+        with open(run_dir / CHANGES_FILE, "a") as handle:
+            handle.write(json.dumps({"changes": record}) + "\n")
+    return wanted
+
+
+def run_training(
+    config: str | Path | None, overrides: Sequence[str] = (), out: str | Path | None = None, resume: bool = False, allow_changes: bool = False
+) -> TrainResult:
+    """Load `config` with `--set` style overrides and train into `out` (default `runs/<folder>-<stem>`).
+
+    `resume` continues the run in `out` with its own config (`config` may be None); a config that
+    differs is refused unless `allow_changes`. An `eval.json` older than the run's last step is
+    rewritten with the final evaluation."""
+    if config is None and not resume:
+        raise ConfigError("give a CONFIG.yaml (or --resume --out RUN to continue a run)")
+    if out is None:
+        if config is None:
+            raise ConfigError("--resume without a config needs --out RUN")
+        out = default_run_dir(config)
+    run_dir = Path(out)
+    cfg = resolve_resume(run_dir, config, overrides, allow_changes) if resume else load_config(config, TrainConfig, overrides)
+    result = train(cfg, run_dir, resume=resume)
+    stale = run_dir / EVAL_FILE
+    if stale.is_file() and result.metrics and json.loads(stale.read_text()).get("step") != result.step:
+        stale.write_text(json.dumps({"step": result.step, "checkpoint": f"step_{result.step:08d}", "metrics": result.metrics}, indent=2) + "\n")
+    return result
 
 
 def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -49,6 +105,11 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[s
 
     run_dir = Path(run_dir)
     config = run_dir / CONFIG_FILE
+    if (run_dir / "supernet.safetensors").is_file() or (run_dir / "gates.json").is_file():
+        raise ConfigError(
+            f"{run_dir} is a Gumbel search run, not a training run: evaluate its retrained model with "
+            f"`sharenas eval {run_dir / 'retrain'}` (search with --retrain) or export it with `sharenas export {run_dir}`"
+        )
     if not config.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the --out of a `sharenas train` run")
     cfg = load_config(config, TrainConfig, overrides)
@@ -72,13 +133,14 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.run", description="Train a SharedCLIP model from a YAML config.")
-    parser.add_argument("config", help="training config (YAML)")
+    parser.add_argument("config", nargs="?", help="training config (YAML); optional with --resume")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    parser.add_argument("--out", default=None, help="run directory (default runs/<config stem>)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<config folder>-<config stem>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--allow-changes", action="store_true", help="with --resume: apply a config that differs from the run's own")
     args = parser.parse_args(argv)
     try:
-        run_training(args.config, args.overrides, args.out, args.resume)
+        run_training(args.config, args.overrides, args.out, args.resume, args.allow_changes)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ def split_user_pairs(dataset: PairDataset, cfg: DataConfig, context_length: int,
     """Train / arch / retrieval splits of user data (CSV or shards); no zero-shot tasks (classes unknown)."""
     train, arch, val = split_indices(len(dataset), cfg.val_fraction, cfg.arch_fraction, cfg.seed)
     return DataBundle(
-        train=SubsetPairs(dataset, train),
+        train=SubsetPairs(dataset.augmented() if cfg.augment else dataset, train),
         arch=SubsetPairs(dataset, arch) if arch else None,
         val_pairs=[materialize_pairs("val", dataset, val[: cfg.max_eval_images], context_length)],
         decode_failures=failures,

@@ -24,6 +24,8 @@ class DataConfig:
     per held-out colour-shape combination in the "shapes" zero-shot task; `max_eval_images` caps
     every evaluation image set (they are held in memory as tensors).
 
+    `augment`: training images of CSV / webdataset sources get timm's random-resized crop (scale
+    0.9-1.0, as open_clip trains); evaluation images and generated data are never augmented.
     `heldout_shapes` > 0 adds that many freshly generated shapes pairs of the seen combinations
     (stream `heldout_seed`, disjoint from every split) for the held-out contrastive loss
     (`heldout/shapes/loss`, the ShareBench metric); embedded and shapes sources only.
@@ -41,6 +43,7 @@ class DataConfig:
     val_fraction: float = 0.2
     arch_fraction: float = 0.1
     max_eval_images: int = 1000
+    augment: bool = True
     heldout_shapes: int = 0
     heldout_seed: int = 123
     seed: int = 0

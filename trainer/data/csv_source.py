@@ -3,6 +3,7 @@ column (names and separator configurable). Everything that can be checked before
 checked at construction; an image that fails to decode later is skipped and counted."""
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 from pathlib import Path
@@ -15,7 +16,7 @@ from .errors import DataError
 from .failures import DecodeFailures, decode_image
 from .pairs import PairDataset
 from .text import tokenize
-from .transforms import to_model_tensor
+from .transforms import EvalTransform, TrainTransform
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class CsvPairs(PairDataset):
         self.image_size = image_size
         self.context_length = context_length
         self.failures = failures
+        self.transform: EvalTransform | TrainTransform = EvalTransform(image_size)
+
+    def augmented(self) -> "CsvPairs":
+        """The same pairs with the training augmentation (the evaluation splits keep this one)."""
+        out = copy.copy(self)
+        out.transform = TrainTransform(self.image_size)
+        return out
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,7 +78,7 @@ class CsvPairs(PairDataset):
         image = decode_image(path, str(path), self.failures)
         if image is None:
             return None
-        return to_model_tensor(image, self.image_size), tokenize(self.rows[index][1], self.context_length)[0]
+        return self.transform(image), tokenize(self.rows[index][1], self.context_length)[0]
 
     def caption(self, index: int) -> str:
         return self.rows[index][1]

@@ -18,8 +18,9 @@ from .text import tokenize
 
 class PairDataset(Dataset, ABC):
     """Item i is `(image FloatTensor[3, S, S], tokens LongTensor[L])`, or None when the image fails
-    to decode; `caption(i)` is its text without decoding the image. Deterministic: item i is the
-    same every time it is read, so a trainer can resume mid-epoch by index."""
+    to decode; `caption(i)` is its text without decoding the image. Item i is the same every time it
+    is read, except in `augmented()` copies, whose random crops draw from torch's generator (its
+    state is checkpointed, so a trainer still resumes mid-epoch exactly)."""
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -29,6 +30,10 @@ class PairDataset(Dataset, ABC):
 
     @abstractmethod
     def caption(self, index: int) -> str: ...
+
+    def augmented(self) -> "PairDataset":
+        """These pairs with the training augmentation; sources without one (generated data) return self."""
+        return self
 
 
 class SubsetPairs(PairDataset):

@@ -8,6 +8,7 @@ be uncompressed `.tar` files. `path` may hold brace patterns: "shard-{000..009}.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from .errors import DataError
 from .failures import DecodeFailures, decode_image
 from .pairs import PairDataset
 from .text import tokenize
-from .transforms import to_model_tensor
+from .transforms import EvalTransform, TrainTransform
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class ShardPairs(PairDataset):
         self.image_size = image_size
         self.context_length = context_length
         self.failures = failures
+        self.transform: EvalTransform | TrainTransform = EvalTransform(image_size)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -137,6 +139,12 @@ class ShardPairs(PairDataset):
 
     def __del__(self) -> None:
         self.close()
+
+    def augmented(self) -> "ShardPairs":
+        """The same pairs with the training augmentation (the evaluation splits keep this one)."""
+        out = copy.copy(self)
+        out.transform = TrainTransform(self.image_size)
+        return out
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -165,7 +173,7 @@ class ShardPairs(PairDataset):
         image = decode_image(data, self.name(index), self.failures)
         if image is None:
             return None
-        return to_model_tensor(image, self.image_size), tokenize(caption, self.context_length)[0]
+        return self.transform(image), tokenize(caption, self.context_length)[0]
 
     def caption(self, index: int) -> str:
         sample = self.samples[index]
