@@ -71,16 +71,24 @@ def pareto_front(points: list[Point], metric: str, lower_is_better: bool) -> go.
 
 
 def sharing_heatmap(policies: list[tuple[str, dict[str, Any]]]) -> go.Figure:
-    """Layers x sublayers per policy: 1 = shared, 0 = modality-specific."""
-    fig = make_subplots(rows=1, cols=len(policies), subplot_titles=[name for name, _ in policies], shared_yaxes=True)
+    """Layers x sublayers per policy: 1 = shared, 0 = modality-specific; the titles name the extras."""
+
+    def title(name: str, policy: dict[str, Any]) -> str:
+        pb = policy.get("parallel_branch")
+        extras = (["ES"] if policy.get("early_specialization") else []) + ([f"PB {','.join(map(str, pb['fusion_layers']))}"] if pb else [])
+        return f"{name}<br>{' + '.join(extras) or 'no extras'}"
+
+    fig = make_subplots(rows=1, cols=len(policies), subplot_titles=[title(n, p) for n, p in policies], shared_yaxes=True,
+                        horizontal_spacing=0.08)
     for col, (_, policy) in enumerate(policies, 1):
         z = [[1 if layer[s] == "shared" else 0 for s in SUBLAYERS] for layer in policy["layers"]]
         fig.add_trace(go.Heatmap(z=z, x=list(SUBLAYERS), y=[f"L{i}" for i in range(len(z))], zmin=0, zmax=1, showscale=col == 1,
-                                 colorscale=[[0, "#fdebd0"], [1, "#1f618d"]], colorbar={"tickvals": [0, 1], "ticktext": ["specific", "shared"]}),
+                                 colorscale=[[0, "#fdebd0"], [0.5, "#fdebd0"], [0.5, "#1f618d"], [1, "#1f618d"]],
+                                 colorbar={"tickvals": [0.25, 0.75], "ticktext": ["specific", "shared"]}),
                       row=1, col=col)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Sharing per layer and sublayer (ES / fusion layers in the titles' policies)", template="plotly_white",
-                      height=420, width=max(420, 220 * len(policies)))
+    fig.update_layout(title="Sharing per layer and sublayer (ES: early spec., PB: fusion layers)",
+                      template="plotly_white", height=460, width=max(460, 240 * len(policies)), margin={"t": 110})
     return fig
 
 

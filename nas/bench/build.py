@@ -69,10 +69,9 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     from trainer.config import TrainConfig
     from trainer.data import build_data, fresh_shapes
     from trainer.distributed import pick_device
+    from trainer.evaluation.heldout import held_out_loss, materialize
     from trainer.loop import autocast_context, train
     from trainer.sampler import BatchPlan
-
-    from nas.scoring import held_out_loss, materialize
 
     torch.set_num_threads(1)
     bench = load_bench_config(config, overrides)

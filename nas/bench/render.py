@@ -80,7 +80,8 @@ def bench_markdown(table: dict[str, Any], title: str, command: str) -> str:
     )
     parts = [
         f"# {title}", "",
-        f"Regenerate: `{command}`. {table['entries']} training runs, {table['cpu_seconds'] / 3600:.1f} CPU-hours "
+        f"Regenerate: `{command}`. {table['entries']} training runs of one CPU thread each, {table['train_wall_seconds'] / 3600:.1f} hours "
+        "of wall time summed over runs "
         f"(packages: {', '.join(f'{k} {v}' for k, v in table['packages'].items())}). Means ± std over seeds (ddof 1); "
         "held-out loss: lower is better; percentages are accuracies / recalls in percent.", "",
         ceiling, "",

@@ -136,7 +136,7 @@ def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, A
         "config": config_file.read_text() if config_file.is_file() else None,
         "packages": package_versions(),
         "entries": len(records),
-        "cpu_seconds": round(float(runs["train_seconds"].sum()), 1),
+        "train_wall_seconds": round(float(runs["train_seconds"].sum()), 1),
         "policies": policies,
         "noise_ceiling": ceilings["val_loss"],
         "noise_ceiling_by_metric": ceilings,
