@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas import bench_commands, demo, export_commands, run_commands, search_commands_gumbel, search_commands_optuna
+from nas import bench_commands, demo, export_commands, run_commands, search_commands_gumbel, search_commands_optuna, tune_commands
 from nas.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
@@ -93,6 +93,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained
 bench_app.command("build")(bench_commands.build)
 bench_app.command("show")(bench_commands.show)
 app.add_typer(bench_app, name="bench")
+app.command("tune")(tune_commands.tune)
 app.command("export")(export_commands.export)
 app.command("report")(export_commands.report)
 app.command("dashboard")(search_commands_optuna.dashboard)

@@ -5,7 +5,9 @@ Sources:
 - a training run (`sharenas train`, a bench entry, an Optuna trial's run): its latest checkpoint;
 - a Gumbel search run: the derived policy with the retrained weights when `--retrain` ran, else the
   supernet's inherited weights for that path (said in the card);
-- an Optuna study (`--storage URL --study NAME`): the best completed trial, or `--trial N`.
+- an Optuna study (`--storage URL --study NAME`): the best completed trial, or `--trial N`;
+- a Ray Tune experiment directory (`sharenas tune`): its best trial that ran to the end, or `--trial N`
+  (the Optuna trial number).
 """
 from __future__ import annotations
 
@@ -115,6 +117,28 @@ def from_study(storage: str, study_name: str, trial_number: int | None) -> Expor
     return exported
 
 
+def from_ray_experiment(path: Path, trial_number: int | None) -> Exportable:
+    """The best trial of a `sharenas tune` experiment among those that ran every evaluation."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(path.resolve()))
+    trials = [t for t in analysis.trials if t.last_result and "run_dir" in t.last_result]
+    if trial_number is not None:
+        trials = [t for t in trials if t.config.get("optuna_trial") == trial_number]
+        if not trials:
+            raise ConfigError(f"{path} has no finished trial with Optuna trial number {trial_number}")
+    full = max((t.last_result.get("training_iteration", 0) for t in trials), default=0)
+    finished = [t for t in trials if t.last_result.get("training_iteration", 0) == full]
+    if not finished:
+        raise ConfigError(f"{path} holds no trial that reported a run; is it a `sharenas tune` experiment?")
+    mode = analysis.default_mode or "min"
+    chosen = (min if mode == "min" else max)(finished, key=lambda t: t.last_result["objective"])
+    exported = from_training_run(Path(chosen.last_result["run_dir"]))
+    exported.provenance.update(search="ray tune", experiment=str(path.resolve()), ray_trial=chosen.trial_id,
+                               optuna_trial=chosen.config.get("optuna_trial"), value=chosen.last_result["objective"])
+    return exported
+
+
 def resolve_source(source: Path | None, storage: str | None, study: str | None, trial: int | None) -> Exportable:
     if storage is not None or study is not None:
         if storage is None or study is None:
@@ -126,9 +150,12 @@ def resolve_source(source: Path | None, storage: str | None, study: str | None, 
         raise ConfigError(f"{source} is not a directory: give a training run, a Gumbel search run or --storage/--study")
     if (source / "supernet.safetensors").is_file():
         return from_gumbel_run(source)
+    if any(source.glob("experiment_state-*.json")):
+        return from_ray_experiment(source, trial)
     if (source / "config.yaml").is_file() and (source / "checkpoints").is_dir():
         return from_training_run(source)
-    raise ConfigError(f"{source} is neither a training run (config.yaml + checkpoints/) nor a Gumbel search run (supernet.safetensors)")
+    raise ConfigError(f"{source} is neither a training run (config.yaml + checkpoints/), a Gumbel search run (supernet.safetensors) "
+                      "nor a Ray Tune experiment (experiment_state-*.json)")
 
 
 def export(source: Path | None, out: Path, storage: str | None = None, study: str | None = None, trial: int | None = None,

@@ -23,7 +23,6 @@ import copy
 import datetime
 import hashlib
 import json
-import math
 import sys
 import time
 import warnings
@@ -42,19 +41,20 @@ from nas.results import ResultsTable, write_results
 from nas.storage import StorageHandle, StudyLock, default_storage_url, open_storage
 from search_spaces import ParamCount, SharingPolicy, count_params, get_preset, get_size
 from trainer.config import ConfigError, TrainConfig, to_dict
-from trainer.loop import TrainingDiverged, TrainResult, train
+from trainer.loop import TrainingDiverged, train
+
+from nas.trial import POLICY_FILE, MetricNotFound, TrainFn, TrialObjective
 
 ARCH_SCHEMA = "sharenas/arch/v1"
 ARCH_FILE = "arch.json"
-POLICY_FILE = "policy.json"
 ARTIFACT_DIR = "artifacts"
 BASELINE_PARAM = "baseline"
 """The one parameter of a baseline trial (enqueued with user attribute `baseline` too)."""
 RUNTIME_KEYS = ("train.device", "train.num_threads", "train.num_workers", "train.progress", "train.log_every",
-                "train.checkpoint_every", "train.keep_checkpoints", "eval.batch_size")
+                "train.checkpoint_every", "train.checkpoint_on_eval", "train.keep_checkpoints", "eval.batch_size")
 """Trial-config keys a resumed study may change (they do not change results)."""
 
-TrainFn = Callable[..., TrainResult]
+__all__ = ["MetricNotFound", "SearchResult", "build_pruner", "build_sampler", "run_search"]
 
 
 @dataclass
@@ -155,13 +155,36 @@ def _log(message: str) -> None:
     print(f"[search] {message}", file=sys.stderr, flush=True)
 
 
-class MetricNotFound(ConfigError):
-    """`objective.metric` is not an evaluation metric: every trial would fail the same way."""
+def describe_trial(cfg: OptunaSearchConfig, space: SearchSpace, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
+    """The trial's policy (a baseline trial's preset, its one parameter `baseline`; else a point of the
+    space) and its parameter counts, recorded as user attributes (and the budget as a constraint).
+    Ray Tune's define-by-run space calls this too, so both drivers record trials alike."""
+    size = cfg.train_template.model.size
+    if "baseline" in trial.user_attrs:
+        policy = get_preset(trial.suggest_categorical(BASELINE_PARAM, cfg.baselines), size)
+    else:
+        policy = space.suggest(trial)
+    counts = count_params(policy, size)
+    attrs = {
+        "policy": policy.to_dict(), "policy_name": policy.name, "policy_key": policy_key(policy),
+        "params": counts.to_dict(), "params_total": counts.total,
+    }
+    if cfg.budget is not None:
+        attrs["within_budget"] = counts.total <= cfg.budget
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a retried trial inherits its constraint: "already set"
+            trial.set_constraint("params", counts.total - cfg.budget)
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+    return policy, counts
 
 
-class _Worker:
+class StudyWorker:
+    """One worker of a study: opens (or checks) the study, enqueues the baselines and claims trials."""
+
     def __init__(self, cfg: OptunaSearchConfig, handle: StorageHandle, train_fn: TrainFn) -> None:
-        self.cfg, self.handle, self.train_fn = cfg, handle, train_fn
+        self.cfg, self.handle = cfg, handle
+        self.objective = TrialObjective(cfg.train_template, cfg.objective.metric, train_fn)
         self.root = cfg.run_root.resolve()
         self.size = cfg.train_template.model.size
         self.space = SearchSpace(cfg.space, self.size)
@@ -301,22 +324,12 @@ class _Worker:
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
 
+    def describe(self, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
+        return describe_trial(self.cfg, self.space, trial)
+
     def _run_trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        template = self.cfg.train_template
-        policy = self._policy(trial)
-        counts = count_params(policy, self.size)
-        key = policy_key(policy)
-        attrs = {
-            "policy": policy.to_dict(), "policy_name": policy.name, "policy_key": key,
-            "params": counts.to_dict(), "params_total": counts.total,
-        }
-        if self.cfg.budget is not None:
-            attrs["within_budget"] = counts.total <= self.cfg.budget
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a retried trial inherits its constraint: "already set"
-                trial.set_constraint("params", counts.total - self.cfg.budget)
-        for name, value in attrs.items():
-            trial.set_user_attr(name, value)
+        policy, counts = self.describe(trial)
+        key = trial.user_attrs["policy_key"]
         run_dir = self.root / f"trial_{trial.number:04d}"
         baseline = trial.user_attrs.get("baseline")
         _log(f"trial {trial.number}: {policy.name}{f' (baseline {baseline})' if baseline else ''}, "
@@ -326,43 +339,21 @@ class _Worker:
             return self._reuse(trial, duplicate, policy, counts, run_dir)
         if run_dir.exists():
             raise ConfigError(f"{run_dir} already exists; remove it or choose another out_dir")
-        run_dir.mkdir(parents=True)
-        policy.save(run_dir / POLICY_FILE)
-        cfg = copy.deepcopy(template)
-        cfg.model.policy = str(run_dir / POLICY_FILE)
         trial.set_user_attr("run_dir", str(run_dir))
-        result = self.train_fn(cfg, run_dir, on_eval=self._reporter(trial))
-        value = self._metric(result.metrics)
+        result, value = self.objective.run(policy, run_dir, self._reporter(trial))
         trial.set_user_attr("metrics", result.metrics)
+        cfg = self.objective.config_for(run_dir / POLICY_FILE)
         self._write_arch(trial, run_dir, policy, cfg, counts, result.metrics, {"run_dir": str(run_dir), "step": result.step})
         return (value, float(counts.total)) if self.multi else value
 
-    def _policy(self, trial: optuna.Trial) -> SharingPolicy:
-        """A baseline trial's preset (its one parameter, `baseline`), else a point of the space."""
-        if "baseline" in trial.user_attrs:
-            return get_preset(trial.suggest_categorical(BASELINE_PARAM, self.cfg.baselines), self.size)
-        return self.space.suggest(trial)
-
-    def _metric(self, metrics: dict[str, float]) -> float:
-        if self.metric not in metrics:
-            raise MetricNotFound(
-                f"objective.metric: {self.metric!r} is not among the evaluation metrics ({', '.join(sorted(metrics))}); "
-                "fix it and start a new study (--study NAME)"
-            )
-        value = metrics[self.metric]
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"the objective {self.metric} is {value}")
-        return value
-
-    def _reporter(self, trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float, dict[str, float]], None]:
         """Intermediate values feed the dashboard's learning curves and the pruner (Optuna takes them
         from single-objective studies only). With `train.steps` set, the last evaluation is never
         pruned: its training is done and its value is the result."""
         prune = self.cfg.pruner_kind != "none"
         last = self.cfg.train_template.train.steps
 
-        def on_eval(step: int, metrics: dict[str, float]) -> None:
-            value = self._metric(metrics)
+        def on_eval(step: int, value: float, metrics: dict[str, float]) -> None:
             trial.set_user_attr("metrics", metrics)
             if self.multi:
                 return
@@ -425,7 +416,7 @@ def run_search(
     hb = cfg.heartbeat
     handle = open_storage(url, hb.interval, hb.grace_period, hb.max_retry)
     start = time.perf_counter()
-    worker = _Worker(cfg, handle, train_fn)
+    worker = StudyWorker(cfg, handle, train_fn)
     _log(f"study {cfg.study_name!r} in {handle.display_url}: {cfg.n_trials} trials, sampler {cfg.sampler_kind}, "
          f"pruner {cfg.pruner_kind}, runs in {worker.root}")
     worker.run()

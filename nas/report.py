@@ -239,6 +239,35 @@ def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
     return report, study
 
 
+def ray_report(path: Path) -> Report:
+    """A `sharenas tune` experiment from Ray's own record (`ExperimentAnalysis`): every trial's last result."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(path.resolve()))
+    rows = [t for t in analysis.trials if t.last_result and "run_dir" in t.last_result]
+    if not rows:
+        raise ConfigError(f"{path} holds no trial result of `sharenas tune` yet; nothing to report")
+    lower = (analysis.default_mode or "min") == "min"
+    full = max(t.last_result.get("training_iteration", 0) for t in rows)
+    points = []
+    for t in rows:
+        policy_file = Path(t.last_result["run_dir"]) / "policy.json"
+        policy = json.loads(policy_file.read_text()) if policy_file.is_file() else {}
+        done = t.last_result.get("training_iteration", 0)
+        points.append(Point(policy.get("name", t.trial_id), int(t.last_result.get("params_total", 0)), float(t.last_result["objective"]), policy,
+                            {"optuna trial": t.config.get("optuna_trial"), "evaluations": f"{done}/{full}", "ran to the end": done == full}))
+    finished = [p for p in points if p.extra["ran to the end"]]
+    report = Report(f"Ray Tune experiment {path.name}")
+    report.figures.append(("Pareto front", pareto_front(finished or points, "objective (trials that ran to the end)", lower)))
+    ranked = sorted(finished, key=lambda p: p.value, reverse=not lower)[:3]
+    if ranked:
+        report.figures.append(("Best policies", sharing_heatmap([(p.name, p.policy) for p in ranked if p.policy])))
+    ordered = sorted(points, key=lambda p: p.extra["optuna trial"] if p.extra["optuna trial"] is not None else 0)
+    report.figures.append(("History", history([(int(p.extra["optuna trial"] or 0), p.value) for p in ordered], "objective", lower)))
+    report.tables.append((f"Against {REFERENCE} (trials stopped early by the scheduler included, marked)", comparison_table(points, "objective", lower)))
+    return report
+
+
 def render(report: Report) -> str:
     """The report as one HTML page; plotly.js is embedded once (no network needed to view it)."""
     parts = []
@@ -271,6 +300,8 @@ def write_report(source: Path | None, out: Path, storage: str | None = None, stu
         if "policies" not in table:
             raise ConfigError(f"{source} is not a bench table (`sharenas bench show --json`)")
         report = bench_report(table)
+    elif source.is_dir() and any(source.glob("experiment_state-*.json")):
+        report = ray_report(source)
     elif source.is_dir():
         report = run_report(source)
     else:

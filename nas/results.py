@@ -52,6 +52,8 @@ class ResultsTable:
     reference: FrozenTrial | None
     pruned: list[FrozenTrial]
     failed: list[FrozenTrial]
+    stopped: list[FrozenTrial]
+    """COMPLETE in Optuna but stopped early by a Ray Tune scheduler: not ranked beside finished trials."""
     running: int
     waiting: int
 
@@ -65,11 +67,12 @@ def _best_numbers(study: optuna.Study, complete: list[FrozenTrial]) -> set[int]:
     if not complete:
         return set()
     if len(study.directions) > 1:
-        return {t.number for t in study.best_trials}
-    try:
-        return {study.best_trial.number}
-    except ValueError:  # no feasible trial under the parameter budget
+        return {t.number for t in study.best_trials} & {t.number for t in complete}
+    feasible = [t for t in complete if all(c <= 0.0 for c in t.constraints.values())]
+    if not feasible:  # no trial within the parameter budget
         return set()
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return {(max if maximize else min)(feasible, key=lambda t: t.values[0]).number}
 
 
 def collect_results(study: optuna.Study, metric: str) -> ResultsTable:
@@ -80,6 +83,8 @@ def collect_results(study: optuna.Study, metric: str) -> ResultsTable:
     ref_metric = ref.values[0] if ref is not None else None
     ref_params = ref.user_attrs.get("params_total") if ref is not None else None
     best = _best_numbers(study, complete)
+    stopped = [t for t in complete if t.user_attrs.get("stopped_early")]
+    complete = [t for t in complete if not t.user_attrs.get("stopped_early")]
     rows = []
     for t in complete:
         attrs = t.user_attrs
@@ -118,6 +123,7 @@ def collect_results(study: optuna.Study, metric: str) -> ResultsTable:
         rows=rows,
         reference=ref,
         pruned=[t for t in trials if t.state == TrialState.PRUNED],
+        stopped=stopped,
         failed=[t for t in trials if t.state == TrialState.FAIL],
         running=sum(t.state == TrialState.RUNNING for t in trials),
         waiting=sum(t.state == TrialState.WAITING for t in trials),
@@ -197,6 +203,9 @@ def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) ->
     status = []
     if table.running or table.waiting:
         status.append(f"{table.running} running, {table.waiting} waiting")
+    if table.stopped:
+        numbers = ", ".join(f"{t.number} ({t.user_attrs.get('evaluations', '?')} evaluations)" for t in table.stopped)
+        status.append(f"{len(table.stopped)} stopped early by the scheduler, not ranked (trials {numbers})")
     if table.pruned:
         numbers = ", ".join(str(t.number) for t in table.pruned)
         status.append(f"{len(table.pruned)} pruned ({'trials' if len(table.pruned) > 1 else 'trial'} {numbers})")

@@ -324,6 +324,8 @@ class TrainSection:
     log_every: int = 10
     checkpoint_every: int | None = 500
     """Steps between checkpoints (one is also written at the end); null: only at the end."""
+    checkpoint_on_eval: bool = False
+    """Also write a checkpoint at every evaluation (a scheduler that reports evaluations resumes there)."""
     keep_checkpoints: int = 1
     progress: bool = True
 

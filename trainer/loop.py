@@ -105,8 +105,9 @@ def train(
     """Train `cfg` into `run_dir`; under torchrun every process calls this. `train.num_threads`
     applies for the duration of the call.
 
-    `on_eval(step, metrics)` runs on process 0 after each evaluation (e.g. to report to a search);
-    an exception it raises (a pruned trial) stops training, so raise only in single-process runs.
+    `on_eval(step, metrics)` runs on process 0 after each evaluation (e.g. to report to a search),
+    after the checkpoint of that step when one is due; an exception it raises (a pruned trial) stops
+    training, so raise only in single-process runs.
     """
     threads = torch.get_num_threads()
     world = init_distributed(cfg.train.device)
@@ -313,10 +314,13 @@ class _Trainer:
                         self._log(step, loss, grad_norm, (step - last_log) * t.batch_size / max(now - last_time, 1e-9))
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
                         last_log, last_time = step, now
+                    # Save first: a callback that reports a checkpoint with the evaluation finds this step's.
+                    if step == self.total_steps or (t.checkpoint_every is not None and step % t.checkpoint_every == 0) or (
+                        t.checkpoint_on_eval and self._eval_due(step)
+                    ):
+                        self._save(step)
                     if self._eval_due(step):
                         final = self._evaluate(step, on_eval)
-                    if step == self.total_steps or (t.checkpoint_every is not None and step % t.checkpoint_every == 0):
-                        self._save(step)
             if step == first_step:  # resumed a finished run: nothing trained, report its metrics again
                 final = self._evaluate(step, on_eval)
         finally:

@@ -19,8 +19,8 @@ from .text import tokenize
 class PairDataset(Dataset, ABC):
     """Item i is `(image FloatTensor[3, S, S], tokens LongTensor[L])`, or None when the image fails
     to decode; `caption(i)` is its text without decoding the image. Item i is the same every time it
-    is read, except in `augmented()` copies, whose random crops draw from torch's generator (its
-    state is checkpointed, so a trainer still resumes mid-epoch exactly)."""
+    is read, except in `augmented()` copies, whose random crops draw from Python's generator (timm;
+    its state is checkpointed, so a trainer still resumes mid-epoch exactly)."""
 
     @abstractmethod
     def __len__(self) -> int: ...
