@@ -62,6 +62,17 @@ def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subpro
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `sharenas tune` to the end; returns its output (the run must succeed)."""
+    process = start(config, *args, env=env)
+    try:
+        output, _ = process.communicate(timeout=900)
+    finally:
+        stop_group(process)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
 def stop_group(process: subprocess.Popen) -> None:
     """The driver and the local Ray it started (its own session), and nothing else."""
     try:
@@ -87,12 +98,7 @@ def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_d
         stop_group(driver)  # interrupt the experiment mid-way
     finished = {t.number: (tmp_path / "runs" / f"trial_{t.number:04d}" / "metrics.jsonl").stat().st_mtime_ns for t in completed(tmp_path)}
     assert len(finished) < 4, "the experiment finished before it could be interrupted"
-    resumed = start(config, "--resume", env=env)
-    try:
-        output, _ = resumed.communicate(timeout=900)
-    finally:
-        stop_group(resumed)
-    assert resumed.returncode == 0, output[-4000:]
+    output = run_to_end(config, "--resume", env=env)
     trials = study(tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, output[-3000:]
     assert [t.user_attrs.get("baseline") for t in trials[:2]] == ["msclip", "clip"]
@@ -114,13 +120,7 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
 
     from nas.cli import app
 
-    config = experiment(tmp_path)
-    run = start(config)
-    try:
-        output, _ = run.communicate(timeout=900)
-    finally:
-        stop_group(run)
-    assert run.returncode == 0, output[-4000:]
+    run_to_end(experiment(tmp_path))
     trials = study(tmp_path).get_trials()
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     stopped = [t for t in trials if t.user_attrs["stopped_early"]]
