@@ -210,3 +210,20 @@ def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
             build_bench(config, out)
     result = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "bench build" in result.output
+
+
+def test_markdown_of_a_one_seed_table_with_the_paper_check(tmp_path):
+    from nas.bench.render import bench_markdown
+    from nas.bench_commands import json_safe
+
+    for record in hand_made_records():
+        if record["seed"] == 0:
+            record["name"] = {"a": "msclip", "b": "msclip-es", "c": "share-all"}.get(record["name"], record["name"])
+            path = tmp_path / "entries" / record["name"] / "seed_0.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+    paper = json.loads((EXPERIMENTS / "paper_results.json").read_text())
+    table = json_safe(bench_table(tmp_path, bootstrap=200, paper=paper))
+    assert table["noise_ceiling"] is None and table["paper_check"]
+    text = bench_markdown(table, "one seed", "cmd")
+    assert "One seed per policy: no noise ceiling." in text and "msclip-es vs msclip" in text

@@ -64,7 +64,7 @@ def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
             continue
         rows.append({
             "table": r["table"], "comparison": f"{r['a']} vs {r['b']} ({r['effect']})", "paper": f"{r['paper_zeroshot_diff']:+.2f} pt",
-            "tiny (held-out loss)": f"{r['tiny_val_loss_gain']:+.3f} ± {r['tiny_val_loss_gain_se']:.3f}",
+            "tiny (held-out loss)": f"{r['tiny_val_loss_gain']:+.3f}" + ("" if r["tiny_val_loss_gain_se"] is None else f" ± {r['tiny_val_loss_gain_se']:.3f}"),
             "tiny zero-shot shapes": f"{r['tiny_zeroshot_shapes_diff']:+.1f} pt",
             "same direction": "yes" if r["same_direction"] else "**no**", "beyond 2 SE": "yes" if r["clear"] else "no",
         })
