@@ -10,8 +10,6 @@ import typer
 
 from nas.console import error_exit
 
-PAPER_RESULTS = Path(__file__).resolve().parent.parent / "experiments" / "paper_results.json"
-
 
 def json_safe(value: Any) -> Any:
     """NaN and inf become null, so the output is strict JSON."""
@@ -47,15 +45,14 @@ def build(
 
 def load_table(source: Path, bootstrap: int) -> dict[str, Any]:
     """A bench table from a bench directory (computed) or from its committed JSON."""
-    from nas.bench.table import bench_table
+    from nas.bench.table import bench_table, load_paper_results
 
     if source.suffix == ".json":
         try:
             return json.loads(source.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read the bench table {source}: {exc}") from None
-    paper = json.loads(PAPER_RESULTS.read_text()) if PAPER_RESULTS.is_file() else None
-    return bench_table(source, bootstrap, paper)
+    return bench_table(source, bootstrap, load_paper_results())
 
 
 def show(

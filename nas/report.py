@@ -157,8 +157,9 @@ def _nmi(metrics: dict[str, Any]) -> list[float]:
 
 
 def _paper_nmi() -> dict[str, list[float]]:
-    path = Path(__file__).resolve().parent.parent / "experiments" / "paper_results.json"
-    return json.loads(path.read_text()).get("table5_layer_nmi", {}) if path.is_file() else {}
+    from nas.bench.table import load_paper_results
+
+    return (load_paper_results() or {}).get("table5_layer_nmi", {})
 
 
 def bench_report(table: dict[str, Any]) -> Report:

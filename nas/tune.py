@@ -228,13 +228,13 @@ def _evaluations(template: TrainConfig) -> int:
     """How many evaluations a trial that runs to the end reports (ASHA's max_t)."""
     from search_spaces import get_size
     from trainer.data import build_data
-    from trainer.sampler import BatchPlan
+    from trainer.sampler import BatchPlan, total_steps
 
     t, e = template.train, template.eval
     size = get_size(template.model.size)
     bundle = build_data(template.data, size.image_size, size.context_length)
     spe = BatchPlan(len(bundle.train), t.batch_size, t.accum_steps, 1, t.seed).steps_per_epoch
-    total = t.steps if t.steps is not None else t.epochs * spe
+    total = total_steps(t, spe)
     due = {total}
     for step in range(1, total + 1):
         if (e.every_steps is not None and step % e.every_steps == 0) or (e.every_epochs is not None and step % (e.every_epochs * spe) == 0):

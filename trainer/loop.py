@@ -36,7 +36,7 @@ from trainer.distributed import World, barrier, init_distributed, mean_over_rank
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
-from trainer.sampler import BatchPlan
+from trainer.sampler import BatchPlan, total_steps
 
 CONFIG_FILE = "config.yaml"
 
@@ -152,7 +152,7 @@ class _Trainer:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, cfg.train.accum_steps, world.world_size, cfg.train.seed)
         spe = self.plan.steps_per_epoch
-        self.total_steps = cfg.train.steps if cfg.train.steps is not None else cfg.train.epochs * spe
+        self.total_steps = total_steps(cfg.train, spe)
         self.warmup = warmup_steps(cfg.optim, spe, self.total_steps)
         self.autocast = lambda: autocast_context(self.device, cfg.train.precision)
 

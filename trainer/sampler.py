@@ -9,9 +9,13 @@ the global batch of one process (the last incomplete global batch of an epoch is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Sampler
+
+if TYPE_CHECKING:
+    from trainer.config import TrainSection
 
 
 class BatchPlan:
@@ -66,3 +70,8 @@ class EpochSampler(Sampler[list[int]]):
         order = self.plan.order(self.epoch)
         for step in range(self.start_step, self.plan.steps_per_epoch):
             yield from self.plan._slice(order, step, self.rank)
+
+
+def total_steps(train: "TrainSection", steps_per_epoch: int) -> int:
+    """Optimizer steps of a run: `train.steps`, else `train.epochs` epochs."""
+    return train.steps if train.steps is not None else train.epochs * steps_per_epoch

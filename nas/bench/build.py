@@ -71,7 +71,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     from trainer.distributed import pick_device
     from trainer.evaluation.heldout import held_out_loss, materialize
     from trainer.loop import autocast_context, train
-    from trainer.sampler import BatchPlan
+    from trainer.sampler import BatchPlan, total_steps
 
     torch.set_num_threads(1)
     bench = load_bench_config(config, overrides)
@@ -86,7 +86,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     bundle = build_data(train_cfg.data, size.image_size, size.context_length)
     plan = BatchPlan(len(bundle.train), train_cfg.train.batch_size, train_cfg.train.accum_steps, 1, seed)
     t = train_cfg.train
-    total = t.steps if t.steps is not None else t.epochs * plan.steps_per_epoch
+    total = total_steps(t, plan.steps_per_epoch)
     every = cfg.score_every_epochs * plan.steps_per_epoch
     t.checkpoint_every, t.keep_checkpoints = every, max(1, -(-total // every))
     run = out_dir / RUNS / name / f"seed_{seed}"

@@ -14,6 +14,7 @@ import pandas as pd
 from nas.bench.ranking import rank_agreement
 
 SCHEMA = "sharenas/bench/v1"
+PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
 LOWER_IS_BETTER = {"val_loss"}
 METRICS = {
     "val_loss": "val_loss",
@@ -173,6 +174,11 @@ PAPER_PAIRS: tuple[tuple[str, str, str, str], ...] = (
     ("supp. Table 6", "msclip-s-avgpool", "msclip-s", "average pooling instead of DWConv in the adapters"),
 )
 """(table, A, B, what A - B measures): the paper's zero-shot ImageNet difference A - B against ours."""
+
+
+def load_paper_results() -> dict[str, Any] | None:
+    """The paper's tables (`experiments/paper_results.json` of the checkout), or None outside one."""
+    return json.loads(PAPER_RESULTS.read_text()) if PAPER_RESULTS.is_file() else None
 
 
 def paper_scores(paper: dict[str, Any]) -> dict[str, float]:
