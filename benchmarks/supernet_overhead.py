@@ -48,9 +48,9 @@ def step_times(args: argparse.Namespace) -> None:
     from trainer.loss import contrastive_loss
     from trainer.optim import build_optimizer
 
-    from nas.gumbel import GateSample, gate_generator, sample_hard, uniform_choices
-    from nas.supernet import Supernet
-    from nas.supernet_space import SearchSpace
+    from nas.supernet.gates import GateSample, gate_generator, sample_hard, uniform_choices
+    from nas.supernet.model import Supernet
+    from nas.supernet.space import SearchSpace
     from search_spaces.presets import paper_fusion_layers
 
     device, size = torch.device(args.device), get_size(args.size)
@@ -113,8 +113,8 @@ def search_ratio(args: argparse.Namespace) -> "SharingPolicy | str":
     from trainer.config import ModelConfig, TrainConfig, load_config
     from trainer.loop import train
 
-    from nas.gumbel_config import GumbelConfig
-    from nas.gumbel_search import run_gumbel_search
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import run_gumbel_search
 
     cfg = load_config(args.search, GumbelConfig, args.overrides)
     with tempfile.TemporaryDirectory() as tmp:

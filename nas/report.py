@@ -205,7 +205,7 @@ def run_report(run_dir: Path) -> Report:
 def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
     import optuna
 
-    from nas.storage import open_storage
+    from nas.discrete.storage import open_storage
 
     handle = open_storage(storage)
     try:

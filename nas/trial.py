@@ -1,5 +1,5 @@
 """One trial of a discrete search: train one policy with the trainer and score it by the objective
-metric. Optuna's own loop (`nas.optuna_search`) and Ray Tune's function trainable (`nas.tune`) both
+metric. Optuna's own loop (`nas.discrete.worker`) and Ray Tune's function trainable (`nas.tune.driver`) both
 call `TrialObjective.run`; they differ only in how they report and where they record results."""
 from __future__ import annotations
 

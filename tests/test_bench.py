@@ -214,7 +214,7 @@ def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
 
 def test_markdown_of_a_one_seed_table_with_the_paper_check(tmp_path):
     from nas.bench.render import bench_markdown
-    from nas.bench_commands import json_safe
+    from nas.cli.bench import json_safe
 
     for record in hand_made_records():
         if record["seed"] == 0:

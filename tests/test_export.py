@@ -12,9 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.gumbel_search import run_gumbel_search
-from nas.optuna_config import load_search_config
-from nas.optuna_search import run_search
+from nas.supernet.search import run_gumbel_search
+from nas.discrete.config import load_search_config
+from nas.discrete.search import run_search
 from search_spaces import ExportError, build_model, count_model_params, load_exported, save_exported
 from search_spaces.exported import weights_size
 
@@ -68,8 +68,8 @@ def gumbel_run(tmp_path_factory):
 def test_gumbel_export_loads_without_the_search_code(gumbel_run, tmp_path):
     from safetensors.torch import load_file
 
-    from nas.gumbel_search import build_space
-    from nas.supernet import Supernet
+    from nas.supernet.search import build_space
+    from nas.supernet.model import Supernet
     from search_spaces import SharingPolicy
 
     out = tmp_path / "export"
@@ -121,7 +121,7 @@ def test_shared_tensors_are_stored_once(tmp_path):
 
 def test_onnx_encoders_match_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from nas.onnx_export import export_onnx
+    from nas.export.onnx import export_onnx
 
     torch.manual_seed(0)
     model = build_model("msclip-s", "tiny").eval()  # conv stem, parallel branch, BatchNorm, shared attention

@@ -23,8 +23,8 @@ SEARCH = {
 
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank)})
-    from nas.gumbel_config import GumbelConfig
-    from nas.gumbel_search import GumbelSearch
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import GumbelSearch
     from trainer.distributed import init_distributed, shutdown
 
     world = init_distributed("cpu")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from nas.gumbel import (
+from nas.supernet.gates import (
     ArchitectureDiverged,
     BudgetTerm,
     entropy,

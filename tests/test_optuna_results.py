@@ -8,7 +8,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from nas.results import collect_results, to_csv, to_markdown, write_results
+from nas.discrete.results import collect_results, to_csv, to_markdown, write_results
 
 METRIC = "zeroshot/digits/top1"
 

@@ -20,9 +20,11 @@ import yaml
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from nas.optuna_config import load_search_config
-from nas.optuna_search import MetricNotFound, build_pruner, build_sampler, run_search
-from nas.storage import open_storage
+from nas.discrete.config import load_search_config
+from nas.discrete.samplers import build_pruner, build_sampler
+from nas.discrete.search import run_search
+from nas.trial import MetricNotFound
+from nas.discrete.storage import open_storage
 from search_spaces import SharingPolicy, count_params, get_preset
 from trainer.config import ConfigError
 from trainer.loop import train

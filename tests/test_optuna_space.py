@@ -9,8 +9,8 @@ import pytest
 import yaml
 from optuna.trial import FixedTrial
 
-from nas.optuna_config import load_search_config, parse_param_budget
-from nas.optuna_space import ALL_COMBOS, SearchSpace, SpaceConfig, combo_name, parse_combo
+from nas.discrete.config import load_search_config, parse_param_budget
+from nas.discrete.space import ALL_COMBOS, SearchSpace, SpaceConfig, combo_name, parse_combo
 from search_spaces import SUBLAYERS, get_preset, get_size
 from search_spaces.presets import default_adapter_kernels
 from trainer.config import ConfigError

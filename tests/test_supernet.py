@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas.gumbel import GateSample, gate_generator, sample_hard
-from nas.supernet import GatedSlot, PatchOrStem, Supernet
-from nas.supernet_space import ON, SHARED, SPECIFIC, SearchSpace
+from nas.supernet.gates import GateSample, gate_generator, sample_hard
+from nas.supernet.model import GatedSlot, PatchOrStem, Supernet
+from nas.supernet.space import ON, SHARED, SPECIFIC, SearchSpace
 from search_spaces import PolicyError, build_model, count_params, get_preset, get_size
 
 TINY = get_size("tiny")

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nas import run_commands
+from nas.cli import train as run_commands
 from trainer.metrics import read_metrics
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -152,7 +152,7 @@ def test_default_run_directories_of_same_named_configs_do_not_collide():
 
 def test_version_and_dashboard_errors():
     from nas.cli import app as sharenas
-    from nas.storage import normalize_url
+    from nas.discrete.storage import normalize_url
 
     result = CliRunner().invoke(sharenas, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("sharenas ")

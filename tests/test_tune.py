@@ -138,7 +138,7 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
 
 
 def test_a_study_with_another_direction_is_refused(tmp_path):
-    from nas.tune import run_tune
+    from nas.tune.driver import run_tune
 
     config = experiment(tmp_path)
     optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db", direction="minimize")

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from search_spaces import PolicyError
 from trainer.checkpoint import CheckpointError, read_state, resolve_checkpoint
@@ -34,17 +35,19 @@ def default_run_dir(config: str | Path) -> Path:
     return Path("runs") / (f"{folder}-{config.stem}" if folder else config.stem)
 
 
-def resolve_resume(run_dir: Path, config: str | Path | None, overrides: Sequence[str], allow_changes: bool) -> TrainConfig:
-    """The config a resumed run continues with: its own `config.yaml`, or `config` + overrides when they
-    change nothing or `allow_changes` is given (the changes are then printed and appended to
-    `RUN/resume_changes.jsonl`)."""
+def resolve_resume(
+    run_dir: Path, config: str | Path | None, overrides: Sequence[str], allow_changes: bool, schema: type = TrainConfig
+) -> Any:
+    """The config (of dataclass `schema`) a resumed run continues with: its own `config.yaml`, or
+    `config` + overrides when they change nothing or `allow_changes` is given (the changes are then
+    printed and appended to `RUN/resume_changes.jsonl`)."""
     from trainer.config import config_diff, to_dict
 
     saved_file = run_dir / CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE}); drop --resume to start a new run there")
-    saved = load_config(saved_file, TrainConfig)
-    wanted = load_config(config if config is not None else saved_file, TrainConfig, overrides)
+    saved = load_config(saved_file, schema)
+    wanted = load_config(config if config is not None else saved_file, schema, overrides)
     changed = config_diff(saved, wanted)
     if changed and not allow_changes:
         raise ConfigError(

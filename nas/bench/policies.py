@@ -8,7 +8,7 @@ from pathlib import Path
 from search_spaces import SUBLAYERS, PolicyError, SharingPolicy, get_size, resolve_policy
 
 from nas.bench.config import LoadedBench
-from nas.supernet_space import SHARED, SPECIFIC, SearchSpace
+from nas.supernet.space import SHARED, SPECIFIC, SearchSpace
 
 
 def bench_space(bench: LoadedBench) -> SearchSpace:

@@ -21,28 +21,54 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from tqdm import tqdm
 
 from search_spaces import SUBLAYERS, PolicyError, SharingPolicy
 from trainer.config import ConfigError, load_config, to_dict
 
 from nas.bench.config import BenchConfig
 from nas.bench.ranking import rank_agreement
-from nas.gumbel_config import GumbelConfig
+from nas.supernet.config import GumbelConfig
 
 RESULT_FILE = "rank_check.json"
+SCORES_FILE = "rank_scores.json"
 TRIVIAL = ("params", "specific_sublayers")
+
+
+@dataclass
+class FinetuneSection:
+    """Score `of` (supernet proxy names) again after `steps` AdamW steps at constant `lr` on each
+    policy's inherited weights, standalone (proxy `NAME+ft<steps>`). Cost: `steps` training steps
+    per scored policy."""
+
+    steps: int = 20
+    lr: float = 2.0e-4
+    of: list[str] = field(default_factory=lambda: ["supernet"])
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.lr <= 0:
+            raise ConfigError("finetune.steps must be >= 1 and finetune.lr > 0")
 
 
 @dataclass
 class RankCheckConfig:
     """`bench`: the bench table (JSON from `sharenas bench show --json`, relative to this file).
-    `search`: the Gumbel config whose supernet is scored (searched into OUT/supernet unless
-    `supernet_run` names a finished `search gumbel` output). `proxies`: which to score; `tables`:
-    proxy name -> another bench table (relative to this file) scored by its mean held-out loss."""
+    `search`: the Gumbel config whose supernet is scored as proxy `supernet` (searched into
+    OUT/supernet unless `supernet_run` names a finished `search gumbel` output). `options`: proxy
+    `supernet-NAME` per entry, the same search with these `--set` overrides (into OUT/supernet-NAME;
+    an interrupted one is resumed). `only`: search and score just these option names (to run options
+    in parallel processes; a final run without it collects every result). `proxies`: which to
+    score; `tables`: proxy name -> another bench table (relative to this file) scored by its mean
+    held-out loss. `conflict`: a `search conflict` config (relative to this file) scored as proxy
+    `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific)."""
 
     bench: str = "../results/sharebench-tiny.json"
     search: str = "gumbel.yaml"
     supernet_run: str | None = None
+    options: dict[str, list[str]] = field(default_factory=dict)
+    only: list[str] | None = None
+    finetune: FinetuneSection | None = None
+    conflict: str | None = None
     proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
     tables: dict[str, str] = field(default_factory=dict)
     top_k: int = 5
@@ -55,6 +81,14 @@ class RankCheckConfig:
             raise ConfigError(f"proxies: unknown {', '.join(unknown)}; choose from supernet, {', '.join(TRIVIAL)}")
         if self.top_k < 1 or self.bootstrap < 100:
             raise ConfigError("top_k must be >= 1 and bootstrap >= 100")
+        bad = sorted(set(self.only or ()) - set(self.options))
+        if bad:
+            raise ConfigError(f"only: {', '.join(bad)} not among options ({', '.join(self.options) or 'none'})")
+        if self.finetune is not None:
+            names = {"supernet", *(f"supernet-{n}" for n in self.options)}
+            missing = sorted(set(self.finetune.of) - names)
+            if missing:
+                raise ConfigError(f"finetune.of: {', '.join(missing)} is not a supernet proxy; choose from {', '.join(sorted(names))}")
 
 
 def _relative(base: Path, value: str) -> Path:
@@ -75,56 +109,81 @@ def specific_sublayers(policy: SharingPolicy) -> int:
     return sum(not layer.is_shared(sub) for layer in policy.layers for sub in SUBLAYERS)
 
 
-def supernet_scores(cfg: RankCheckConfig, config_path: Path, out: Path, bench_cfg: BenchConfig, policies: dict[str, SharingPolicy]) -> tuple[dict[str, dict[str, float]], str]:
-    """Held-out loss (and zero-shot) of each policy's supernet path; returns the scores and the run used."""
+def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
+    """`run` holding a finished search: searched now, resumed when interrupted after a save."""
+    from nas.supernet.derive import ARCH_FILE
+    from nas.supernet.search import STATE_FILE, run_gumbel_search
+
+    if (run / ARCH_FILE).is_file():
+        return run
+    if (run / STATE_FILE).is_file():
+        print(f"rank-check: resuming the interrupted search in {run}", file=sys.stderr)
+        run_gumbel_search(search_cfg, run, retrain=False, resume=True)
+        return run
+    if run.exists():
+        print(f"rank-check: {run} holds a search stopped before its first save; searching again", file=sys.stderr)
+        shutil.rmtree(run)
+    run_gumbel_search(search_cfg, run, retrain=False)
+    return run
+
+
+def supernet_scores(
+    run: Path, bench_cfg: BenchConfig, policies: dict[str, SharingPolicy], finetune: FinetuneSection | None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Held-out loss (and zero-shot) of each policy's path through the supernet of `run`, and after
+    a fine-tune when asked: {"inherited": {policy: scores}, "finetuned": ...}. Cached in
+    `run/rank_scores.json` per held-out set and fine-tune setting."""
     import torch
     from safetensors.torch import load_file
 
+    from search_spaces import build_model
     from trainer.data import build_data, fresh_shapes
     from trainer.distributed import pick_device
     from trainer.loop import autocast_context
 
-    from nas.derive import ARCH_FILE
-    from nas.gumbel_search import CONFIG_FILE, SUPERNET_FILE, build_space, run_gumbel_search
     from nas.scoring import Scorer, materialize
-    from nas.supernet import Supernet
+    from nas.supernet.finetune import finetune_model
+    from nas.supernet.search import CONFIG_FILE, SUPERNET_FILE, build_supernet
 
-    if cfg.supernet_run is not None:
-        run = Path(cfg.supernet_run)
-        if not (run / SUPERNET_FILE).is_file():
-            raise ConfigError(f"supernet_run {run} holds no {SUPERNET_FILE}; give the --out of a finished `search gumbel`")
-    else:
-        run = out / "supernet"
-        if not (run / ARCH_FILE).is_file():
-            if run.exists():
-                print(f"rank-check: {run} holds an unfinished search; searching again", file=sys.stderr)
-                shutil.rmtree(run)
-            run_gumbel_search(load_config(_relative(config_path, cfg.search), GumbelConfig), run, retrain=False)
+    h = bench_cfg.heldout
+    key = json.dumps({"heldout": to_dict(h), "finetune": to_dict(finetune) if finetune else None}, sort_keys=True)
+    cache_file = run / SCORES_FILE
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    entry = cached.get(key, {})
+    if all(name in entry.get("inherited", {}) for name in policies) and (finetune is None or all(name in entry.get("finetuned", {}) for name in policies)):
+        return entry
     search_cfg = load_config(run / CONFIG_FILE, GumbelConfig)
-    space = build_space(search_cfg)
-    t, d, h = search_cfg.train, search_cfg.derive, bench_cfg.heldout
+    t, d = search_cfg.train, search_cfg.derive
     if t.num_threads is not None:
         torch.set_num_threads(t.num_threads)
     device = pick_device(t.device)
-    size = space.size
+    supernet = build_supernet(search_cfg)
+    size = supernet.space.size
     bundle = build_data(search_cfg.data, size.image_size, size.context_length)
     scorer = Scorer(
         bundle, materialize(fresh_shapes(h.pairs, h.seed, size.image_size, size.context_length), h.batch_size), device, "val_loss",
         calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
         autocast=lambda: autocast_context(device, t.precision), context_length=size.context_length,
     )
-    supernet = Supernet(space)
     supernet.load_state_dict(load_file(str(run / SUPERNET_FILE)))
     supernet.to(device)
-    scores = {}
-    for name, policy in policies.items():
+    entry = {"inherited": {}, "finetuned": {}} if finetune else {"inherited": {}}
+    train_batches = materialize(bundle.train, t.batch_size, t.batch_size * finetune.steps) if finetune else None
+    for name, policy in tqdm(policies.items(), desc=f"score {run.name}", unit="policy", file=sys.stderr):
         supernet.fix(policy)
-        scores[name] = scorer.measure(supernet, recalibrate=True)
-    return scores, str(run)
+        entry["inherited"][name] = scorer.measure(supernet, recalibrate=True)
+        if finetune:
+            model = build_model(policy, size)
+            model.load_state_dict(supernet.standalone_state_dict(policy))
+            finetune_model(model.to(device), train_batches, finetune.lr, search_cfg.optim, device)
+            entry["finetuned"][name] = scorer.measure(model)
+    cached[key] = entry
+    cache_file.write_text(json.dumps(cached, indent=2) + "\n")
+    return entry
 
 
 def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
-    from nas.gumbel_search import build_space
+    from nas.supernet.search import build_space
 
     config, out = Path(config), Path(out)
     cfg = load_config(config, RankCheckConfig, list(overrides))
@@ -154,17 +213,43 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         "params": lambda n: float(table["policies"][n]["params"]),
         "specific_sublayers": lambda n: float(specific_sublayers(policies[n])),
     }
-    supernet_run = None
+    runs: dict[str, dict[str, Any]] = {}
     for proxy in cfg.proxies:
-        if proxy == "supernet":
-            scores, supernet_run = supernet_scores(cfg, config, out, bench_cfg, policies)
-            proxy_scores[proxy] = [scores[n]["score"] for n in names]
-            for n in names:
-                record[n]["supernet"] = {k: scores[n][k] for k in ("val_loss", "zeroshot")}
-        else:
+        if proxy != "supernet":
             proxy_scores[proxy] = [trivial[proxy](n) for n in names]
             for n, value in zip(names, proxy_scores[proxy]):
                 record[n][proxy] = value
+    wanted = [("supernet", [])] if "supernet" in cfg.proxies and cfg.only is None else []
+    wanted += [(f"supernet-{name}", sets) for name, sets in cfg.options.items() if cfg.only is None or name in cfg.only]
+    for proxy, sets in wanted:
+        if proxy == "supernet" and cfg.supernet_run is not None:
+            run = Path(cfg.supernet_run)
+            if not (run / "arch.json").is_file():
+                raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
+        else:
+            run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
+        finetune = cfg.finetune if cfg.finetune is not None and proxy in cfg.finetune.of else None
+        try:
+            entry = supernet_scores(run, bench_cfg, policies, finetune)
+        except PolicyError as exc:
+            raise ConfigError(f"options: {proxy}'s space does not hold every bench policy the default space holds: {exc}") from None
+        arch = json.loads((run / "arch.json").read_text())
+        runs[proxy] = {"run": str(run), "set": sets, "search_seconds": arch["provenance"].get("search_seconds")}
+        for kind, suffix in (("inherited", ""), ("finetuned", f"+ft{cfg.finetune.steps}" if cfg.finetune else "")):
+            if kind not in entry:
+                continue
+            scores = entry[kind]
+            proxy_scores[proxy + suffix] = [scores[n]["score"] for n in names]
+            for n in names:
+                record[n][proxy + suffix] = {k: scores[n][k] for k in ("val_loss", "zeroshot")}
+    if cfg.conflict is not None and cfg.only is None:
+        from nas.conflict.search import conflict_scores
+
+        conflict = conflict_scores(_relative(config, cfg.conflict), out / "conflict")
+        proxy_scores["conflict"] = [conflict.score(policies[n]) for n in names]
+        runs["conflict"] = {"run": str(out / "conflict"), "search_seconds": conflict.seconds}
+        for n, value in zip(names, proxy_scores["conflict"]):
+            record[n]["conflict"] = value
     for proxy, other_path in cfg.tables.items():
         other = read_bench_table(_relative(config, other_path))["policies"]
         missing = [n for n in names if n not in other]
@@ -182,7 +267,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         proxies[proxy] = agreement
     result = {
         "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names),
-        "skipped_outside_space": skipped, "supernet_run": supernet_run, "noise_ceiling": ceiling, "proxies": proxies,
+        "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")

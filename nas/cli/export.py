@@ -1,4 +1,4 @@
-"""`sharenas export` and `sharenas report`: typer callbacks over `nas.export` and `nas.report`."""
+"""`sharenas export` and `sharenas report`: typer callbacks over `nas.export.artifacts` and `nas.report`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from nas.console import error_exit
+from nas.cli.console import error_exit
 
 
 def export(
@@ -21,8 +21,8 @@ def export(
     from search_spaces import ExportError, PolicyError
     from trainer.run import USER_ERRORS
 
-    from nas.export import export as run_export
-    from nas.storage import StorageError
+    from nas.export.artifacts import export as run_export
+    from nas.discrete.storage import StorageError
 
     try:
         record = run_export(source, out, storage, study, trial, onnx)
@@ -48,7 +48,7 @@ def report(
     from trainer.run import USER_ERRORS
 
     from nas.report import write_report
-    from nas.storage import StorageError
+    from nas.discrete.storage import StorageError
 
     try:
         written = write_report(source, out, storage, study)

@@ -1,4 +1,4 @@
-"""`sharenas tune`: typer callback over `nas.tune`."""
+"""`sharenas tune`: typer callback over `nas.tune.driver`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from nas.console import error_exit
+from nas.cli.console import error_exit
 
 
 def tune(
@@ -18,8 +18,8 @@ def tune(
     """Run a search on Ray Tune: OptunaSearch on the shared study, ASHA, retries from checkpoints."""
     from trainer.run import USER_ERRORS
 
-    from nas.storage import StorageError
-    from nas.tune import run_tune
+    from nas.discrete.storage import StorageError
+    from nas.tune.driver import run_tune
 
     try:
         result = run_tune(config, address, resume, overrides or [])

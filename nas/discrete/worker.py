@@ -1,6 +1,6 @@
 """The Optuna search over fixed sharing layouts: one worker of a (possibly parallel) study.
 
-Each worker loops: under the study lock (`nas.storage`), fail trials whose heartbeat stopped (they
+Each worker loops: under the study lock (`nas.discrete.storage`), fail trials whose heartbeat stopped (they
 are queued again), enqueue the missing baselines, and start a trial if the study holds fewer than
 `n_trials` (or has a queued one); the trial then trains without the lock. When the budget is used
 up, the worker waits for trials still running elsewhere, so a trial of a dead worker is retried
@@ -19,15 +19,12 @@ completed trial reuses its result) or `fail_reason`; `arch.json` is also an Optu
 """
 from __future__ import annotations
 
-import copy
 import datetime
-import hashlib
 import json
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,148 +32,22 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.optuna_config import OptunaSearchConfig
-from nas.optuna_space import SearchSpace
-from nas.results import ResultsTable, write_results
-from nas.storage import StorageHandle, StudyLock, default_storage_url, open_storage
-from search_spaces import ParamCount, SharingPolicy, count_params, get_preset, get_size
-from trainer.config import ConfigError, TrainConfig, to_dict
-from trainer.loop import TrainingDiverged, train
+from search_spaces import ParamCount, SharingPolicy, get_preset, get_size
+from trainer.config import ConfigError, TrainConfig
 
+from nas.discrete.config import OptunaSearchConfig
+from nas.discrete.results import write_results
+from nas.discrete.samplers import build_pruner, build_sampler
+from nas.discrete.space import SearchSpace
+from nas.discrete.storage import StorageHandle, StudyLock
+from nas.discrete.trials import (
+    ARCH_FILE, ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, fail_reason, fingerprint,
+)
 from nas.trial import POLICY_FILE, MetricNotFound, TrainFn, TrialObjective
 
-ARCH_SCHEMA = "sharenas/arch/v1"
-ARCH_FILE = "arch.json"
-ARTIFACT_DIR = "artifacts"
-BASELINE_PARAM = "baseline"
-"""The one parameter of a baseline trial (enqueued with user attribute `baseline` too)."""
-RUNTIME_KEYS = ("train.device", "train.num_threads", "train.num_workers", "train.progress", "train.log_every",
-                "train.checkpoint_every", "train.checkpoint_on_eval", "train.keep_checkpoints", "eval.batch_size")
-"""Trial-config keys a resumed study may change (they do not change results)."""
 
-__all__ = ["MetricNotFound", "SearchResult", "build_pruner", "build_sampler", "run_search"]
-
-
-@dataclass
-class SearchResult:
-    study_name: str
-    storage: str
-    out_dir: Path
-    table: ResultsTable
-    states: dict[str, int]
-    seconds: float
-
-
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Everything but FAIL trials without a reason (a killed worker's trial is replaced by its retry)."""
-    return trial.state != TrialState.FAIL or "fail_reason" in trial.user_attrs
-
-
-def policy_key(policy: SharingPolicy) -> str:
-    """A hash of the policy without its name: equal keys train the same model."""
-    data = policy.to_dict()
-    data.pop("name")
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def fail_reason(exc: BaseException) -> str:
-    """One line for the `fail_reason` attribute."""
-    import torch
-
-    if isinstance(exc, TrainingDiverged):
-        text = f"diverged: {exc}"
-    elif isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        text = f"out of memory: {exc}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split())
-    return text if len(text) <= 1000 else text[:997] + "..."
-
-
-def fingerprint(cfg: OptunaSearchConfig) -> dict[str, Any]:
-    """The settings a study is tied to: re-running it with others would mix incomparable trials."""
-    train_cfg = to_dict(cfg.train_template)
-    for key in RUNTIME_KEYS:
-        section, name = key.split(".")
-        train_cfg[section].pop(name)
-    return json.loads(json.dumps({
-        "objective": asdict(cfg.objective), "baselines": cfg.baselines, "space": asdict(cfg.space), "train": train_cfg,
-    }))
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in dict.fromkeys([*a, *b]) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix[:-1]]
-
-
-def arch_record(
-    policy: SharingPolicy, train_cfg: TrainConfig, counts: ParamCount, metrics: dict[str, float], provenance: dict[str, Any]
-) -> dict[str, Any]:
-    """`arch.json` of a trial: what to rebuild and how it did."""
-    train_dict = to_dict(train_cfg)
-    train_dict["model"]["policy"] = policy.name
-    return {
-        "schema": ARCH_SCHEMA,
-        "policy": policy.to_dict(),
-        "size": train_cfg.model.size,
-        "model": train_dict["model"],
-        "train_config": train_dict,
-        "params": counts.to_dict(),
-        "metrics": metrics,
-        "provenance": provenance,
-    }
-
-
-def build_sampler(cfg: OptunaSearchConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, grouped: the space is conditional), NSGA-II or random. Both TPE and NSGA-II
-    honour the parameter budget, which each trial sets as a constraint."""
-    kind = cfg.sampler_kind
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if kind == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.sampler.startup_trials, multivariate=True, group=True)
-        if kind == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.sampler.population_size)
-    # grid: every trial is enqueued with all its parameters, so the sampler is never asked.
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def build_pruner(cfg: OptunaSearchConfig) -> optuna.pruners.BasePruner:
-    p = cfg.pruner
-    if cfg.pruner_kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_steps)
-    if cfg.pruner_kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource="auto", reduction_factor=p.reduction_factor)
-    return optuna.pruners.NopPruner()
-
-
-def _log(message: str) -> None:
+def log(message: str) -> None:
     print(f"[search] {message}", file=sys.stderr, flush=True)
-
-
-def describe_trial(cfg: OptunaSearchConfig, space: SearchSpace, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
-    """The trial's policy (a baseline trial's preset, its one parameter `baseline`; else a point of the
-    space) and its parameter counts, recorded as user attributes (and the budget as a constraint).
-    Ray Tune's define-by-run space calls this too, so both drivers record trials alike."""
-    size = cfg.train_template.model.size
-    if "baseline" in trial.user_attrs:
-        policy = get_preset(trial.suggest_categorical(BASELINE_PARAM, cfg.baselines), size)
-    else:
-        policy = space.suggest(trial)
-    counts = count_params(policy, size)
-    attrs = {
-        "policy": policy.to_dict(), "policy_name": policy.name, "policy_key": policy_key(policy),
-        "params": counts.to_dict(), "params_total": counts.total,
-    }
-    if cfg.budget is not None:
-        attrs["within_budget"] = counts.total <= cfg.budget
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a retried trial inherits its constraint: "already set"
-            trial.set_constraint("params", counts.total - cfg.budget)
-    for name, value in attrs.items():
-        trial.set_user_attr(name, value)
-    return policy, counts
 
 
 class StudyWorker:
@@ -234,7 +105,7 @@ class StudyWorker:
                 theirs = study.user_attrs.get("sharenas_config")
                 if theirs is None:
                     raise ConfigError(f"study {cfg.study_name!r} in {self.handle.display_url} was not created by sharenas; choose another --study")
-                changed = _diff(theirs, mine)
+                changed = diff_keys(theirs, mine)
                 if changed:
                     raise ConfigError(
                         f"study {cfg.study_name!r} was created with different settings ({', '.join(changed[:5])}); "
@@ -252,7 +123,7 @@ class StudyWorker:
         for name in self.cfg.baselines:
             if name not in present:
                 study.enqueue_trial({BASELINE_PARAM: name}, user_attrs={"baseline": name})
-                _log(f"enqueued baseline {name}")
+                log(f"enqueued baseline {name}")
 
     # the claim loop ------------------------------------------------------------------------------
 
@@ -294,7 +165,7 @@ class StudyWorker:
                 self.study.enqueue_trial(params)
                 return True
         if not self.grid_done:
-            _log(f"the grid's {len(self.grid)} configurations have all been claimed")
+            log(f"the grid's {len(self.grid)} configurations have all been claimed")
             self.grid_done = True
         return False
 
@@ -332,7 +203,7 @@ class StudyWorker:
         key = trial.user_attrs["policy_key"]
         run_dir = self.root / f"trial_{trial.number:04d}"
         baseline = trial.user_attrs.get("baseline")
-        _log(f"trial {trial.number}: {policy.name}{f' (baseline {baseline})' if baseline else ''}, "
+        log(f"trial {trial.number}: {policy.name}{f' (baseline {baseline})' if baseline else ''}, "
              f"{counts.total / 1e6:.3f}M parameters -> {run_dir}")
         duplicate = self._completed_with(key, trial.number)
         if duplicate is not None:
@@ -370,7 +241,7 @@ class StudyWorker:
         return None
 
     def _reuse(self, trial: optuna.Trial, done: FrozenTrial, policy: SharingPolicy, counts: ParamCount, run_dir: Path) -> float | tuple[float, float]:
-        _log(f"trial {trial.number}: same policy as trial {done.number}; reusing its result")
+        log(f"trial {trial.number}: same policy as trial {done.number}; reusing its result")
         metrics = done.user_attrs.get("metrics", {})
         trial.set_user_attr("duplicate_of", done.number)
         trial.set_user_attr("metrics", metrics)
@@ -391,38 +262,3 @@ class StudyWorker:
         path = run_dir / ARCH_FILE
         path.write_text(json.dumps(arch_record(policy, cfg, counts, metrics, provenance), indent=2) + "\n")
         upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial, mimetype="application/json")
-
-
-def run_search(
-    cfg: OptunaSearchConfig,
-    storage: str | None = None,
-    study_name: str | None = None,
-    n_trials: int | None = None,
-    train_fn: TrainFn = train,
-) -> SearchResult:
-    """Run one worker of the study until it holds `n_trials` finished trials; returns the results.
-
-    `storage`, `study_name` and `n_trials` override the config. `train_fn` is the trainer's `train`
-    (replaceable to inject faults in tests).
-    """
-    cfg = copy.copy(cfg)
-    if study_name is not None:
-        cfg.study_name = study_name
-    if n_trials is not None:
-        if n_trials < len(cfg.baselines):
-            raise ConfigError(f"--n-trials {n_trials} is fewer than the {len(cfg.baselines)} baselines it includes; raise it")
-        cfg.n_trials = n_trials
-    url = storage or cfg.storage or default_storage_url(cfg.run_root)
-    hb = cfg.heartbeat
-    handle = open_storage(url, hb.interval, hb.grace_period, hb.max_retry)
-    start = time.perf_counter()
-    worker = StudyWorker(cfg, handle, train_fn)
-    _log(f"study {cfg.study_name!r} in {handle.display_url}: {cfg.n_trials} trials, sampler {cfg.sampler_kind}, "
-         f"pruner {cfg.pruner_kind}, runs in {worker.root}")
-    worker.run()
-    with worker.lock:
-        table = write_results(worker.study, worker.metric, worker.root)
-    states: dict[str, int] = {}
-    for t in worker.study.get_trials(deepcopy=False):
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    return SearchResult(cfg.study_name, handle.display_url, worker.root, table, states, time.perf_counter() - start)

@@ -12,13 +12,21 @@ Gate samples are a function of (seed, step), so every process samples the same p
 averaged over processes explicitly (the unsampled paths have no gradient, and every process skips
 the same ones, which DDP's bucketed reduction cannot express without `find_unused_parameters`).
 
-Run directory: config.yaml, metrics.jsonl, supernet.safetensors (weights), gates.json (logits and
-probabilities), arch.json + policy.json (derived), retrain/ (with `--retrain`).
+Options (see `SearchSection`): sandwich paths, paths held for K steps, whole-batch paths, soft
+LayerNorm gates, weight entanglement (`space.entangle`), decoupled weight training with an
+evolutionary derivation.
+
+Run directory: config.yaml, metrics.jsonl, search_state.pt (the resumable state, every
+`train.checkpoint_every` steps and at the end of training: weights, gate logits, both optimizers,
+the budget multiplier, the step and the epoch's running losses; gate samples and batch order are
+functions of (seed, step), so a resumed search continues exactly), supernet.safetensors (weights),
+gates.json (logits and probabilities), arch.json + policy.json (derived), retrain/ (with `--retrain`).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -41,15 +49,16 @@ from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 
-from nas.derive import ARCH_FILE, POLICY_FILE, candidates, score_candidates, write_arch
-from nas.gate_diagnostics import gate_metrics, modality_grad_cosines
-from nas.gumbel import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
-from nas.gumbel_config import GumbelConfig
+from nas.supernet.derive import ARCH_FILE, POLICY_FILE, best_candidate, candidates, evolve, score_candidates, write_arch
+from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
+from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
+from nas.supernet.config import GumbelConfig
 from nas.scoring import Scorer, materialize
-from nas.supernet import Supernet
-from nas.supernet_space import SearchSpace
+from nas.supernet.model import Supernet
+from nas.supernet.space import SPECIFIC, SearchSpace
 
 SUPERNET_FILE = "supernet.safetensors"
+STATE_FILE = "search_state.pt"
 GATES_FILE = "gates.json"
 CONFIG_FILE = "config.yaml"
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
@@ -62,11 +71,12 @@ class SearchResult:
     seconds: float
 
 
-def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None) -> SearchResult:
-    """Search into `out_dir` (refused when it already holds a search); under torchrun every process calls this."""
+def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None, resume: bool = False) -> SearchResult:
+    """Search into `out_dir` (refused when it already holds a search, unless `resume` continues it from
+    its last saved state); under torchrun every process calls this."""
     world = init_distributed(cfg.train.device)
     try:
-        return GumbelSearch(cfg, Path(out_dir), world).run(cfg.derive.retrain if retrain is None else retrain)
+        return GumbelSearch(cfg, Path(out_dir), world, resume).run(cfg.derive.retrain if retrain is None else retrain)
     finally:
         shutdown(world)
 
@@ -78,16 +88,26 @@ def build_space(cfg: GumbelConfig) -> SearchSpace:
         raise ConfigError(str(exc)) from None
 
 
+def build_supernet(cfg: GumbelConfig) -> Supernet:
+    """The supernet of a search config (its space and weight layout), with fresh weights."""
+    return Supernet(build_space(cfg), cfg.space.entangle)
+
+
 class GumbelSearch:
-    def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World) -> None:
-        self.cfg, self.out, self.world, self.device = cfg, out_dir, world, world.device
-        if (out_dir / CONFIG_FILE).exists():
-            raise ConfigError(f"{out_dir} already holds a search; choose another --out")
+    def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World, resume: bool = False) -> None:
+        self.cfg, self.out, self.world, self.device, self.resume = cfg, out_dir, world, world.device, resume
+        if resume and not (out_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: {out_dir} holds no search to resume (no {CONFIG_FILE}); drop --resume to start one there")
+        if not resume and (out_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"{out_dir} already holds a search; choose another --out, or continue it with --resume")
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
         self.space = build_space(cfg)
-        self.supernet = Supernet(self.space).to(self.device)
+        self.supernet = build_supernet(cfg).to(self.device)
+        layers = range(self.space.size.layers)
+        soft = cfg.search.ln_gates == "soft"
+        self.soft_gates = frozenset(self.space.layer_gate(i, sub) for i in layers for sub in ("ln1", "ln2")) if soft else frozenset()
         self.logits = torch.nn.Parameter(torch.zeros(self.space.num_gates, 2, device=self.device))
         self.cost = self.supernet.cost_model()
         s, t = cfg.search, cfg.train
@@ -113,31 +133,47 @@ class GumbelSearch:
             raise ConfigError(f"search.budget {target:,} is below the smallest policy in the space ({low:,} parameters); raise it")
         return BudgetTerm(target, high - low, self.cfg.search.budget_mode, self.cfg.search.budget_weight)
 
-    def _batches(self, dataset, plan: BatchPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches of `dataset`, epoch after epoch, in the plan's deterministic order."""
-        epoch = 0
+    def _batches(self, dataset, plan: BatchPlan, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches of `dataset` from batch `start` on, epoch after epoch, in the plan's deterministic order."""
+        epoch, offset = divmod(start, plan.steps_per_epoch)
         while True:
             loader = DataLoader(
-                dataset, batch_sampler=plan.sampler(epoch, 0, self.world.rank), collate_fn=collate_pairs,
+                dataset, batch_sampler=plan.sampler(epoch, offset, self.world.rank), collate_fn=collate_pairs,
                 num_workers=self.cfg.train.num_workers, pin_memory=self.device.type == "cuda",
                 generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch),
             )
             for images, tokens, _ in loader:
                 yield images.to(self.device, non_blocking=True), tokens.to(self.device, non_blocking=True)
-            epoch += 1
+            epoch, offset = epoch + 1, 0
 
     def _check(self, value: float, what: str, step: int) -> None:
         if not math.isfinite(value):
             raise TrainingDiverged(f"{what} is {value} at step {step + 1}; lower optim.lr or search.arch_lr and rerun")
 
+    def is_arch_step(self, step: int) -> bool:
+        s = self.cfg.search
+        return s.mode == "joint" and step >= self.search_warmup and (step - self.search_warmup) % s.arch_every == 0
+
     def _weight_paths(self, step: int) -> list[list[int]]:
-        generator, n = gate_generator(self.cfg.train.seed, step, WEIGHT_STREAM), self.space.num_gates
-        if self.cfg.search.fairness == "strict":
+        s, n = self.cfg.search, self.space.num_gates
+        generator = gate_generator(self.cfg.train.seed, step // s.path_every, WEIGHT_STREAM)
+        if s.fairness == "strict":
             choices = uniform_choices(n, generator)
-            return [choices, [1 - c for c in choices]]
-        if step < self.search_warmup:
-            return [uniform_choices(n, generator)]
-        return [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
+            paths = [choices, [1 - c for c in choices]]
+        elif step < self.search_warmup or s.mode == "decoupled":
+            paths = [uniform_choices(n, generator)]
+        else:
+            paths = [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
+        if s.sandwich:
+            paths += [shared_path(self.space).choices, [SPECIFIC] * n]
+        return paths
+
+    def _soft(self, detach: bool) -> torch.Tensor | None:
+        """The LayerNorm gates' mixing probabilities (None unless `ln_gates: soft`)."""
+        if not self.soft_gates:
+            return None
+        probs = probabilities(self.logits)
+        return probs.detach() if detach else probs
 
     def _sync(self, tensors: list[torch.Tensor]) -> None:
         """Average gradients (every process holds the same set) over processes in one collective."""
@@ -153,9 +189,13 @@ class GumbelSearch:
 
     def weight_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
         paths = self._weight_paths(step)
-        total = 0.0
-        for choices, im, tk in zip(paths, images.chunk(len(paths)), tokens.chunk(len(paths))):
-            self.supernet.route(GateSample(choices))
+        if self.cfg.search.path_batch == "split":
+            chunks = list(zip(images.chunk(len(paths)), tokens.chunk(len(paths))))
+        else:
+            chunks = [(images, tokens)] * len(paths)
+        total, soft = 0.0, self._soft(detach=True)
+        for choices, (im, tk) in zip(paths, chunks):
+            self.supernet.route(GateSample(choices), soft, self.soft_gates)
             with self.autocast():
                 image, text, scale = self.supernet(im, tk)
             loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world) / len(paths)
@@ -183,7 +223,7 @@ class GumbelSearch:
 
     def arch_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
         sample = sample_hard(self.logits, self.temperature(step), gate_generator(self.cfg.train.seed, step, ARCH_STREAM))
-        self.supernet.route(sample)
+        self.supernet.route(sample, self._soft(detach=False), self.soft_gates)
         with self.autocast():
             image, text, scale = self.supernet(images, tokens)
         loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world)
@@ -215,37 +255,80 @@ class GumbelSearch:
             self.supernet.zero_grad(set_to_none=True)
         return values
 
+    def arch_steps_before(self, step: int) -> int:
+        """How many architecture steps the search has taken before `step` (where the arch batches stand)."""
+        return sum(self.is_arch_step(k) for k in range(step))
+
+    def save_state(self, step: int, losses: dict[str, list[float]]) -> None:
+        """The resumable state after `step` steps, written atomically (process 0)."""
+        state = {
+            "step": step, "supernet": self.supernet.state_dict(), "logits": self.logits.detach().cpu(),
+            "weight_opt": self.weight_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
+            "budget": self.budget.state() if self.budget is not None else None, "losses": losses,
+        }
+        tmp = self.out / f".{STATE_FILE}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / STATE_FILE)
+
+    def load_state(self) -> tuple[int, dict[str, list[float]]]:
+        path = self.out / STATE_FILE
+        if not path.is_file():
+            raise ConfigError(f"--resume: {self.out} holds no {STATE_FILE} (the search stopped before its first save); start it again without --resume")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.supernet.load_state_dict(state["supernet"])
+        with torch.no_grad():
+            self.logits.copy_(state["logits"].to(self.device))
+        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        if self.budget is not None and state["budget"] is not None:
+            self.budget.load_state(state["budget"])
+        return int(state["step"]), state["losses"]
+
     def run(self, retrain: bool) -> SearchResult:
         cfg, world, start = self.cfg, self.world, time.perf_counter()
         barrier(world)  # every process has checked the run directory before process 0 fills it
-        if world.is_main:
+        if world.is_main and not self.resume:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, self.out / CONFIG_FILE)
         barrier(world)
+        losses: dict[str, list[float]] = {"train_loss": [], "arch_loss": []}
+        first = 0
+        if self.resume:
+            first, losses = self.load_state()
         metrics = MetricsWriter(self.out, enabled=world.is_main)
+        if self.resume and world.is_main:
+            metrics.truncate_after(first)
         spe, t = self.plan.steps_per_epoch, cfg.train
         n = cfg.search.diagnostics_batch
         probe = [(i.to(self.device), k.to(self.device)) for i, k in materialize(self.bundle.train, n, n)][0] if n else None
-        train_batches, arch_batches = self._batches(self.bundle.train, self.plan), self._batches(self.bundle.arch, self.arch_plan)
+        train_batches = self._batches(self.bundle.train, self.plan, first)
+        arch_batches = self._batches(self.bundle.arch, self.arch_plan, self.arch_steps_before(first))
         if world.is_main:
+            s = cfg.search
             print(
                 f"gumbel search: {self.space.num_gates} gates at size {self.space.size.name}, {self.total_steps} steps "
-                f"({spe} per epoch, warm-up {self.search_warmup}, fairness {cfg.search.fairness}) -> {self.out}",
+                f"({spe} per epoch, warm-up {self.search_warmup}, mode {s.mode}, fairness {s.fairness}"
+                f"{', sandwich' if s.sandwich else ''}{', soft LN gates' if self.soft_gates else ''}"
+                f"{', entangled' if cfg.space.entangle else ''}) -> {self.out}"
+                + (f"; resuming at step {first}" if self.resume else ""),
                 file=sys.stderr,
             )
-            metrics.log(0, 0.0, self._diagnostics(self.temperature(0), {}, probe))
-        losses: dict[str, list[float]] = {"train_loss": [], "arch_loss": []}
-        bar = tqdm(total=self.total_steps, desc="search", unit="step", disable=not (world.is_main and t.progress))
+            if first == 0:
+                metrics.log(0, 0.0, self._diagnostics(self.temperature(0), {}, probe))
+        every = t.checkpoint_every
+        bar = tqdm(total=self.total_steps, initial=first, desc="search", unit="step", disable=not (world.is_main and t.progress))
         try:
-            for step in range(self.total_steps):
+            for step in range(first, self.total_steps):
                 losses["train_loss"].append(self.weight_step(*next(train_batches), step))
-                if step >= self.search_warmup and (step - self.search_warmup) % cfg.search.arch_every == 0:
+                if self.is_arch_step(step):
                     losses["arch_loss"].append(self.arch_step(*next(arch_batches), step))
                 bar.update(1)
                 done = step + 1
                 if world.is_main and (done % spe == 0 or done == self.total_steps):
                     metrics.log(done, done / spe, self._diagnostics(self.temperature(step), losses, probe))
                     losses = {key: [] for key in losses}
+                if world.is_main and ((every and done % every == 0) or done == self.total_steps):
+                    self.save_state(done, losses)
         finally:
             bar.close()
             metrics.close()
@@ -276,14 +359,18 @@ class GumbelSearch:
             autocast=self.autocast, context_length=size.context_length,
         )
         budget = self.cfg.search.budget_params
-        found = candidates(self.space, self.cost, self.logits, d.samples, d.seed, budget)
-        winner = score_candidates(self.supernet, found, scorer)
+        if d.method == "evolution":
+            found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget)
+            winner = best_candidate(found)
+        else:
+            found = candidates(self.space, self.cost, self.logits, d.samples, d.seed, budget)
+            winner = score_candidates(self.supernet, found, scorer)
         probs = probabilities(self.logits.detach()).cpu()
         provenance = {
             "search": "gumbel",
             "config": to_dict(self.cfg),
             "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
-            "selection": {"metric": d.metric, "budget": budget, "inherited_weights": True},
+            "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True},
             "search_seconds": round(search_seconds, 2),
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}

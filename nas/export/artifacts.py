@@ -63,9 +63,8 @@ def from_training_run(run_dir: Path) -> Exportable:
 def from_gumbel_run(run_dir: Path) -> Exportable:
     from safetensors.torch import load_file
 
-    from nas.gumbel_config import GumbelConfig
-    from nas.gumbel_search import CONFIG_FILE, SUPERNET_FILE, build_space
-    from nas.supernet import Supernet
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import CONFIG_FILE, SUPERNET_FILE, build_supernet
 
     arch_file = run_dir / "arch.json"
     if not arch_file.is_file():
@@ -79,8 +78,8 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     from search_spaces import SharingPolicy
 
     cfg = load_config(run_dir / CONFIG_FILE, GumbelConfig)
-    space = build_space(cfg)
-    supernet = Supernet(space)
+    supernet = build_supernet(cfg)
+    space = supernet.space
     supernet.load_state_dict(load_file(str(run_dir / SUPERNET_FILE)))
     policy = SharingPolicy.from_dict(arch["policy"])
     model = build_model(policy, space.size)
@@ -94,7 +93,7 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
 def from_study(storage: str, study_name: str, trial_number: int | None) -> Exportable:
     import optuna
 
-    from nas.storage import open_storage
+    from nas.discrete.storage import open_storage
 
     handle = open_storage(storage)
     try:
@@ -164,7 +163,7 @@ def export(source: Path | None, out: Path, storage: str | None = None, study: st
     exported = resolve_source(source, storage, study, trial)
     record = save_exported(exported.model, out, exported.provenance, exported.metrics, package_versions(PACKAGES), exported.weights_origin)
     if onnx:
-        from nas.onnx_export import export_onnx
+        from nas.export.onnx import export_onnx
 
         record["onnx"] = export_onnx(exported.model, out)
         (out / "arch.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -13,7 +13,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from nas.storage import JOURNAL_PREFIX, StorageError, normalize_url, open_storage
+from nas.discrete.storage import JOURNAL_PREFIX, StorageError, normalize_url, open_storage
 
 HOST = "127.0.0.1"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from nas.console import error_exit
+from nas.cli.console import error_exit
 
 
 def train(

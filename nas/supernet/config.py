@@ -14,7 +14,7 @@ from search_spaces.presets import paper_fusion_layers
 from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
 from trainer.data import DataConfig
 
-from nas.gumbel import parse_count
+from nas.supernet.gates import parse_count
 
 
 @dataclass
@@ -23,11 +23,14 @@ class SpaceConfig:
 
     `fusion_layers`: candidate layers for the parallel branch's adapters (0-based, fused into the
     tokens entering that block; the paper's 2, 4, 6, 8, 10); an empty list searches no branch.
+    `entangle`: a specific module is the shared one plus a zero-initialised per-modality delta
+    (weight entanglement); derivation and export fold them into plain standalone weights.
     """
 
     size: str = "tiny"
     early_specialization: bool = True
     fusion_layers: list[int] = field(default_factory=lambda: list(paper_fusion_layers(12)))
+    entangle: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -40,10 +43,19 @@ class SpaceConfig:
 class SearchSection:
     """The architecture phase.
 
+    `mode: joint`: gate logits and weights are trained alternately (first-order bi-level);
+    `decoupled`: only the weights are trained (single-path sampling, SPOS / FairNAS) and the policy is
+    chosen afterwards by `derive.method: evolution` over the inherited weights.
     `warmup_epochs`: weight-only training with uniformly sampled paths before any gate update.
     `fairness: strict`: every weight step trains both options of every gate, on the two halves of the
     batch (complementary random paths), so no option is trained more because it leads; `none`: after
     the warm-up, weight steps run the path sampled from the gates (GDAS).
+    `sandwich`: every weight step also trains the all-shared and the all-specific path (BigNAS's
+    sandwich rule). `path_batch: split`: the step's paths share the batch (one chunk each); `full`:
+    each path runs the whole batch (more negatives per path, cost times the number of paths).
+    `path_every`: the sampled weight paths are held for this many steps before switching.
+    `ln_gates: soft`: LayerNorm gates are not sampled but run both options mixed by the gate's
+    probabilities (their logits get a gradient every gate step); attention / FFN gates stay hard.
     Gate logits: Adam with decoupled weight decay (`arch_lr`, `arch_betas`, `arch_weight_decay`; an L2
     term inside Adam would dominate once the low temperature starves the logits of gradient, and drag
     every gate back to undecided) every `arch_every` weight steps on
@@ -55,8 +67,13 @@ class SearchSection:
     `diagnostics_batch`: pairs for the per-epoch modality-gradient cosines (0 turns them off).
     """
 
+    mode: Literal["joint", "decoupled"] = "joint"
     warmup_epochs: float = 1.0
     fairness: Literal["strict", "none"] = "strict"
+    sandwich: bool = False
+    path_batch: Literal["split", "full"] = "split"
+    path_every: int = 1
+    ln_gates: Literal["hard", "soft"] = "hard"
     arch_lr: float = 3e-3
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
@@ -77,6 +94,8 @@ class SearchSection:
             raise ConfigError(f"search.tau_start ({self.tau_start}) and tau_end ({self.tau_end}) need 0 < tau_end <= tau_start")
         if self.arch_lr <= 0 or self.budget_weight < 0:
             raise ConfigError("search.arch_lr must be > 0 and search.budget_weight >= 0")
+        if self.path_every < 1:
+            raise ConfigError(f"search.path_every must be >= 1, got {self.path_every}")
         if self.arch_every < 1 or (self.arch_batch_size is not None and self.arch_batch_size < 2):
             raise ConfigError("search.arch_every must be >= 1 and search.arch_batch_size >= 2 (or null: the training batch)")
         if self.diagnostics_batch < 0:
@@ -102,8 +121,16 @@ class DeriveSection:
     sets, so selecting on them makes the winner's reported zero-shot optimistic). Policies with
     early specialization or fusion first get `bn_recalibration_batches` training batches to
     re-estimate their BatchNorm statistics. Over a budget, only policies within it can win.
+    `method: evolution` (required by `search.mode: decoupled`) instead runs an evolutionary search
+    (`population` policies for `generations` rounds: the best half is kept, the rest replaced by
+    mutants of it, each gate flipped with probability `mutation`, and crossovers) over the inherited
+    weights, within the budget, starting from the gates' argmax and random policies.
     """
 
+    method: Literal["gates", "evolution"] = "gates"
+    population: int = 16
+    generations: int = 6
+    mutation: float = 0.05
     samples: int = 8
     metric: Literal["val_loss", "zeroshot"] = "val_loss"
     batch_size: int = 128
@@ -114,6 +141,8 @@ class DeriveSection:
     def __post_init__(self) -> None:
         if self.samples < 0 or self.batch_size < 2 or self.bn_recalibration_batches < 0:
             raise ConfigError("derive.samples and derive.bn_recalibration_batches must be >= 0, derive.batch_size >= 2")
+        if self.population < 4 or self.generations < 0 or not 0 < self.mutation < 1:
+            raise ConfigError("derive.population must be >= 4, derive.generations >= 0 and 0 < derive.mutation < 1")
 
 
 @dataclass
@@ -135,3 +164,5 @@ class GumbelConfig:
             raise ConfigError("data.arch_fraction is 0: the search updates its gates on a held-out split; set it to e.g. 0.1")
         if self.search.fairness == "strict" and self.train.batch_size < 4:
             raise ConfigError("search.fairness: strict splits each batch in two; use train.batch_size >= 4")
+        if self.search.mode == "decoupled" and self.derive.method != "evolution":
+            raise ConfigError("search.mode: decoupled trains no gates; set derive.method: evolution to choose the policy")

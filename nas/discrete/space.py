@@ -2,7 +2,7 @@
 
 A trial first picks a `layout`: a layout family or a whole preset listed in `space.presets`
 (`preset:share-attn-ffn-ln2`, ...). The baselines are not part of the space: they are trials of
-their own (`nas.optuna_search`), so the sampler never spends a trial re-drawing one. The families
+their own (`nas.discrete.search`), so the sampler never spends a trial re-drawing one. The families
 and their parameters:
 
 - `share_last`: `share_last_k`, MS-CLIP sharing (attention + FFN) in the last K layers;

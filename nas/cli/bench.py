@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from nas.console import error_exit
+from nas.cli.console import error_exit
 
 
 def json_safe(value: Any) -> Any:

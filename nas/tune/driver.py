@@ -28,7 +28,7 @@ from typing import Any
 from search_spaces import SharingPolicy
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 
-from nas.tune_config import TuneConfig, load_tune_config
+from nas.tune.config import TuneConfig, load_tune_config
 
 FAIL_ONCE_ENV = "SHARENAS_TUNE_FAIL_ONCE"
 RAY_RESULTS = "ray_results.csv"
@@ -80,7 +80,7 @@ def trial_policy(config: dict[str, Any], space: Any, size: str) -> SharingPolicy
 
     from search_spaces import get_preset
 
-    from nas.optuna_space import SearchSpace
+    from nas.discrete.space import SearchSpace
 
     params = {k: v for k, v in config.items() if k != "optuna_trial"}
     if "baseline" in params:
@@ -126,8 +126,8 @@ def gumbel_trial(config: dict[str, Any], *, search: str, root: str) -> None:
     """One Gumbel supernet search with the grid point's overrides; reports the derived policy's scores."""
     from ray import tune
 
-    from nas.gumbel_config import GumbelConfig
-    from nas.gumbel_search import run_gumbel_search
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import run_gumbel_search
 
     overrides = [f"{key}={json.dumps(value)}" for key, value in sorted(config.items())]
     name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config.items()))
@@ -161,7 +161,7 @@ def _progress_callback(storage_url: str, study_name: str, root: Path, evaluation
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             import optuna
 
-            from nas.storage import open_storage
+            from nas.discrete.storage import open_storage
 
             number = trial.config.get("optuna_trial")
             if number is None:
@@ -187,8 +187,8 @@ class TrialSpace:
         self.cfg = cfg
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        from nas.optuna_search import describe_trial
-        from nas.optuna_space import SearchSpace
+        from nas.discrete.trials import describe_trial
+        from nas.discrete.space import SearchSpace
 
         describe_trial(self.cfg, SearchSpace(self.cfg.space, self.cfg.train_template.model.size), trial)
         return {"optuna_trial": trial.number}
@@ -266,10 +266,11 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from nas.optuna_config import load_search_config
-    from nas.optuna_search import StudyWorker, build_sampler
-    from nas.results import write_results
-    from nas.storage import default_storage_url, open_storage
+    from nas.discrete.config import load_search_config
+    from nas.discrete.samplers import build_sampler
+    from nas.discrete.worker import StudyWorker
+    from nas.discrete.results import write_results
+    from nas.discrete.storage import default_storage_url, open_storage
 
     search = load_search_config(search_path)
     if search.objective.kind != "single":

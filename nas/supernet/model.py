@@ -6,7 +6,15 @@ slots, the sublayers of `sublayer_factories`, `VisionTower` / `TextTower`, `Conv
 `ParallelBranch` and `Adapter`; the towers' text path, encoders and `forward` are `SharedCLIP`'s.
 Which path runs is set per step on its `Routing` (one choice per gate); **only the chosen module of
 each gate runs**. When the routing carries straight-through weights, each chosen module's output is
-multiplied by its weight (exactly 1.0) so the gate logits get gradients.
+multiplied by its weight (exactly 1.0) so the gate logits get gradients. Gates the routing marks
+`soft` (the LayerNorm gates under `search.ln_gates: soft`) instead run both options and mix their
+outputs with the gate's probabilities.
+
+Weight entanglement (`space.entangle`, as AutoFormer's supernets): a slot's modality-specific module
+is the shared module plus a zero-initialised per-modality delta (the `vision` / `text` modules hold
+the deltas), so flipping a gate toggles a small residual instead of swapping in a separately trained
+module, and every path trains the shared weights. `standalone_state_dict` folds shared + delta into
+each tower's plain weights.
 
 The gate logits are not part of the supernet (`parameters()` holds the weights only), so the
 weights' optimizer, weight-decay groups, checkpoints and gradient synchronisation never see them.
@@ -19,14 +27,15 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from search_spaces import SUBLAYERS, LayerSharing, SharedCLIP, SharingPolicy
 from search_spaces.conv import Adapter, ConvStem, ParallelBranch, stage_channels
 from search_spaces.model import TextTower, VisionTower
 from search_spaces.transformer import SUBLAYER_MODULES, SharedBlock, run_block, sublayer_factories
 
-from nas.gumbel import GateSample
-from nas.supernet_space import ON, SHARED, ParamCostModel, SearchSpace, fusion_subsets
+from nas.supernet.gates import GateSample
+from nas.supernet.space import ON, SHARED, SPECIFIC, ParamCostModel, SearchSpace, fusion_subsets
 
 
 class Routing:
@@ -37,9 +46,15 @@ class Routing:
         self.space = space
         self.choices: list[int] = space.normalize([SHARED] * space.num_gates)
         self.weights: torch.Tensor | None = None
+        self.soft: torch.Tensor | None = None
+        self.soft_gates: frozenset[int] = frozenset()
 
-    def set(self, sample: GateSample) -> None:
+    def set(self, sample: GateSample, soft: torch.Tensor | None = None, soft_gates: frozenset[int] = frozenset()) -> None:
+        """Route `sample`; gates in `soft_gates` (unless forced) instead mix both options with the
+        probabilities `soft` [G, 2] (detach them for a weight step, keep their graph for a gate step)."""
         self.choices = self.space.normalize(sample.choices)
+        self.soft = soft
+        self.soft_gates = frozenset(soft_gates) - set(self.space.forced(self.choices)) if soft is not None else frozenset()
         weights = sample.weights
         forced = self.space.forced(self.choices)
         if weights is not None and forced:
@@ -56,28 +71,50 @@ def _weighted(module: Callable[..., torch.Tensor], weight: torch.Tensor, *args) 
     return module(*args) * weight
 
 
+def _mixed(shared: Callable[..., torch.Tensor], specific: Callable[..., torch.Tensor], probs: torch.Tensor, *args) -> torch.Tensor:
+    return probs[SHARED] * shared(*args) + probs[SPECIFIC] * specific(*args)
+
+
 class GatedSlot(nn.Module):
     """A sublayer position holding `shared`, `vision` and `text` modules; `select` returns the one
-    the routing chose for this modality (times the straight-through weight when there is one)."""
+    the routing chose for this modality (times the straight-through weight when there is one).
+    With `entangled`, `vision` and `text` hold deltas: the specific module is shared + delta."""
 
-    def __init__(self, make: Callable[[int], nn.Module], width: int, routing: Routing, gate: int) -> None:
+    def __init__(self, make: Callable[[int], nn.Module], width: int, routing: Routing, gate: int, entangled: bool = False) -> None:
         super().__init__()
         self.shared, self.vision, self.text = make(width), make(width), make(width)
-        self.routing, self.gate = routing, gate
+        self.routing, self.gate, self.entangled = routing, gate, entangled
 
     def tie_init(self) -> None:
-        """Start the modality-specific modules as copies of the shared one, so every option of the
-        gate computes the same function at first: no option leads by the luck of its random init,
-        and the sampled paths start as one coherent network instead of a random patchwork."""
+        """Start every option of the gate as the same function: entangled deltas at zero, otherwise
+        the specific modules as copies of the shared one. No option leads by the luck of its random
+        init, and the sampled paths start as one coherent network instead of a random patchwork."""
         with torch.no_grad():
             for copy in (self.vision, self.text):
                 for target, source in zip(copy.parameters(), self.shared.parameters()):
-                    target.copy_(source)
+                    if self.entangled:
+                        target.zero_()
+                    else:
+                        target.copy_(source)
+
+    def specific_params(self, modality: str) -> dict[str, torch.Tensor]:
+        """The specific module's parameters under the shared module's names (shared + delta when entangled)."""
+        own = dict(self._modules[modality].named_parameters())
+        if not self.entangled:
+            return own
+        return {name: p + own[name] for name, p in self.shared.named_parameters()}
+
+    def _specific(self, modality: str) -> Callable[..., torch.Tensor]:
+        if not self.entangled:
+            return self._modules[modality]
+        return lambda *args: functional_call(self.shared, self.specific_params(modality), args)
 
     def select(self, modality: str) -> Callable[..., torch.Tensor]:
-        shared = self.routing.choices[self.gate] == SHARED
-        module = self.shared if shared else self._modules[modality]
-        weight = self.routing.weight(self.gate)
+        routing = self.routing
+        if self.gate in routing.soft_gates:
+            return partial(_mixed, self.shared, self._specific(modality), routing.soft[self.gate])
+        module = self.shared if routing.choices[self.gate] == SHARED else self._specific(modality)
+        weight = routing.weight(self.gate)
         return module if weight is None else partial(_weighted, module, weight)
 
 
@@ -97,8 +134,9 @@ class PatchOrStem(nn.Module):
 class Supernet(SharedCLIP):
     """All policies of a `SearchSpace` in one model; see the module docstring."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, entangle: bool = False) -> None:
         nn.Module.__init__(self)
+        self.entangle = entangle
         size = space.size
         self.space, self.size = space, size
         self.routing = Routing(space)
@@ -121,7 +159,7 @@ class Supernet(SharedCLIP):
         make = sublayer_factories(size)
         self.blocks = nn.ModuleList(
             SharedBlock(
-                **{SUBLAYER_MODULES[sub]: GatedSlot(make[sub], size.width, self.routing, space.layer_gate(i, sub)) for sub in ("ln1", "attn", "ln2", "ffn")}
+                **{SUBLAYER_MODULES[sub]: GatedSlot(make[sub], size.width, self.routing, space.layer_gate(i, sub), entangle) for sub in ("ln1", "attn", "ln2", "ffn")}
             )
             for i in range(size.layers)
         )
@@ -137,8 +175,8 @@ class Supernet(SharedCLIP):
         """The policy of the current routing."""
         return self.space.to_policy(self.routing.choices, name="routed")
 
-    def route(self, sample: GateSample) -> None:
-        self.routing.set(sample)
+    def route(self, sample: GateSample, soft: torch.Tensor | None = None, soft_gates: frozenset[int] = frozenset()) -> None:
+        self.routing.set(sample, soft, soft_gates)
 
     def fix(self, policy: SharingPolicy) -> None:
         """Run `policy`'s path (no straight-through weights): inherited-weight evaluation."""
@@ -202,8 +240,8 @@ class Supernet(SharedCLIP):
         choices = self.space.normalize(self.space.from_policy(policy))
         es, enabled = self.space.es_on(choices), self.space.enabled_fusion(choices)
         stage_of = {layer: s for s, layer in enumerate(enabled)}
-        out = {}
-        for name, tensor in self.state_dict().items():
+        out, state = {}, self.state_dict()
+        for name, tensor in state.items():
             parts = name.split(".")
             if parts[0] == "blocks":
                 i, slot, owner = int(parts[1]), parts[2], parts[3]
@@ -211,6 +249,8 @@ class Supernet(SharedCLIP):
                 wanted = {"shared"} if choices[gate] == SHARED else ({"text"} if es and i == 0 else {"vision", "text"})
                 if owner not in wanted:
                     continue
+                if owner != "shared" and self.entangle:
+                    tensor = tensor + state[".".join([*parts[:3], "shared", *parts[4:]])]
             elif parts[:2] == ["visual", "conv1"] and self.space.early_specialization:
                 if parts[2] != ("stem" if es else "patch"):
                     continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ import torch
 
 from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
 
-from nas.gumbel import probabilities
+from nas.supernet.gates import probabilities
 from nas.scoring import Scorer
-from nas.supernet import Supernet
-from nas.supernet_space import ParamCostModel, SearchSpace
+from nas.supernet.model import Supernet
+from nas.supernet.space import ParamCostModel, SearchSpace
 
 ARCH_FILE = "arch.json"
 POLICY_FILE = "policy.json"
@@ -95,15 +96,72 @@ def candidates(
 
 def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> Candidate:
     """Score every candidate with inherited weights; return the best eligible one (highest score)."""
-    saved = (supernet.routing.choices, supernet.routing.weights)
-    try:
-        for candidate in found:
-            supernet.fix(candidate.policy)
-            candidate.metrics = scorer.measure(supernet, recalibrate=True)
-    finally:
-        supernet.routing.choices, supernet.routing.weights = saved
-    eligible = [c for c in found if c.within_budget]
-    return max(eligible, key=lambda c: c.metrics["score"])
+    score_all(supernet, found, scorer)
+    return best_candidate(found)
+
+
+def score_all(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> None:
+    for candidate in found:
+        supernet.fix(candidate.policy)
+        candidate.metrics = scorer.measure(supernet, recalibrate=True)
+
+
+def best_candidate(found: list[Candidate]) -> Candidate:
+    return max((c for c in found if c.within_budget), key=lambda c: c.metrics["score"])
+
+
+def _repair(space: SearchSpace, cost: ParamCostModel, choices: list[int], budget: int | None, rng: random.Random) -> list[int]:
+    """Flip random parameter-costing choices (specific -> shared, on -> off) until `choices` fits."""
+    choices = space.normalize(choices)
+    while budget is not None and cost.exact(choices) > budget:
+        cheaper = [g for g in range(space.num_gates) if choices[g] == 1 and g not in space.forced(choices)]
+        if not cheaper:
+            raise ValueError(f"no policy in the search space fits the budget of {budget:,} parameters")
+        flip = rng.choice(cheaper)
+        choices = space.normalize([0 if g == flip else c for g, c in enumerate(choices)])
+    return choices
+
+
+def evolve(
+    space: SearchSpace, cost: ParamCostModel, logits: torch.Tensor, supernet: Supernet, scorer: Scorer,
+    population: int, generations: int, mutation: float, seed: int, budget: int | None,
+) -> list[Candidate]:
+    """Evolutionary search with inherited weights (as SPOS chooses after training its supernet):
+    the gates' argmax and random policies, all within the budget; each generation keeps the best half
+    and refills with mutants (each gate flipped with probability `mutation`) and uniform crossovers
+    of two survivors. Returns every policy scored."""
+    rng = random.Random(seed)
+    scored: dict[tuple[int, ...], Candidate] = {}
+
+    def add(choices: list[int], source: str, pool: list[tuple[int, ...]]) -> None:
+        key = tuple(_repair(space, cost, choices, budget, rng))
+        if key not in pool:
+            pool.append(key)
+            if key not in scored:
+                scored[key] = Candidate(source, list(key), space.to_policy(list(key), name=f"gumbel-{source}"), cost.exact(list(key)))
+
+    pool: list[tuple[int, ...]] = []
+    add(logits.detach().argmax(dim=-1).tolist(), "argmax", pool)
+    for attempt in range(50 * population):
+        if len(pool) >= population:
+            break
+        add([rng.randint(0, 1) for _ in range(space.num_gates)], f"random-{attempt}", pool)
+    for generation in range(generations + 1):
+        score_all(supernet, [scored[k] for k in pool if not scored[k].metrics], scorer)
+        if generation == generations:
+            break
+        parents = sorted(pool, key=lambda k: -scored[k].metrics["score"])[: max(2, population // 2)]
+        pool = list(parents)
+        for attempt in range(50 * population):
+            if len(pool) >= population:
+                break
+            if rng.random() < 0.5:
+                child = [1 - c if rng.random() < mutation else c for c in rng.choice(parents)]
+            else:
+                a, b = rng.sample(parents, 2)
+                child = [x if rng.random() < 0.5 else y for x, y in zip(a, b)]
+            add(child, f"gen{generation + 1}-{attempt}", pool)
+    return list(scored.values())
 
 
 def write_arch(

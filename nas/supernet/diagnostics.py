@@ -9,16 +9,13 @@
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
 
-from trainer.loss import contrastive_loss
+from trainer.evaluation.grad_conflict import modality_gradient_cosines
 
-from nas.gumbel import GateSample, entropy, probabilities
-from nas.supernet import Supernet
-from nas.supernet_space import OFF, SHARED, ParamCostModel, SearchSpace
+from nas.supernet.gates import GateSample, entropy, probabilities
+from nas.supernet.model import Supernet
+from nas.supernet.space import OFF, SHARED, ParamCostModel, SearchSpace
 
 
 def argmax_choices(logits: torch.Tensor) -> list[int]:
@@ -48,27 +45,11 @@ def modality_grad_cosines(supernet: Supernet, images: torch.Tensor, tokens: torc
     space, saved = supernet.space, (supernet.routing.choices, supernet.routing.weights)
     supernet.route(shared_path(space))
     names = space.gate_names()
-    modules: list[tuple[str, list[nn.Parameter]]] = []
-    for block in supernet.blocks:
-        for slot in (block.attn, block.mlp, block.ln_1, block.ln_2):
-            modules.append((names[slot.gate], list(slot.shared.parameters())))
-    params = [p for _, ps in modules for p in ps]
+    groups = {
+        f"grad_cos/{names[slot.gate]}": list(slot.shared.parameters())
+        for block in supernet.blocks for slot in (block.attn, block.mlp, block.ln_1, block.ln_2)
+    }
     try:
-        image, text, scale = supernet(images, tokens)
-        image, text, scale = image.float(), text.float(), scale.float().detach()
-        g_image = torch.autograd.grad(contrastive_loss(image, text.detach(), scale), params, retain_graph=True, allow_unused=True)
-        g_text = torch.autograd.grad(contrastive_loss(image.detach(), text, scale), params, allow_unused=True)
+        return modality_gradient_cosines(supernet, [(images, tokens)], groups, images.device)
     finally:
         supernet.routing.choices, supernet.routing.weights = saved
-    out, i = {}, 0
-    for name, ps in modules:
-        gi, gt = g_image[i : i + len(ps)], g_text[i : i + len(ps)]
-        i += len(ps)
-        if any(g is None for g in (*gi, *gt)):
-            continue
-        vi = torch.cat([g.reshape(-1) for g in gi]).double()
-        vt = torch.cat([g.reshape(-1) for g in gt]).double()
-        denom = float(vi.norm() * vt.norm())
-        if denom > 0 and math.isfinite(denom):
-            out[f"grad_cos/{name}"] = float(vi @ vt) / denom
-    return out

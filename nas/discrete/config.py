@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nas.optuna_space import SpaceConfig
+from nas.discrete.space import SpaceConfig
 from search_spaces import PRESET_NAMES
 from trainer.config import ConfigError, TrainConfig, load_config, read_yaml
 

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas import bench_commands, demo, export_commands, run_commands, search_commands_gumbel, search_commands_optuna, tune_commands
-from nas.console import error_exit
+from nas.cli import bench as bench_commands, demo, export as export_commands, search_gumbel as search_commands_gumbel, search_optuna as search_commands_optuna, train as run_commands, tune as tune_commands
+from nas.cli.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
 
@@ -84,8 +84,9 @@ def params(
 app.command("train")(run_commands.train)
 app.command("eval")(run_commands.evaluate)
 
-search_app = typer.Typer(no_args_is_help=True, help="Search sharing policies: Gumbel supernet or Optuna.")
+search_app = typer.Typer(no_args_is_help=True, help="Search sharing policies: Gumbel supernet, gradient conflict or Optuna.")
 search_app.command("gumbel")(search_commands_gumbel.gumbel)
+search_app.command("conflict")(search_commands_gumbel.conflict)
 search_app.command("rank-check")(search_commands_gumbel.rank_check)
 search_app.command("optuna")(search_commands_optuna.optuna_search)
 app.add_typer(search_app, name="search")
@@ -99,5 +100,3 @@ app.command("report")(export_commands.report)
 app.command("dashboard")(search_commands_optuna.dashboard)
 app.command("demo")(demo.demo)
 
-if __name__ == "__main__":
-    app()

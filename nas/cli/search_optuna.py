@@ -1,5 +1,5 @@
-"""`sharenas search optuna` and `sharenas dashboard`: typer callbacks over `nas.optuna_search` and
-`nas.dashboard`. Bad input prints one line and exits with code 2."""
+"""`sharenas search optuna` and `sharenas dashboard`: typer callbacks over `nas.discrete.search` and
+`nas.discrete.dashboard`. Bad input prints one line and exits with code 2."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from nas.console import error_exit
+from nas.cli.console import error_exit
 
 if TYPE_CHECKING:
-    from nas.optuna_search import SearchResult
+    from nas.discrete.search import SearchResult
 
 
 
@@ -24,8 +24,8 @@ def optuna_search(
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. --set sampler.seed=1."),
 ) -> None:
     """Search sharing layouts with Optuna; start more workers with the same --storage and --study to parallelise."""
-    from nas.optuna_config import load_search_config
-    from nas.optuna_search import run_search
+    from nas.discrete.config import load_search_config
+    from nas.discrete.search import run_search
     from trainer.run import USER_ERRORS
 
     try:
@@ -66,7 +66,7 @@ def dashboard(
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact folder (default: the folders the studies recorded)."),
 ) -> None:
     """Serve optuna-dashboard for a storage on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from nas.dashboard import serve_dashboard
+    from nas.discrete.dashboard import serve_dashboard
     from trainer.run import USER_ERRORS
 
     try:

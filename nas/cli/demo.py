@@ -27,11 +27,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     """Run a tiny Gumbel search and a tiny Optuna study on the embedded data (CPU, a few minutes)."""
     from trainer.config import load_config
 
-    from nas.gumbel_config import GumbelConfig
-    from nas.gumbel_search import run_gumbel_search
-    from nas.optuna_config import load_search_config
-    from nas.export import export
-    from nas.optuna_search import run_search
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import run_gumbel_search
+    from nas.discrete.config import load_search_config
+    from nas.export.artifacts import export
+    from nas.discrete.search import run_search
     from nas.report import write_report
 
     if not EXPERIMENTS.is_dir():

@@ -1,0 +1,3 @@
+from nas.cli.app import app
+
+app()
