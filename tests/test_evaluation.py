@@ -275,3 +275,23 @@ def test_evaluate_real_tiny_model(preset: str, nmi_layers: range) -> None:
     assert ("nmi/mean" in metrics) == bool(nmi_layers)
     assert metrics["linear_probe/lp/acc"] == 100.0  # train == test, 4 points in 64 dimensions
     assert all(0.0 <= v <= 100.0 for v in metrics.values()) and len(metrics) == 6 + 2 + 1 + len(nmi_layers) + bool(nmi_layers)
+
+
+def test_chance_levels_and_units_say_what_a_number_means():
+    from trainer.evaluation.chance import chance_levels, unit_of
+
+    data = bundle()
+    chance = chance_levels(data)
+    n = data.val_pairs[0].images.shape[0]
+    assert chance["retrieval/val/i2t_r1"] == pytest.approx(100.0 / n)
+    assert chance["retrieval/val/t2i_r5"] == 100.0  # K above N: recall is 100 by definition
+    task = data.zeroshot[0]
+    assert chance[f"zeroshot/{task.name}/top1"] == pytest.approx(100.0 / len(task.classnames))
+    probe = data.linear_probe[0]
+    majority = torch.bincount(probe.test_labels).max().item() / probe.test_labels.numel()
+    assert chance[f"linear_probe/{probe.name}/acc"] == pytest.approx(100.0 * majority)
+    assert (unit_of("retrieval/shapes/i2t_r1"), unit_of("heldout/shapes/loss"), unit_of("nmi/mean")) == ("%", "nats", "0-1")
+    # a random ranking scores about chance
+    torch.manual_seed(0)
+    image, text = torch.randn(400, 16), torch.randn(400, 16)
+    assert abs(retrieval_recall(image, text)["i2t_r10"] - 100.0 * 10 / 400) < 2.0

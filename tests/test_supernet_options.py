@@ -2,6 +2,7 @@
 entanglement, decoupled training with an evolutionary derivation, and resuming a killed search."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from nas.supernet.gates import GateSample, probabilities
 from nas.supernet.model import Supernet
 from nas.supernet.search import GumbelSearch, run_gumbel_search
 from nas.supernet.space import SPECIFIC, SearchSpace
-from search_spaces import build_model, count_params, get_preset, get_size
+from search_spaces import SharingPolicy, build_model, count_params, get_preset, get_size
 from trainer.distributed import World
 from tests.test_gumbel_search import short_config
 
@@ -161,3 +162,62 @@ def test_resume_refuses_a_directory_without_a_search(tmp_path):
 
     with pytest.raises(ConfigError, match="no search to resume"):
         run_gumbel_search(short_config(eval=NO_EVAL), tmp_path / "nothing", resume=True)
+
+
+def _conflict_config(budget):
+    from nas.conflict.config import ConflictConfig
+    from trainer.config import load_config
+
+    return load_config({
+        "size": "tiny",
+        "data": {"source": "shapes", "num_shapes": 120, "shapes_zeroshot_per_class": 2, "max_eval_images": 20},
+        "optim": {"lr": 5e-4, "warmup_epochs": None, "warmup_steps": 1},
+        "train": {"epochs": None, "steps": 3, "batch_size": 16, "num_threads": 1, "progress": False, "checkpoint_every": None},
+        "eval": NO_EVAL,
+        "conflict": {"batches": 2, "batch_size": 16, "budget": budget},
+    }, ConflictConfig)
+
+
+def test_the_conflict_search_makes_the_most_conflicting_sublayers_specific_within_the_budget(tmp_path):
+    from nas.conflict.search import conflict_policy, run_conflict_search
+
+    share_all = count_params("share-all", "tiny").total
+    budget = share_all + 40_000
+    record = run_conflict_search(_conflict_config(budget), tmp_path / "c")
+    cosines = json.loads((tmp_path / "c" / "conflict.json").read_text())["cosines"]
+    assert len(cosines) == 48 and all(-1.0 <= v <= 1.0 for v in cosines.values())
+    assert list(cosines.values()) == sorted(cosines.values())  # most conflicting first
+    assert share_all < record["params"]["total"] <= budget
+    layers = record["policy"]["layers"]
+    specific = [f"L{i:02d}.{sub}" for i, layer in enumerate(layers) for sub, how in layer.items() if how == "specific"]
+    from nas.conflict.search import Conflicts
+
+    conflicts = Conflicts(cosines, 0.0)
+    policy = SharingPolicy.from_dict(record["policy"])
+    for name in set(cosines) - set(specific):  # greedy to the end: nothing else fits
+        i, sub = int(name[1:3]), name[4:]
+        layers = list(policy.layers)
+        layers[i] = dataclasses.replace(layers[i], **{sub: "specific"})
+        assert count_params(SharingPolicy(tuple(layers)), "tiny").total > budget
+    # a looser budget makes at least as many sublayers specific, and the proxy prefers conflicting ones
+    looser = conflict_policy(conflicts, _conflict_config(share_all + 400_000))
+    assert sum(not l.is_shared(s) for l in looser.layers for s in ("attn", "ffn", "ln1", "ln2")) >= len(specific)
+    assert conflicts.score(get_preset("share-all", TINY)) == 0.0
+    # rerunning reuses the measured cosines instead of training again
+    again = run_conflict_search(_conflict_config(budget), tmp_path / "c")
+    assert again["policy"] == record["policy"]
+
+
+def test_a_fine_tune_moves_the_inherited_weights_and_lowers_the_loss_it_trains_on():
+    from nas.scoring import held_out_loss
+    from nas.supernet.finetune import finetune_model
+    from trainer.config import OptimConfig
+
+    torch.manual_seed(0)
+    model = build_model("msclip", TINY)
+    batches = [_batch(8)] * 5
+    before = held_out_loss(model.eval(), batches, torch.device("cpu"))
+    weight = model.blocks[4].attn.shared.in_proj_weight.detach().clone()
+    finetune_model(model, batches, 1e-3, OptimConfig(), torch.device("cpu"))
+    assert not torch.equal(weight, model.blocks[4].attn.shared.in_proj_weight)
+    assert held_out_loss(model, batches, torch.device("cpu")) < before

@@ -33,6 +33,7 @@ from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, 
 from trainer.config import ConfigError, TrainConfig, config_diff, dump_config, load_config
 from trainer.data import collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
+from trainer.evaluation.chance import chance_levels
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
@@ -54,6 +55,8 @@ class TrainResult:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     """Evaluation metrics at the end of training."""
+    chance: dict[str, float] = field(default_factory=dict)
+    """Chance level of each metric on this run's evaluation data."""
 
 
 EvalCallback = Callable[[int, dict[str, float]], None]
@@ -326,7 +329,7 @@ class _Trainer:
         finally:
             bar.close()
             self.metrics.close()
-        return TrainResult(self.run_dir, step, final)
+        return TrainResult(self.run_dir, step, final, chance_levels(self.bundle, self.cfg.eval.heldout_batch_size))
 
     def _log(self, step: int, loss: float, grad_norm: float | None, samples_per_s: float) -> None:
         values = {

@@ -93,10 +93,11 @@ def run_training(
     return result
 
 
-def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, float]:
+def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Evaluate the latest checkpoint of a run with its own config (plus overrides).
 
-    Writes `RUN_DIR/eval.json` (`step`, `checkpoint`, `metrics`) and returns the metrics.
+    Writes `RUN_DIR/eval.json` (`step`, `checkpoint`, `metrics`, `chance`) and returns the metrics
+    and their chance levels.
     """
     import torch
 
@@ -105,6 +106,7 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[s
     from trainer.data import build_data
     from trainer.distributed import pick_device
     from trainer.evaluation import evaluate
+    from trainer.evaluation.chance import chance_levels
 
     run_dir = Path(run_dir)
     config = run_dir / CONFIG_FILE
@@ -129,9 +131,10 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[s
         model, bundle, device, batch_size=e.batch_size, nmi_pairs=e.nmi_pairs, probe_C=e.probe_C,
         seed=cfg.train.seed, progress=cfg.train.progress, heldout_batch_size=e.heldout_batch_size,
     )
-    record = {"step": read_state(checkpoint)["step"], "checkpoint": checkpoint.name, "metrics": metrics}
+    chance = chance_levels(bundle, e.heldout_batch_size)
+    record = {"step": read_state(checkpoint)["step"], "checkpoint": checkpoint.name, "metrics": metrics, "chance": chance}
     (run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return metrics
+    return metrics, chance
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -146,12 +146,14 @@ def supernet_scores(
     from nas.supernet.search import CONFIG_FILE, SUPERNET_FILE, build_supernet
 
     h = bench_cfg.heldout
-    key = json.dumps({"heldout": to_dict(h), "finetune": to_dict(finetune) if finetune else None}, sort_keys=True)
+    keys = {"inherited": json.dumps({"heldout": to_dict(h)}, sort_keys=True)}
+    if finetune is not None:
+        keys["finetuned"] = json.dumps({"heldout": to_dict(h), "finetune": to_dict(finetune)}, sort_keys=True)
     cache_file = run / SCORES_FILE
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    entry = cached.get(key, {})
-    if all(name in entry.get("inherited", {}) for name in policies) and (finetune is None or all(name in entry.get("finetuned", {}) for name in policies)):
-        return entry
+    entry = {kind: cached.get(key, {}) for kind, key in keys.items()}
+    if all(set(policies) <= set(scores) for scores in entry.values()):
+        return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
     search_cfg = load_config(run / CONFIG_FILE, GumbelConfig)
     t, d = search_cfg.train, search_cfg.derive
     if t.num_threads is not None:
@@ -167,9 +169,10 @@ def supernet_scores(
     )
     supernet.load_state_dict(load_file(str(run / SUPERNET_FILE)))
     supernet.to(device)
-    entry = {"inherited": {}, "finetuned": {}} if finetune else {"inherited": {}}
     train_batches = materialize(bundle.train, t.batch_size, t.batch_size * finetune.steps) if finetune else None
-    for name, policy in tqdm(policies.items(), desc=f"score {run.name}", unit="policy", file=sys.stderr):
+    todo = [n for n in policies if any(n not in scores for scores in entry.values())]
+    for name in tqdm(todo, desc=f"score {run.name}", unit="policy", file=sys.stderr):
+        policy = policies[name]
         supernet.fix(policy)
         entry["inherited"][name] = scorer.measure(supernet, recalibrate=True)
         if finetune:
@@ -177,9 +180,9 @@ def supernet_scores(
             model.load_state_dict(supernet.standalone_state_dict(policy))
             finetune_model(model.to(device), train_batches, finetune.lr, search_cfg.optim, device)
             entry["finetuned"][name] = scorer.measure(model)
-    cached[key] = entry
+    cached.update({keys[kind]: scores for kind, scores in entry.items()})
     cache_file.write_text(json.dumps(cached, indent=2) + "\n")
-    return entry
+    return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
 
 
 def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:

@@ -26,11 +26,11 @@ def policy_frame(table: dict[str, Any]) -> pd.DataFrame:
         m, s = p["mean"], p["std"]
         rows.append({
             "policy": name, "params": f"{p['params']:,}", "seeds": len(p["runs"]),
-            "held-out loss": _pm(m["val_loss"], s["val_loss"], 3),
+            "held-out loss (nats; chance 4.85)": _pm(m["val_loss"], s["val_loss"], 3),
             "zero-shot shapes % (chance 4.2)": _pm(m["zeroshot_shapes"], s["zeroshot_shapes"], 1),
             "zero-shot digits % (chance 10)": _pm(m["zeroshot_digits"], s["zeroshot_digits"], 1),
-            "shapes i2t R@1 %": _pm(m["retrieval_shapes_i2t_r1"], s["retrieval_shapes_i2t_r1"], 1),
-            "shapes t2i R@1 %": _pm(m["retrieval_shapes_t2i_r1"], s["retrieval_shapes_t2i_r1"], 1),
+            "shapes i2t R@1 % (chance 0.3)": _pm(m["retrieval_shapes_i2t_r1"], s["retrieval_shapes_i2t_r1"], 1),
+            "shapes t2i R@1 % (chance 0.3)": _pm(m["retrieval_shapes_t2i_r1"], s["retrieval_shapes_t2i_r1"], 1),
         })
     return pd.DataFrame(rows)
 
@@ -104,13 +104,16 @@ def bench_markdown(table: dict[str, Any], title: str, command: str) -> str:
 
 
 def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
-    nc = result["noise_ceiling"]
+    nc, runs = result["noise_ceiling"], result.get("runs", {})
     rows = [{"proxy": "noise ceiling (seed 0 vs seed 1)", "Kendall tau [95% CI]": _ci(nc), "Spearman rho [95% CI]": _ci(nc, "spearman"),
-             "top-5 overlap": f"{nc['top5_overlap']:.2f}", "tau / ceiling": "1.00"}]
+             "top-5 overlap": f"{nc['top5_overlap']:.2f}", "tau / ceiling": "1.00", "search s": "-", "overrides of the search config": ""}]
     for name, a in result["proxies"].items():
         ratio = a.get("ratio_to_ceiling")
+        run = runs.get(name.split("+")[0], {})
+        seconds = run.get("search_seconds")
         rows.append({"proxy": name, "Kendall tau [95% CI]": _ci(a), "Spearman rho [95% CI]": _ci(a, "spearman"),
-                     "top-5 overlap": f"{a['top5_overlap']:.2f}", "tau / ceiling": "-" if ratio is None else f"{ratio:.2f}"})
+                     "top-5 overlap": f"{a['top5_overlap']:.2f}", "tau / ceiling": "-" if ratio is None else f"{ratio:.2f}",
+                     "search s": "-" if seconds is None else f"{seconds:.0f}", "overrides of the search config": " ".join(run.get("set", []))})
     return pd.DataFrame(rows)
 
 

@@ -34,6 +34,8 @@ def presets(
     sizes: list[str] = typer.Option(["b32", "b16", "small", "tiny"], "--size", help="Sizes to count (repeatable)."),
 ) -> None:
     """List the preset sharing policies with their parameter counts per size."""
+    from tqdm import tqdm
+
     from search_spaces import PRESET_NAMES, PolicyError, count_params
 
     table = Table(title="sharenas presets (parameters)")
@@ -41,7 +43,7 @@ def presets(
     for size in sizes:
         table.add_column(size, justify="right")
     try:
-        for name in PRESET_NAMES:
+        for name in tqdm(PRESET_NAMES, desc="counting", unit="preset", leave=False):
             table.add_row(name, *(_millions(count_params(name, size).total) for size in sizes))
     except (PolicyError, ValueError) as exc:
         raise error_exit(exc) from None

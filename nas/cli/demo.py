@@ -8,12 +8,15 @@ searches get an HTML report. Uses the tiny configs of the checkout's `experiment
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import typer
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments" / "tiny"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "tiny"
+BENCH = EXPERIMENTS.parent / "results" / "sharebench-tiny.json"
+PICK_PAIRS = 1024
 
 GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "derive.samples=3")
 OPTUNA_TRIALS = 6
@@ -27,6 +30,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     """Run a tiny Gumbel search and a tiny Optuna study on the embedded data (CPU, a few minutes)."""
     from trainer.config import load_config
 
+    from nas.bench.picks import picks_frame, proxy_picks
+    from nas.bench.rank_check import read_bench_table
     from nas.supernet.config import GumbelConfig
     from nas.supernet.search import run_gumbel_search
     from nas.discrete.config import load_search_config
@@ -41,17 +46,24 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     out = out / time.strftime("%Y%m%d-%H%M%S")  # a new folder per run: earlier demos are kept
     out.mkdir(parents=True)
 
-    typer.echo("[1/4] Gumbel supernet search (tiny, embedded data)")
+    typer.echo("[1/5] Gumbel supernet search (tiny, embedded data)")
     gumbel_cfg = load_config(EXPERIMENTS / "gumbel.yaml", GumbelConfig, GUMBEL_OVERRIDES)
     gumbel = run_gumbel_search(gumbel_cfg, out / "gumbel", retrain=False)
 
-    typer.echo(f"[2/4] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
+    typer.echo(f"[2/5] The derived policy against msclip, msclip-s and the trivial proxies' picks ({BENCH.name})")
+    picks = picks_frame(proxy_picks(gumbel.run_dir, read_bench_table(BENCH), heldout_pairs=PICK_PAIRS))
+    (out / "picks.md").write_text(picks.to_markdown(index=False) + "\n")
+    typer.echo(picks.to_string(index=False))
+    typer.echo(f"held-out loss in nats, lower is better; chance ln(128) = {math.log(128):.2f}. Inherited: this supernet's "
+               f"weights on {PICK_PAIRS} held-out pairs; standalone: the bench's 6-epoch trainings.")
+
+    typer.echo(f"[3/5] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
     optuna_cfg = load_search_config(EXPERIMENTS / "optuna.yaml", [*OPTUNA_OVERRIDES, f"out_dir={out / 'optuna'}"])
     study = run_search(optuna_cfg, storage=None, study_name="demo", n_trials=OPTUNA_TRIALS)
 
-    typer.echo("[3/4] Export of the derived architecture (arch.json + model.safetensors + model card)")
+    typer.echo("[4/5] Export of the derived architecture (arch.json + model.safetensors + model card)")
     exported = export(gumbel.run_dir, out / "export")
-    typer.echo("[4/4] HTML reports")
+    typer.echo("[5/5] HTML reports")
     write_report(gumbel.run_dir, out / "gumbel-report.html")
     write_report(None, out / "optuna-report.html", storage=study.storage, study=study.study_name)
 
@@ -59,6 +71,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     typer.echo(f"  gumbel search run     {gumbel.run_dir}")
     typer.echo(f"  derived architecture  {gumbel.run_dir / 'arch.json'}  (check: sharenas params {gumbel.run_dir / 'arch.json'} --size tiny)")
     typer.echo(f"  gate metrics          {gumbel.run_dir / 'metrics.jsonl'}")
+    typer.echo(f"  derived vs msclip     {out / 'picks.md'}")
     typer.echo(f"  optuna results        {study.out_dir / 'results.md'} and results.csv")
     typer.echo(f"  optuna storage        {study.storage}  (watch: sharenas dashboard --storage {study.storage})")
     typer.echo(f"  exported model        {out / 'export'}  ({exported['params']['total']:,} parameters; "

@@ -31,7 +31,7 @@ def train(
     except TrainingDiverged as exc:
         raise error_exit(exc, 1) from None
     if result.metrics:
-        _print_metrics(result.metrics, f"step {result.step}: {result.run_dir}")
+        _print_metrics(result.metrics, result.chance, f"step {result.step}: {result.run_dir}")
 
 
 def evaluate(
@@ -42,19 +42,23 @@ def evaluate(
     from trainer.run import USER_ERRORS, run_evaluation
 
     try:
-        metrics = run_evaluation(run_dir, overrides or [])
+        metrics, chance = run_evaluation(run_dir, overrides or [])
     except USER_ERRORS as exc:
         raise error_exit(exc, 2) from None
-    _print_metrics(metrics, str(run_dir))
+    _print_metrics(metrics, chance, str(run_dir))
 
 
-def _print_metrics(metrics: dict[str, float], title: str) -> None:
+def _print_metrics(metrics: dict[str, float], chance: dict[str, float], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from trainer.evaluation.chance import unit_of
+
     table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    for column in ("metric", "value", "unit", "chance"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}")
+        unit = unit_of(key)
+        digits = 1 if unit == "%" else 3
+        table.add_row(key, f"{value:.{digits}f}", unit, f"{chance[key]:.{digits}f}" if key in chance else "-")
     Console().print(table)

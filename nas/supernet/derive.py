@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
 
@@ -101,7 +103,7 @@ def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer)
 
 
 def score_all(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> None:
-    for candidate in found:
+    for candidate in tqdm(found, desc="derive", unit="policy", leave=False, disable=not sys.stderr.isatty()):
         supernet.fix(candidate.policy)
         candidate.metrics = scorer.measure(supernet, recalibrate=True)
 

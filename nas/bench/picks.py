@@ -1,0 +1,85 @@
+"""Which bench policy each proxy would pick within a budget, and how that pick did standalone.
+
+A search is only as good as the policy it hands over. For the bench policies that lie in a
+supernet's space and fit the budget, each proxy picks its best: the supernet (lowest held-out loss
+with inherited weights), the parameter count (most parameters) and the number of specific
+sublayers (most; ties by parameters). Their standalone results come from the bench table (mean ±
+std over seeds), beside `msclip`, `msclip-s` and the search's own derived policy (inherited weights
+only: it is usually not a bench policy)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from search_spaces import PolicyError, SharingPolicy
+from trainer.config import load_config
+
+from nas.bench.config import BenchConfig
+from nas.bench.rank_check import specific_sublayers, supernet_scores
+from nas.supernet.config import GumbelConfig
+from nas.supernet.search import CONFIG_FILE, build_space
+
+REFERENCES = ("msclip", "msclip-s")
+DERIVED = "gumbel-derived"
+
+
+def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = None) -> list[dict[str, Any]]:
+    """Rows (policy, how it was chosen, params, inherited and bench held-out loss) for a finished
+    search `run` against the bench `table` (the JSON of `sharenas bench show --json`); the inherited
+    loss is measured on the bench's held-out pairs (the first `heldout_pairs` of them when given)."""
+    cfg = load_config(run / CONFIG_FILE, GumbelConfig)
+    space, budget = build_space(cfg), cfg.search.budget_params
+    overrides = [f"heldout.pairs={heldout_pairs}"] if heldout_pairs else []
+    bench_cfg = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig, overrides)
+    entries = table["policies"]
+    candidates: dict[str, SharingPolicy] = {}
+    for name, entry in entries.items():
+        policy = SharingPolicy.from_dict(entry["policy"])
+        try:
+            space.from_policy(policy)
+        except PolicyError:
+            continue
+        if budget is None or entry["params"] <= budget or name in REFERENCES:
+            candidates[name] = policy
+    arch = json.loads((run / "arch.json").read_text())
+    scored = {**candidates, DERIVED: SharingPolicy.from_dict(arch["policy"])}
+    inherited = supernet_scores(run, bench_cfg, scored, None)["inherited"]
+    eligible = [n for n in candidates if budget is None or entries[n]["params"] <= budget]
+    picks = {
+        "supernet": min(eligible, key=lambda n: inherited[n]["val_loss"]),
+        "params": max(eligible, key=lambda n: entries[n]["params"]),
+        "specific_sublayers": max(eligible, key=lambda n: (specific_sublayers(candidates[n]), entries[n]["params"])),
+    }
+    rows = [_row(DERIVED, "the search's derived policy", arch["params"]["total"], inherited[DERIVED], None)]
+    for proxy, name in picks.items():
+        rows.append(_row(name, f"pick of the {proxy} proxy", entries[name]["params"], inherited[name], entries[name]))
+    for name in REFERENCES:
+        if name in candidates:
+            rows.append(_row(name, "hand design", entries[name]["params"], inherited[name], entries[name]))
+    return rows
+
+
+def _row(name: str, chosen: str, params: int, inherited: dict[str, float], entry: dict[str, Any] | None) -> dict[str, Any]:
+    row = {"policy": name, "chosen as": chosen, "params": params, "inherited held-out loss": inherited["val_loss"]}
+    if entry is not None:
+        row["standalone held-out loss"] = entry["mean"]["val_loss"]
+        row["standalone std"] = entry["std"]["val_loss"]
+        row["seeds"] = len(entry["runs"])
+    return row
+
+
+def picks_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a printable table (losses in nats, lower is better)."""
+    out = []
+    for r in rows:
+        if "standalone held-out loss" in r:
+            standalone = f"{r['standalone held-out loss']:.3f} ± {r['standalone std']:.3f} ({r['seeds']} seeds)"
+        else:
+            standalone = "not in the bench"
+        out.append({"policy": r["policy"], "chosen as": r["chosen as"], "params": f"{r['params']:,}",
+                    "inherited held-out loss": f"{r['inherited held-out loss']:.3f}", "standalone held-out loss (bench)": standalone})
+    return pd.DataFrame(out)

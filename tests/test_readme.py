@@ -1,0 +1,115 @@
+"""Every command of the README is run, shortened where a full run takes long, or named with the
+test or CI step that runs it: a README edit that is not reflected here fails, so the two cannot drift."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_data import _write_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TRAIN = "--set train.epochs=null --set train.steps=4 --set eval.every_epochs=null --set eval.nmi_pairs=0"
+GUMBEL = "--set train.epochs=null --set train.steps=4 --set search.warmup_epochs=0 --set derive.samples=1 --set search.diagnostics_batch=8"
+OPTUNA = ("--set train.train.epochs=null --set train.train.steps=3 --set train.eval.every_epochs=null --set train.eval.every_steps=3 "
+          "--set train.data.heldout_shapes=256 --set train.eval.nmi_pairs=0")
+
+# README command -> the shortened command run here (in README order: later ones use earlier outputs),
+# or ("covered", where) for commands another test or the CI script runs.
+COMMANDS: dict[str, str | tuple[str, str]] = {
+    "make demo": ("covered", ".ci/run runs make demo after make test"),
+    "make test": ("covered", ".ci/run"),
+    ".venv/bin/sharenas presets": ".venv/bin/sharenas presets",
+    ".venv/bin/sharenas params msclip --size b32": ".venv/bin/sharenas params msclip --size b32",
+    ".venv/bin/sharenas params experiments/policies/example.json --json": ".venv/bin/sharenas params experiments/policies/example.json --json",
+    ".venv/bin/sharenas params experiments/policies/example.json --size tiny": ".venv/bin/sharenas params experiments/policies/example.json --size tiny",
+    ".venv/bin/sharenas train experiments/tiny/msclip.yaml --out runs/msclip": f".venv/bin/sharenas train experiments/tiny/msclip.yaml --out runs/msclip {TRAIN}",
+    ".venv/bin/sharenas train experiments/tiny/msclip.yaml --set train.epochs=2 --out runs/short":
+        f".venv/bin/sharenas train experiments/tiny/msclip.yaml --out runs/short {TRAIN.replace('train.steps=4', 'train.steps=2')}",
+    ".venv/bin/sharenas train --resume --out runs/msclip": ".venv/bin/sharenas train --resume --out runs/msclip",
+    ".venv/bin/sharenas eval runs/msclip": ".venv/bin/sharenas eval runs/msclip",
+    ".venv/bin/torchrun --nproc_per_node 8 -m trainer.run experiments/b32/msclip.yaml --set data.source=webdataset --set 'data.path=shards/{000..099}.tar'":
+        ".venv/bin/torchrun --nproc_per_node 2 -m trainer.run experiments/tiny/msclip.yaml --set data.source=webdataset "
+        "--set 'data.path=shards/shard-{000..002}.tar' --set train.batch_size=4 --out runs/ddp " + TRAIN.replace("train.steps=4", "train.steps=2"),
+    ".venv/bin/sharenas search gumbel experiments/tiny/gumbel.yaml --out runs/gumbel": f".venv/bin/sharenas search gumbel experiments/tiny/gumbel.yaml --out runs/gumbel {GUMBEL}",
+    ".venv/bin/sharenas search gumbel --resume --out runs/gumbel": ".venv/bin/sharenas search gumbel --resume --out runs/gumbel",
+    ".venv/bin/sharenas params runs/gumbel/arch.json": ".venv/bin/sharenas params runs/gumbel/arch.json",
+    ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict":
+        ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict --set train.epochs=null --set train.steps=3 --set conflict.batches=1",
+    ".venv/bin/sharenas search rank-check experiments/tiny/rank_check.yaml --out runs/rank-check":
+        ("covered", "tests/test_bench.py::test_rank_check_searches_and_scores_a_supernet"),
+    ".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 6": f".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 3 {OPTUNA}",
+    ".venv/bin/sharenas dashboard --storage sqlite:///runs/optuna/tiny-optuna/study.db":
+        ("covered", "tests/test_optuna_dashboard.py::test_dashboard_serves_the_study_note_and_artifacts_on_localhost"),
+    ".venv/bin/sharenas tune experiments/tiny/tune.yaml": ("covered", "tests/test_tune.py::test_asha_stops_trials_early_and_the_study_says_so"),
+    ".venv/bin/sharenas tune experiments/tiny/tune.yaml --resume":
+        ("covered", "tests/test_tune.py::test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_driver_is_killed"),
+    'eval "$(scripts/ray_cluster.sh start /tmp/sharenas-ray)"': ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
+    'RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$SHARENAS_RAY_TOKEN_PATH .venv/bin/ray job submit --address "$SHARENAS_RAY_DASHBOARD" '
+    "--working-dir . -- sharenas tune experiments/tiny/tune.yaml --address auto":
+        ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
+    "scripts/ray_cluster.sh stop /tmp/sharenas-ray": ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
+    ".venv/bin/sharenas bench build experiments/bench/sharebench-tiny.yaml --out runs/sharebench-tiny --workers 2":
+        ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
+    ".venv/bin/sharenas bench show runs/sharebench-tiny": ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
+    ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json": ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json",
+    "scripts/sharebench.sh": ("covered", "the bench and rank-check tests run each command it chains; the script itself takes hours"),
+    ".venv/bin/sharenas export runs/gumbel --out exports/gumbel": ".venv/bin/sharenas export runs/gumbel --out exports/gumbel",
+    ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx": ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx",
+    ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out exports/best":
+        ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out exports/best",
+    ".venv/bin/sharenas report runs/gumbel --out gumbel.html": ".venv/bin/sharenas report runs/gumbel --out gumbel.html",
+    ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out study.html":
+        ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out study.html",
+    ".venv/bin/sharenas report experiments/results/sharebench-tiny.json --out bench.html": ".venv/bin/sharenas report experiments/results/sharebench-tiny.json --out bench.html",
+}
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of the README's plain code blocks (comments stripped, continuations joined)."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        if lang:
+            continue
+        for line in re.sub(r"\\\n\s*", "", body).splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                commands.append(line)
+    return commands
+
+
+def test_every_readme_command_is_run_or_covered():
+    commands = readme_commands()
+    assert [c for c in commands if c not in COMMANDS] == [], "a README command this test does not know: add it to COMMANDS"
+    assert [c for c in COMMANDS if c not in commands] == [], "COMMANDS lists a command the README no longer has"
+
+
+@pytest.mark.parametrize("where", sorted({w for v in COMMANDS.values() if isinstance(v, tuple) for w in [v[1]] if "::" in w}))
+def test_the_covering_tests_exist(where):
+    path, name = where.split("::")
+    assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), where
+
+
+def test_the_readme_commands_run_in_order(tmp_path):
+    for folder in ("experiments", "scripts"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / "shards").mkdir()
+    _write_shards(tmp_path / "shards")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for readme, how in COMMANDS.items():
+        if isinstance(how, tuple):
+            continue
+        command = how.replace(".venv/bin/", f"{BIN}/")
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{readme}\n  ran as: {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        if "example.json --size tiny" in readme:
+            assert "4,060,313" in done.stdout
+    assert (tmp_path / "exports" / "msclip" / "image_encoder.onnx").is_file() or any((tmp_path / "exports" / "msclip").glob("*.onnx"))
+    assert (tmp_path / "gumbel.html").stat().st_size > 10_000 and (tmp_path / "runs" / "conflict" / "policy.json").is_file()

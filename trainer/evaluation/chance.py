@@ -1,0 +1,44 @@
+"""Units and chance levels of the evaluation metrics, so a table can say what a number means:
+R@K of a random ranking over N pairs is 100 K / N percent; zero-shot top-1 over C classes is 100 / C;
+a linear probe's floor is the majority class; the contrastive loss of uninformative features is
+ln(batch size) nats."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def unit_of(key: str) -> str:
+    if key.startswith(("retrieval/", "zeroshot/", "linear_probe/")):
+        return "%"
+    if key.endswith("loss"):
+        return "nats"
+    if key.startswith("nmi/"):
+        return "0-1"
+    return ""
+
+
+def chance_levels(bundle: Any, heldout_batch_size: int = 128, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Chance level of every metric `evaluate` reports for `bundle` (NMI has none: it is 0 for
+    modality-independent clusters and is left out)."""
+    out: dict[str, float] = {}
+    for pairs in bundle.val_pairs:
+        n = pairs.images.shape[0]
+        for direction in ("i2t", "t2i"):
+            out.update({f"retrieval/{pairs.name}/{direction}_r{k}": 100.0 * min(k, n) / n for k in ks})
+    for task in bundle.zeroshot:
+        classes = len(task.classnames)
+        out[f"zeroshot/{task.name}/top1"] = 100.0 / classes
+        if classes >= 5:
+            out[f"zeroshot/{task.name}/top5"] = 500.0 / classes
+    for task in bundle.linear_probe:
+        counts = torch.bincount(task.test_labels)
+        out[f"linear_probe/{task.name}/acc"] = 100.0 * float(counts.max()) / int(counts.sum())
+    heldout = getattr(bundle, "heldout", None)
+    if heldout is not None:
+        sizes = [min(heldout_batch_size, len(heldout) - start) for start in range(0, len(heldout), heldout_batch_size)]
+        sizes = [s for s in sizes if s >= 2]
+        out["heldout/shapes/loss"] = sum(math.log(s) for s in sizes) / len(sizes)
+    return out
