@@ -177,8 +177,9 @@ SEARCH = {
 }
 
 
-@pytest.mark.slow
 def test_rank_check_searches_and_scores_a_supernet(tmp_path):
+    """Also: an option searched with overrides (here a space without ES / fusion, scored on the three
+    policies inside it, beside the parameter count on the same three) and the fine-tune proxy."""
     from search_spaces import count_params, get_preset
 
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(SEARCH))
@@ -191,12 +192,27 @@ def test_rank_check_searches_and_scores_a_supernet(tmp_path):
     }
     (tmp_path / "bench.json").write_text(json.dumps(table))
     config = tmp_path / "rank.yaml"
-    config.write_text(yaml.safe_dump({"bench": "bench.json", "search": "search.yaml", "bootstrap": 100}))
+    config.write_text(yaml.safe_dump({
+        "bench": "bench.json", "search": "search.yaml", "bootstrap": 100,
+        "options": {"noextras": ["space.early_specialization=false", "space.fusion_layers=[]"]},
+        "finetune": {"steps": 2, "of": ["supernet"]},
+    }))
     result = run_rank_check(config, tmp_path / "out")
-    assert set(result["proxies"]) == {"supernet", "params", "specific_sublayers"}
+    assert set(result["proxies"]) == {"supernet", "supernet+ft2", "supernet-noextras", "params", "specific_sublayers"}
     losses = [result["policies"][n]["supernet"]["val_loss"] for n in names]
     assert all(np.isfinite(losses)) and len(set(losses)) == len(names)  # each policy takes its own path
+    tuned = [result["policies"][n]["supernet+ft2"]["val_loss"] for n in names]
+    assert all(a != b for a, b in zip(losses, tuned))  # the fine-tune moved every policy's weights
     assert (tmp_path / "out" / "supernet" / "supernet.safetensors").is_file()
+    option = result["proxies"]["supernet-noextras"]
+    assert option["n"] == 3 and "msclip-s" not in [n for n in names if "supernet-noextras" in result["policies"][n]]
+    subset = [n for n in names if n != "msclip-s"]
+    params = [table["policies"][n]["params"] for n in subset]
+    truth = [-table["policies"][n]["mean"]["val_loss"] for n in subset]
+    assert option["params_kendall_same_policies"] == pytest.approx(stats.kendalltau(truth, params).statistic)
+    assert result["runs"]["supernet-noextras"]["set"] == ["space.early_specialization=false", "space.fusion_layers=[]"]
+    again = run_rank_check(config, tmp_path / "out")  # cached scores, no search or scoring again
+    assert again["proxies"]["supernet"]["kendall"] == result["proxies"]["supernet"]["kendall"]
 
 
 def test_a_second_build_of_the_same_directory_is_refused(tmp_path):

@@ -109,6 +109,14 @@ def specific_sublayers(policy: SharingPolicy) -> int:
     return sum(not layer.is_shared(sub) for layer in policy.layers for sub in SUBLAYERS)
 
 
+def _in_space(space: Any, policy: SharingPolicy) -> bool:
+    try:
+        space.from_policy(policy)
+    except PolicyError:
+        return False
+    return True
+
+
 def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
     """`run` holding a finished search: searched now, resumed when interrupted after a save."""
     from nas.supernet.derive import ARCH_FILE
@@ -210,7 +218,8 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     out.mkdir(parents=True, exist_ok=True)
     names = list(policies)
     truth = [-table["policies"][n]["mean"]["val_loss"] for n in names]
-    proxy_scores: dict[str, list[float]] = {}
+    proxy_scores: dict[str, dict[str, float]] = {}
+    subsets: dict[str, list[str]] = {}
     record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": -v, "params": table["policies"][n]["params"]} for n, v in zip(names, truth)}
     trivial: dict[str, Callable[[str], float]] = {
         "params": lambda n: float(table["policies"][n]["params"]),
@@ -219,9 +228,9 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     runs: dict[str, dict[str, Any]] = {}
     for proxy in cfg.proxies:
         if proxy != "supernet":
-            proxy_scores[proxy] = [trivial[proxy](n) for n in names]
-            for n, value in zip(names, proxy_scores[proxy]):
-                record[n][proxy] = value
+            proxy_scores[proxy] = {n: trivial[proxy](n) for n in names}
+            for n in names:
+                record[n][proxy] = proxy_scores[proxy][n]
     wanted = [("supernet", [])] if "supernet" in cfg.proxies and cfg.only is None else []
     wanted += [(f"supernet-{name}", sets) for name, sets in cfg.options.items() if cfg.only is None or name in cfg.only]
     for proxy, sets in wanted:
@@ -230,43 +239,54 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             if not (run / "arch.json").is_file():
                 raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
         else:
-            run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
+            option_cfg = load_config(_relative(config, cfg.search), GumbelConfig, sets)
+            run = searched_run(out / proxy, option_cfg)
+        option_space = build_space(load_config(run / "config.yaml", GumbelConfig))
+        inside = {n: p for n, p in policies.items() if _in_space(option_space, p)}
+        if len(inside) < 3:
+            raise ConfigError(f"options.{proxy}: only {len(inside)} bench policies lie in its space; a rank check needs 3")
+        if len(inside) < len(policies):
+            subsets[proxy] = list(inside)
         finetune = cfg.finetune if cfg.finetune is not None and proxy in cfg.finetune.of else None
-        try:
-            entry = supernet_scores(run, bench_cfg, policies, finetune)
-        except PolicyError as exc:
-            raise ConfigError(f"options: {proxy}'s space does not hold every bench policy the default space holds: {exc}") from None
+        entry = supernet_scores(run, bench_cfg, inside, finetune)
         arch = json.loads((run / "arch.json").read_text())
-        runs[proxy] = {"run": str(run), "set": sets, "search_seconds": arch["provenance"].get("search_seconds")}
+        runs[proxy] = {"run": str(run), "set": sets, "search_seconds": arch["provenance"].get("search_seconds"), "policies": len(inside)}
         for kind, suffix in (("inherited", ""), ("finetuned", f"+ft{cfg.finetune.steps}" if cfg.finetune else "")):
             if kind not in entry:
                 continue
             scores = entry[kind]
-            proxy_scores[proxy + suffix] = [scores[n]["score"] for n in names]
-            for n in names:
+            proxy_scores[proxy + suffix] = {n: scores[n]["score"] for n in inside}
+            if proxy in subsets:
+                subsets[proxy + suffix] = list(inside)
+            for n in inside:
                 record[n][proxy + suffix] = {k: scores[n][k] for k in ("val_loss", "zeroshot")}
     if cfg.conflict is not None and cfg.only is None:
         from nas.conflict.search import conflict_scores
 
         conflict = conflict_scores(_relative(config, cfg.conflict), out / "conflict")
-        proxy_scores["conflict"] = [conflict.score(policies[n]) for n in names]
+        proxy_scores["conflict"] = {n: conflict.score(policies[n]) for n in names}
         runs["conflict"] = {"run": str(out / "conflict"), "search_seconds": conflict.seconds}
-        for n, value in zip(names, proxy_scores["conflict"]):
-            record[n]["conflict"] = value
+        for n in names:
+            record[n]["conflict"] = proxy_scores["conflict"][n]
     for proxy, other_path in cfg.tables.items():
         other = read_bench_table(_relative(config, other_path))["policies"]
         missing = [n for n in names if n not in other]
         if missing:
             raise ConfigError(f"tables.{proxy}: {other_path} lacks {', '.join(missing[:3])}; it must hold every policy of the bench")
-        proxy_scores[proxy] = [-other[n]["mean"]["val_loss"] for n in names]
+        proxy_scores[proxy] = {n: -other[n]["mean"]["val_loss"] for n in names}
         for n in names:
             record[n][proxy] = other[n]["mean"]["val_loss"]
     ceiling = table["noise_ceiling"]
     proxies = {}
+    truth_of = dict(zip(names, truth))
     for proxy, scores in proxy_scores.items():
-        agreement = rank_agreement(truth, scores, cfg.top_k, cfg.bootstrap, cfg.seed)
+        subset = subsets.get(proxy, names)
+        agreement = rank_agreement([truth_of[n] for n in subset], [scores[n] for n in subset], cfg.top_k, cfg.bootstrap, cfg.seed)
         agreement["top5_overlap"] = agreement.get(f"top{cfg.top_k}_overlap")
         agreement["ratio_to_ceiling"] = agreement["kendall"] / ceiling["kendall"] if ceiling.get("kendall") else None
+        if proxy in subsets:  # on fewer policies: the parameter-count proxy on the same ones, for comparison
+            agreement["params_kendall_same_policies"] = rank_agreement(
+                [truth_of[n] for n in subset], [trivial["params"](n) for n in subset], cfg.top_k, cfg.bootstrap, cfg.seed)["kendall"]
         proxies[proxy] = agreement
     result = {
         "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names),
