@@ -221,3 +221,56 @@ def test_a_fine_tune_moves_the_inherited_weights_and_lowers_the_loss_it_trains_o
     finetune_model(model, batches, 1e-3, OptimConfig(), torch.device("cpu"))
     assert not torch.equal(weight, model.blocks[4].attn.shared.in_proj_weight)
     assert held_out_loss(model, batches, torch.device("cpu")) < before
+
+
+def test_few_shot_children_start_from_the_parent_and_fix_their_split_gate(tmp_path, monkeypatch):
+    cfg = short_config(eval=NO_EVAL, search={"few_shot_gate": "es", "few_shot_epochs": 0.4}, train={"steps": 8})
+    seen: list[tuple[dict, int, list[list[int]], dict]] = []
+    original = GumbelSearch.weight_step
+
+    def spy(self, images, tokens, step):
+        if step == self.split_step:  # the first step of each child: its weights before training
+            seen.append((dict(self.force), step, self._weight_paths(step), {k: v.clone() for k, v in self.supernet.state_dict().items()}))
+        return original(self, images, tokens, step)
+
+    monkeypatch.setattr(GumbelSearch, "weight_step", spy)
+    result = run_gumbel_search(cfg, tmp_path / "fs", retrain=False)
+    run = tmp_path / "fs"
+    parent = torch.load(run / "parent_state.pt", weights_only=True)["supernet"]
+    es = GumbelSearch(cfg, tmp_path / "probe", World()).space.es_gate
+    assert [s[0] for s in seen] == [{es: 0}, {es: 1}]
+    for force, _, paths, weights in seen:
+        assert all(path[es] == force[es] for path in paths)
+        assert all(torch.equal(weights[k], parent[k]) for k in parent)
+    children = [load_file(str(run / f"supernet.es={v}.safetensors")) for v in (0, 1)]
+    assert any(not torch.equal(children[0][k], children[1][k]) for k in children[0])
+    gates = json.loads((run / "gates.json").read_text())
+    assert gates["few_shot"]["files"] == {"0": "supernet.es=0.safetensors", "1": "supernet.es=1.safetensors"}
+    sources = [c["source"] for c in result.arch["provenance"]["candidates"]]
+    assert any(s.startswith("es=0:") for s in sources) and any(s.startswith("es=1:") for s in sources)
+    from nas.supernet.search import weights_file
+
+    space = GumbelSearch(cfg, tmp_path / "probe2", World()).space
+    assert weights_file(run, get_preset("msclip-s", TINY), space).name == "supernet.es=1.safetensors"
+    assert weights_file(run, get_preset("msclip", TINY), space).name == "supernet.es=0.safetensors"
+
+
+def test_a_few_shot_search_killed_in_its_second_child_resumes_to_the_same_result(tmp_path, monkeypatch):
+    cfg = short_config(eval=NO_EVAL, search={"few_shot_gate": "es", "few_shot_epochs": 0.4}, train={"steps": 8, "checkpoint_every": 2})
+    whole = run_gumbel_search(cfg, tmp_path / "whole", retrain=False)
+    original = GumbelSearch.weight_step
+
+    def dies_in_child_1(self, images, tokens, step):
+        if self.force and list(self.force.values()) == [1] and step == 7:
+            raise KeyboardInterrupt
+        return original(self, images, tokens, step)
+
+    monkeypatch.setattr(GumbelSearch, "weight_step", dies_in_child_1)
+    with pytest.raises(KeyboardInterrupt):
+        run_gumbel_search(cfg, tmp_path / "killed", retrain=False)
+    monkeypatch.setattr(GumbelSearch, "weight_step", original)
+    resumed = run_gumbel_search(cfg, tmp_path / "killed", retrain=False, resume=True)
+    for v in (0, 1):
+        a, b = (load_file(str(tmp_path / run / f"supernet.es={v}.safetensors")) for run in ("whole", "killed"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.arch["policy"] == whole.arch["policy"]

@@ -151,7 +151,7 @@ def supernet_scores(
 
     from nas.scoring import Scorer, materialize
     from nas.supernet.finetune import finetune_model
-    from nas.supernet.search import CONFIG_FILE, SUPERNET_FILE, build_supernet
+    from nas.supernet.search import CONFIG_FILE, build_supernet, weights_file
 
     h = bench_cfg.heldout
     keys = {"inherited": json.dumps({"heldout": to_dict(h)}, sort_keys=True)}
@@ -175,12 +175,16 @@ def supernet_scores(
         calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
         autocast=lambda: autocast_context(device, t.precision), context_length=size.context_length,
     )
-    supernet.load_state_dict(load_file(str(run / SUPERNET_FILE)))
     supernet.to(device)
+    loaded = None
     train_batches = materialize(bundle.train, t.batch_size, t.batch_size * finetune.steps) if finetune else None
     todo = [n for n in policies if any(n not in scores for scores in entry.values())]
     for name in tqdm(todo, desc=f"score {run.name}", unit="policy", file=sys.stderr):
         policy = policies[name]
+        weights = weights_file(run, policy, supernet.space)
+        if weights != loaded:
+            supernet.load_state_dict(load_file(str(weights)))
+            loaded = weights
         supernet.fix(policy)
         entry["inherited"][name] = scorer.measure(supernet, recalibrate=True)
         if finetune:

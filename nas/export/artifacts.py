@@ -64,7 +64,7 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     from safetensors.torch import load_file
 
     from nas.supernet.config import GumbelConfig
-    from nas.supernet.search import CONFIG_FILE, SUPERNET_FILE, build_supernet
+    from nas.supernet.search import CONFIG_FILE, build_supernet, weights_file
 
     arch_file = run_dir / "arch.json"
     if not arch_file.is_file():
@@ -80,8 +80,8 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     cfg = load_config(run_dir / CONFIG_FILE, GumbelConfig)
     supernet = build_supernet(cfg)
     space = supernet.space
-    supernet.load_state_dict(load_file(str(run_dir / SUPERNET_FILE)))
     policy = SharingPolicy.from_dict(arch["policy"])
+    supernet.load_state_dict(load_file(str(weights_file(run_dir, policy, space))))
     model = build_model(policy, space.size)
     model.load_state_dict(supernet.standalone_state_dict(policy), strict=True)
     provenance = {"source": "gumbel search", "search": "gumbel", "search_run": str(run_dir.resolve()),

@@ -56,6 +56,10 @@ class SearchSection:
     `path_every`: the sampled weight paths are held for this many steps before switching.
     `ln_gates: soft`: LayerNorm gates are not sampled but run both options mixed by the gate's
     probabilities (their logits get a gradient every gate step); attention / FFN gates stay hard.
+    `few_shot_gate` (few-shot NAS, Zhao et al. 2021): after `few_shot_epochs` of training, the
+    supernet is split on this gate (e.g. `es`) into two children, each with the gate fixed to one
+    option, that continue the schedule from the parent's weights one after the other (cost: the
+    remaining epochs twice); a policy is scored with the child holding its option.
     Gate logits: Adam with decoupled weight decay (`arch_lr`, `arch_betas`, `arch_weight_decay`; an L2
     term inside Adam would dominate once the low temperature starves the logits of gradient, and drag
     every gate back to undecided) every `arch_every` weight steps on
@@ -74,6 +78,8 @@ class SearchSection:
     path_batch: Literal["split", "full"] = "split"
     path_every: int = 1
     ln_gates: Literal["hard", "soft"] = "hard"
+    few_shot_gate: str | None = None
+    few_shot_epochs: float = 2.0
     arch_lr: float = 3e-3
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
@@ -94,6 +100,8 @@ class SearchSection:
             raise ConfigError(f"search.tau_start ({self.tau_start}) and tau_end ({self.tau_end}) need 0 < tau_end <= tau_start")
         if self.arch_lr <= 0 or self.budget_weight < 0:
             raise ConfigError("search.arch_lr must be > 0 and search.budget_weight >= 0")
+        if self.few_shot_epochs < 0:
+            raise ConfigError(f"search.few_shot_epochs must be >= 0, got {self.few_shot_epochs}")
         if self.path_every < 1:
             raise ConfigError(f"search.path_every must be >= 1, got {self.path_every}")
         if self.arch_every < 1 or (self.arch_batch_size is not None and self.arch_batch_size < 2):
@@ -164,5 +172,7 @@ class GumbelConfig:
             raise ConfigError("data.arch_fraction is 0: the search updates its gates on a held-out split; set it to e.g. 0.1")
         if self.search.fairness == "strict" and self.train.batch_size < 4:
             raise ConfigError("search.fairness: strict splits each batch in two; use train.batch_size >= 4")
+        if self.search.few_shot_gate is not None and self.derive.method != "gates":
+            raise ConfigError("search.few_shot_gate derives from each child's gates; use derive.method: gates")
         if self.search.mode == "decoupled" and self.derive.method != "evolution":
             raise ConfigError("search.mode: decoupled trains no gates; set derive.method: evolution to choose the policy")

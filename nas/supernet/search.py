@@ -35,11 +35,11 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from search_spaces import get_size
+from search_spaces import SharingPolicy, get_size
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown
@@ -49,7 +49,7 @@ from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 
-from nas.supernet.derive import ARCH_FILE, POLICY_FILE, best_candidate, candidates, evolve, score_candidates, write_arch
+from nas.supernet.derive import ARCH_FILE, POLICY_FILE, Candidate, best_candidate, candidates, evolve, score_all, score_candidates, write_arch
 from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
 from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.config import GumbelConfig
@@ -59,6 +59,7 @@ from nas.supernet.space import SPECIFIC, SearchSpace
 
 SUPERNET_FILE = "supernet.safetensors"
 STATE_FILE = "search_state.pt"
+PARENT_FILE = "parent_state.pt"
 GATES_FILE = "gates.json"
 CONFIG_FILE = "config.yaml"
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
@@ -86,6 +87,22 @@ def build_space(cfg: GumbelConfig) -> SearchSpace:
         return SearchSpace(get_size(cfg.space.size), cfg.space.early_specialization, tuple(cfg.space.fusion_layers))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def child_file(gate: str, option: int) -> str:
+    """The weights file of the few-shot child whose split `gate` is fixed to `option`."""
+    return f"supernet.{gate}={option}.safetensors"
+
+
+def weights_file(run: Path, policy: SharingPolicy, space: SearchSpace) -> Path:
+    """The supernet weights of a finished search that hold `policy`'s path: the one supernet, or
+    for a few-shot search the child whose split gate takes `policy`'s option."""
+    gates = json.loads((run / GATES_FILE).read_text()) if (run / GATES_FILE).is_file() else {}
+    few_shot = gates.get("few_shot")
+    if not few_shot:
+        return run / SUPERNET_FILE
+    option = space.normalize(space.from_policy(policy))[space.gate_names().index(few_shot["gate"])]
+    return run / few_shot["files"][str(option)]
 
 
 def build_supernet(cfg: GumbelConfig) -> Supernet:
@@ -123,6 +140,13 @@ class GumbelSearch:
         self.total_steps = t.steps if t.steps is not None else t.epochs * spe
         self.lr_warmup = warmup_steps(cfg.optim, spe, self.total_steps)
         self.search_warmup = min(self.total_steps, round(s.warmup_epochs * spe))
+        self.split_gate, self.force = None, {}
+        if s.few_shot_gate is not None:
+            names = self.space.gate_names()
+            if s.few_shot_gate not in names:
+                raise ConfigError(f"search.few_shot_gate: {s.few_shot_gate!r} is not a gate of this space; choose e.g. {names[-1]!r}, 'es' or {names[0]!r}")
+            self.split_gate = names.index(s.few_shot_gate)
+        self.split_step = min(self.total_steps, round(s.few_shot_epochs * spe))
         self.autocast = lambda: autocast_context(self.device, t.precision)
 
     def _budget(self, target: int | None) -> BudgetTerm | None:
@@ -166,7 +190,11 @@ class GumbelSearch:
             paths = [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
         if s.sandwich:
             paths += [shared_path(self.space).choices, [SPECIFIC] * n]
-        return paths
+        return [self._forced(path) for path in paths]
+
+    def _forced(self, choices: list[int]) -> list[int]:
+        """`choices` with the current few-shot child's split gate set to its option."""
+        return [self.force.get(g, c) for g, c in enumerate(choices)]
 
     def _soft(self, detach: bool) -> torch.Tensor | None:
         """The LayerNorm gates' mixing probabilities (None unless `ln_gates: soft`)."""
@@ -223,6 +251,10 @@ class GumbelSearch:
 
     def arch_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
         sample = sample_hard(self.logits, self.temperature(step), gate_generator(self.cfg.train.seed, step, ARCH_STREAM))
+        if self.force:  # a few-shot child: its split gate is fixed and gets no gradient
+            sample.choices = self._forced(sample.choices)
+            sample.weights = sample.weights.clone()
+            sample.weights[list(self.force)] = 1.0
         self.supernet.route(sample, self._soft(detach=False), self.soft_gates)
         with self.autocast():
             image, text, scale = self.supernet(images, tokens)
@@ -259,21 +291,30 @@ class GumbelSearch:
         """How many architecture steps the search has taken before `step` (where the arch batches stand)."""
         return sum(self.is_arch_step(k) for k in range(step))
 
-    def save_state(self, step: int, losses: dict[str, list[float]]) -> None:
-        """The resumable state after `step` steps, written atomically (process 0)."""
+    def segments(self) -> list[tuple[int | None, int, int]]:
+        """(option the split gate is fixed to, first step, end step) of each training segment: one
+        segment without few-shot; with it the parent up to the split, then one child per option of
+        the split gate, each continuing the parent's schedule from the parent's weights."""
+        if self.split_gate is None:
+            return [(None, 0, self.total_steps)]
+        return [(None, 0, self.split_step)] + [(option, self.split_step, self.total_steps) for option in (0, 1)]
+
+    def save_state(self, step: int, losses: dict[str, list[float]], segment: int = 0, file: str = STATE_FILE) -> None:
+        """The resumable state after `step` steps of training segment `segment`, written atomically (process 0)."""
         state = {
-            "step": step, "supernet": self.supernet.state_dict(), "logits": self.logits.detach().cpu(),
+            "segment": segment, "step": step, "supernet": self.supernet.state_dict(), "logits": self.logits.detach().cpu(),
             "weight_opt": self.weight_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
             "budget": self.budget.state() if self.budget is not None else None, "losses": losses,
         }
-        tmp = self.out / f".{STATE_FILE}.tmp"
+        tmp = self.out / f".{file}.tmp"
         torch.save(state, tmp)
-        os.replace(tmp, self.out / STATE_FILE)
+        os.replace(tmp, self.out / file)
 
-    def load_state(self) -> tuple[int, dict[str, list[float]]]:
-        path = self.out / STATE_FILE
+    def load_state(self, file: str = STATE_FILE) -> tuple[int, int, dict[str, list[float]]]:
+        """Restore a saved state; returns its (segment, step, running losses)."""
+        path = self.out / file
         if not path.is_file():
-            raise ConfigError(f"--resume: {self.out} holds no {STATE_FILE} (the search stopped before its first save); start it again without --resume")
+            raise ConfigError(f"--resume: {self.out} holds no {file} (the search stopped before its first save); start it again without --resume")
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.supernet.load_state_dict(state["supernet"])
         with torch.no_grad():
@@ -282,7 +323,7 @@ class GumbelSearch:
         self.arch_opt.load_state_dict(state["arch_opt"])
         if self.budget is not None and state["budget"] is not None:
             self.budget.load_state(state["budget"])
-        return int(state["step"]), state["losses"]
+        return int(state.get("segment", 0)), int(state["step"]), state["losses"]
 
     def run(self, retrain: bool) -> SearchResult:
         cfg, world, start = self.cfg, self.world, time.perf_counter()
@@ -292,43 +333,65 @@ class GumbelSearch:
             dump_config(cfg, self.out / CONFIG_FILE)
         barrier(world)
         losses: dict[str, list[float]] = {"train_loss": [], "arch_loss": []}
-        first = 0
+        first_segment, first = 0, 0
         if self.resume:
-            first, losses = self.load_state()
+            first_segment, first, losses = self.load_state()
+        segments = self.segments()
         metrics = MetricsWriter(self.out, enabled=world.is_main)
         if self.resume and world.is_main:
-            metrics.truncate_after(first)
+            metrics.truncate_after(self._global_step(first_segment, first))
         spe, t = self.plan.steps_per_epoch, cfg.train
         n = cfg.search.diagnostics_batch
         probe = [(i.to(self.device), k.to(self.device)) for i, k in materialize(self.bundle.train, n, n)][0] if n else None
-        train_batches = self._batches(self.bundle.train, self.plan, first)
-        arch_batches = self._batches(self.bundle.arch, self.arch_plan, self.arch_steps_before(first))
+        total = self._global_step(len(segments) - 1, self.total_steps)
         if world.is_main:
             s = cfg.search
             print(
-                f"gumbel search: {self.space.num_gates} gates at size {self.space.size.name}, {self.total_steps} steps "
+                f"gumbel search: {self.space.num_gates} gates at size {self.space.size.name}, {total} steps "
                 f"({spe} per epoch, warm-up {self.search_warmup}, mode {s.mode}, fairness {s.fairness}"
                 f"{', sandwich' if s.sandwich else ''}{', soft LN gates' if self.soft_gates else ''}"
-                f"{', entangled' if cfg.space.entangle else ''}) -> {self.out}"
-                + (f"; resuming at step {first}" if self.resume else ""),
+                f"{', entangled' if cfg.space.entangle else ''}"
+                f"{f', few-shot on {s.few_shot_gate} after step {self.split_step}' if self.split_gate is not None else ''}) -> {self.out}"
+                + (f"; resuming at step {self._global_step(first_segment, first)}" if self.resume else ""),
                 file=sys.stderr,
             )
             if first == 0:
                 metrics.log(0, 0.0, self._diagnostics(self.temperature(0), {}, probe))
         every = t.checkpoint_every
-        bar = tqdm(total=self.total_steps, initial=first, desc="search", unit="step", disable=not (world.is_main and t.progress))
+        bar = tqdm(total=total, initial=self._global_step(first_segment, first), desc="search", unit="step",
+                   disable=not (world.is_main and t.progress))
         try:
-            for step in range(first, self.total_steps):
-                losses["train_loss"].append(self.weight_step(*next(train_batches), step))
-                if self.is_arch_step(step):
-                    losses["arch_loss"].append(self.arch_step(*next(arch_batches), step))
-                bar.update(1)
-                done = step + 1
-                if world.is_main and (done % spe == 0 or done == self.total_steps):
-                    metrics.log(done, done / spe, self._diagnostics(self.temperature(step), losses, probe))
-                    losses = {key: [] for key in losses}
-                if world.is_main and ((every and done % every == 0) or done == self.total_steps):
-                    self.save_state(done, losses)
+            for index in range(first_segment, len(segments)):
+                option, begin, end = segments[index]
+                resuming = index == first_segment and first > begin
+                if option is not None and not resuming:
+                    self.load_state(PARENT_FILE)  # every child starts from the parent
+                step_from = first if resuming else begin
+                self.force = {} if option is None else {self.split_gate: option}
+                train_batches = self._batches(self.bundle.train, self.plan, step_from)
+                arch_batches = self._batches(self.bundle.arch, self.arch_plan, self.arch_steps_before(step_from))
+                for step in range(step_from, end):
+                    losses["train_loss"].append(self.weight_step(*next(train_batches), step))
+                    if self.is_arch_step(step):
+                        losses["arch_loss"].append(self.arch_step(*next(arch_batches), step))
+                    bar.update(1)
+                    done, logged = step + 1, self._global_step(index, step + 1)
+                    if world.is_main and (done % spe == 0 or done == end):
+                        values = self._diagnostics(self.temperature(step), losses, probe)
+                        if option is not None:
+                            values["search/few_shot_child"] = option
+                        metrics.log(logged, logged / spe, values)
+                        losses = {key: [] for key in losses}
+                    if world.is_main and ((every and done % every == 0) or done == end):
+                        self.save_state(done, losses, index)
+                if world.is_main and self.split_gate is not None:
+                    if option is None:
+                        self.save_state(end, losses, index, PARENT_FILE)
+                    else:
+                        self._save_child(option)
+                    if index + 1 < len(segments):  # the next segment starts fresh (a resume lands there)
+                        self.save_state(segments[index + 1][1], {key: [] for key in losses}, index + 1)
+                barrier(world)
         finally:
             bar.close()
             metrics.close()
@@ -342,6 +405,19 @@ class GumbelSearch:
             arch = self._retrain(arch)
         return SearchResult(self.out, arch, search_seconds)
 
+    def _global_step(self, segment: int, step: int) -> int:
+        """Steps taken in all segments before `step` of `segment` (children run one after the other)."""
+        if segment <= 1:
+            return step
+        return step + (segment - 1) * (self.total_steps - self.split_step)
+
+    def _child_file(self, option: int) -> str:
+        return child_file(self.space.gate_names()[self.split_gate], option)
+
+    def _save_child(self, option: int) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.supernet.state_dict().items()}, str(self.out / self._child_file(option)))
+        torch.save(self.logits.detach().cpu(), self.out / f"{self._child_file(option)}.logits.pt")
+
     def _save(self) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in self.supernet.state_dict().items()}, str(self.out / SUPERNET_FILE))
         probs = probabilities(self.logits.detach()).cpu()
@@ -349,7 +425,10 @@ class GumbelSearch:
             name: {"logits": self.logits[g].tolist(), f"p_{self.space.option_names(g)[1]}": float(probs[g, 1])}
             for g, name in enumerate(self.space.gate_names())
         }
-        (self.out / GATES_FILE).write_text(json.dumps({"space": to_dict(self.cfg.space), "gates": gates}, indent=2) + "\n")
+        record: dict[str, Any] = {"space": to_dict(self.cfg.space), "gates": gates}
+        if self.split_gate is not None:
+            record["few_shot"] = {"gate": self.cfg.search.few_shot_gate, "files": {str(v): self._child_file(v) for v in (0, 1)}}
+        (self.out / GATES_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     def _derive(self, search_seconds: float) -> dict[str, Any]:
         d, size = self.cfg.derive, self.space.size
@@ -359,7 +438,10 @@ class GumbelSearch:
             autocast=self.autocast, context_length=size.context_length,
         )
         budget = self.cfg.search.budget_params
-        if d.method == "evolution":
+        if self.split_gate is not None:
+            found = self._few_shot_candidates(scorer, budget)
+            winner = best_candidate(found)
+        elif d.method == "evolution":
             found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget)
             winner = best_candidate(found)
         else:
@@ -375,6 +457,24 @@ class GumbelSearch:
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
         return write_arch(self.out, winner, found, size.name, provenance, inherited)
+
+    def _few_shot_candidates(self, scorer: Scorer, budget: int | None) -> list[Candidate]:
+        """Each child's candidates (its gates, the split gate fixed to its option) scored with that
+        child's weights; a candidate that trimming to the budget moved to the other option is left
+        to the other child."""
+        d, g, found = self.cfg.derive, self.split_gate, []
+        for option in (0, 1):
+            self.supernet.load_state_dict(load_file(str(self.out / self._child_file(option))))
+            logits = torch.load(self.out / f"{self._child_file(option)}.logits.pt", weights_only=True).clone()
+            logits[g] = torch.tensor([1e4, -1e4] if option == 0 else [-1e4, 1e4])
+            mine = [c for c in candidates(self.space, self.cost, logits, d.samples, d.seed, budget) if c.choices[g] == option]
+            for c in mine:
+                c.source = f"{self.cfg.search.few_shot_gate}={option}:{c.source}"
+            score_all(self.supernet, mine, scorer)
+            found += mine
+        if not any(c.within_budget for c in found):
+            raise ConfigError(f"no few-shot candidate fits search.budget {budget:,}; raise the budget")
+        return found
 
     def _retrain(self, arch: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg
