@@ -274,3 +274,13 @@ def test_a_few_shot_search_killed_in_its_second_child_resumes_to_the_same_result
         a, b = (load_file(str(tmp_path / run / f"supernet.es={v}.safetensors")) for run in ("whole", "killed"))
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.arch["policy"] == whole.arch["policy"]
+
+
+def test_derivation_can_fine_tune_each_candidate_before_scoring_it(tmp_path):
+    cfg = short_config(eval=NO_EVAL, derive={"finetune_steps": 2, "samples": 2, "batch_size": 16, "bn_recalibration_batches": 1})
+    result = run_gumbel_search(cfg, tmp_path / "run", retrain=False)
+    candidates = result.arch["provenance"]["candidates"]
+    assert all("inherited_val_loss" in c for c in candidates)
+    assert all(c["val_loss"] != c["inherited_val_loss"] for c in candidates)  # the fine-tune moved every candidate
+    assert result.arch["provenance"]["selection"]["finetune_steps"] == 2
+    assert candidates[0]["val_loss"] == min(c["val_loss"] for c in candidates if c["within_budget"])

@@ -144,13 +144,12 @@ def supernet_scores(
     import torch
     from safetensors.torch import load_file
 
-    from search_spaces import build_model
     from trainer.data import build_data, fresh_shapes
     from trainer.distributed import pick_device
     from trainer.loop import autocast_context
 
     from nas.scoring import Scorer, materialize
-    from nas.supernet.finetune import finetune_model
+    from nas.supernet.finetune import finetuned_standalone
     from nas.supernet.search import CONFIG_FILE, build_supernet, weights_file
 
     h = bench_cfg.heldout
@@ -188,9 +187,7 @@ def supernet_scores(
         supernet.fix(policy)
         entry["inherited"][name] = scorer.measure(supernet, recalibrate=True)
         if finetune:
-            model = build_model(policy, size)
-            model.load_state_dict(supernet.standalone_state_dict(policy))
-            finetune_model(model.to(device), train_batches, finetune.lr, search_cfg.optim, device)
+            model = finetuned_standalone(supernet, policy, train_batches, finetune.lr, search_cfg.optim, device)
             entry["finetuned"][name] = scorer.measure(model)
     cached.update({keys[kind]: scores for kind, scores in entry.items()})
     cache_file.write_text(json.dumps(cached, indent=2) + "\n")

@@ -133,9 +133,13 @@ class DeriveSection:
     (`population` policies for `generations` rounds: the best half is kept, the rest replaced by
     mutants of it, each gate flipped with probability `mutation`, and crossovers) over the inherited
     weights, within the budget, starting from the gates' argmax and random policies.
+    `finetune_steps` > 0: each candidate is scored after that many AdamW steps at constant
+    `finetune_lr` on its inherited weights, standalone (cost: that many training steps per candidate).
     """
 
     method: Literal["gates", "evolution"] = "gates"
+    finetune_steps: int = 0
+    finetune_lr: float = 2.0e-4
     population: int = 16
     generations: int = 6
     mutation: float = 0.05
@@ -149,6 +153,8 @@ class DeriveSection:
     def __post_init__(self) -> None:
         if self.samples < 0 or self.batch_size < 2 or self.bn_recalibration_batches < 0:
             raise ConfigError("derive.samples and derive.bn_recalibration_batches must be >= 0, derive.batch_size >= 2")
+        if self.finetune_steps < 0 or self.finetune_lr <= 0:
+            raise ConfigError("derive.finetune_steps must be >= 0 and derive.finetune_lr > 0")
         if self.population < 4 or self.generations < 0 or not 0 < self.mutation < 1:
             raise ConfigError("derive.population must be >= 4, derive.generations >= 0 and 0 < derive.mutation < 1")
 

@@ -7,11 +7,13 @@ import json
 import math
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
@@ -96,16 +98,27 @@ def candidates(
     return list(out.values())
 
 
-def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> Candidate:
+FineTune = Callable[[Supernet, SharingPolicy], nn.Module]
+"""Builds a candidate's standalone model from the supernet's inherited weights and fine-tunes it."""
+
+
+def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer, finetune: FineTune | None = None) -> Candidate:
     """Score every candidate with inherited weights; return the best eligible one (highest score)."""
-    score_all(supernet, found, scorer)
+    score_all(supernet, found, scorer, finetune)
     return best_candidate(found)
 
 
-def score_all(supernet: Supernet, found: list[Candidate], scorer: Scorer) -> None:
+def score_all(supernet: Supernet, found: list[Candidate], scorer: Scorer, finetune: FineTune | None = None) -> None:
+    """Each candidate's metrics with inherited weights, or after `finetune` (the inherited loss kept
+    as `inherited_val_loss`)."""
     for candidate in tqdm(found, desc="derive", unit="policy", leave=False, disable=not sys.stderr.isatty()):
         supernet.fix(candidate.policy)
-        candidate.metrics = scorer.measure(supernet, recalibrate=True)
+        metrics = scorer.measure(supernet, recalibrate=True)
+        if finetune is not None:
+            inherited = metrics["val_loss"]
+            metrics = scorer.measure(finetune(supernet, candidate.policy))
+            metrics["inherited_val_loss"] = inherited
+        candidate.metrics = metrics
 
 
 def best_candidate(found: list[Candidate]) -> Candidate:
@@ -126,7 +139,7 @@ def _repair(space: SearchSpace, cost: ParamCostModel, choices: list[int], budget
 
 def evolve(
     space: SearchSpace, cost: ParamCostModel, logits: torch.Tensor, supernet: Supernet, scorer: Scorer,
-    population: int, generations: int, mutation: float, seed: int, budget: int | None,
+    population: int, generations: int, mutation: float, seed: int, budget: int | None, finetune: FineTune | None = None,
 ) -> list[Candidate]:
     """Evolutionary search with inherited weights (as SPOS chooses after training its supernet):
     the gates' argmax and random policies, all within the budget; each generation keeps the best half
@@ -149,7 +162,7 @@ def evolve(
             break
         add([rng.randint(0, 1) for _ in range(space.num_gates)], f"random-{attempt}", pool)
     for generation in range(generations + 1):
-        score_all(supernet, [scored[k] for k in pool if not scored[k].metrics], scorer)
+        score_all(supernet, [scored[k] for k in pool if not scored[k].metrics], scorer, finetune)
         if generation == generations:
             break
         parents = sorted(pool, key=lambda k: -scored[k].metrics["score"])[: max(2, population // 2)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from search_spaces import SharingPolicy, build_model
 from trainer.config import OptimConfig
 from trainer.loss import contrastive_loss
 from trainer.optim import build_optimizer, set_lr
@@ -30,3 +31,12 @@ def finetune_model(model: nn.Module, batches: Batches, lr: float, optim: OptimCo
         with torch.no_grad():
             model.logit_scale.clamp_(0.0, optim.max_logit_scale)
     return model.eval()
+
+
+def finetuned_standalone(
+    supernet: nn.Module, policy: SharingPolicy, batches: Batches, lr: float, optim: OptimConfig, device: torch.device
+) -> nn.Module:
+    """`policy`'s standalone model with the supernet's inherited weights, fine-tuned on `batches`."""
+    model = build_model(policy, supernet.space.size)
+    model.load_state_dict(supernet.standalone_state_dict(policy))
+    return finetune_model(model.to(device), batches, lr, optim, device)

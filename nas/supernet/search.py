@@ -30,6 +30,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,7 +50,8 @@ from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 
-from nas.supernet.derive import ARCH_FILE, POLICY_FILE, Candidate, best_candidate, candidates, evolve, score_all, score_candidates, write_arch
+from nas.supernet.derive import ARCH_FILE, POLICY_FILE, Candidate, FineTune, best_candidate, candidates, evolve, score_all, score_candidates, write_arch
+from nas.supernet.finetune import finetuned_standalone
 from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
 from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.config import GumbelConfig
@@ -438,27 +440,33 @@ class GumbelSearch:
             autocast=self.autocast, context_length=size.context_length,
         )
         budget = self.cfg.search.budget_params
+        finetune = None
+        if d.finetune_steps:
+            t = self.cfg.train
+            batches = materialize(self.bundle.train, t.batch_size, t.batch_size * d.finetune_steps, seed=t.seed + 2)
+            finetune = partial(finetuned_standalone, batches=batches, lr=d.finetune_lr, optim=self.cfg.optim, device=self.device)
         if self.split_gate is not None:
-            found = self._few_shot_candidates(scorer, budget)
+            found = self._few_shot_candidates(scorer, budget, finetune)
             winner = best_candidate(found)
         elif d.method == "evolution":
-            found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget)
+            found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget, finetune)
             winner = best_candidate(found)
         else:
             found = candidates(self.space, self.cost, self.logits, d.samples, d.seed, budget)
-            winner = score_candidates(self.supernet, found, scorer)
+            winner = score_candidates(self.supernet, found, scorer, finetune)
         probs = probabilities(self.logits.detach()).cpu()
         provenance = {
             "search": "gumbel",
             "config": to_dict(self.cfg),
             "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
-            "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True},
+            "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True,
+                          "finetune_steps": d.finetune_steps},
             "search_seconds": round(search_seconds, 2),
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
         return write_arch(self.out, winner, found, size.name, provenance, inherited)
 
-    def _few_shot_candidates(self, scorer: Scorer, budget: int | None) -> list[Candidate]:
+    def _few_shot_candidates(self, scorer: Scorer, budget: int | None, finetune: FineTune | None) -> list[Candidate]:
         """Each child's candidates (its gates, the split gate fixed to its option) scored with that
         child's weights; a candidate that trimming to the budget moved to the other option is left
         to the other child."""
@@ -470,7 +478,7 @@ class GumbelSearch:
             mine = [c for c in candidates(self.space, self.cost, logits, d.samples, d.seed, budget) if c.choices[g] == option]
             for c in mine:
                 c.source = f"{self.cfg.search.few_shot_gate}={option}:{c.source}"
-            score_all(self.supernet, mine, scorer)
+            score_all(self.supernet, mine, scorer, finetune)
             found += mine
         if not any(c.within_budget for c in found):
             raise ConfigError(f"no few-shot candidate fits search.budget {budget:,}; raise the budget")
