@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Regenerate every committed ShareBench result (about 3.5 hours on 2 CPU cores; resumable: rerun after
-# an interruption and finished entries are kept). Writes experiments/results/{sharebench-tiny,
-# sharebench-tiny-short,rank-check-tiny}.{json,md}; the rank check runs once the full bench is there
-# (supernet + trivial proxies) and again, reusing its supernet, once the short-trial table is.
+# Regenerate every committed ShareBench result (about 8 hours on 2 CPU cores; resumable: rerun after
+# an interruption and finished entries, searches and scores are kept). Writes experiments/results/
+# {sharebench-tiny,sharebench-tiny-short,rank-check-tiny,derived-tiny,supernet-learning}.{json,md}: the
+# benches, the rank check of every supernet option (one search each), the searches' derived policies
+# (copied to experiments/policies/) trained standalone with 3 seeds, and the supernet learning study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARENAS=${SHARENAS:-.venv/bin/sharenas}
@@ -22,6 +23,11 @@ rank_check() {
 }
 
 bench sharebench-tiny
-rank_check --set 'tables={}'
 bench sharebench-tiny-short
+"$SHARENAS" search conflict experiments/tiny/conflict.yaml --out runs/rank-check-tiny/conflict
 rank_check
+cp runs/rank-check-tiny/supernet/policy.json experiments/policies/gumbel-derived-tiny.json
+cp runs/rank-check-tiny/supernet-recipe-sandwich/policy.json experiments/policies/gumbel-sandwich-derived-tiny.json
+cp runs/rank-check-tiny/conflict/policy.json experiments/policies/conflict-derived-tiny.json
+bench derived-tiny
+"${PYTHON:-.venv/bin/python}" scripts/supernet_learning.py --out "$RESULTS/supernet-learning.json"

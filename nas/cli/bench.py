@@ -69,7 +69,10 @@ def show(
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
     if markdown is not None:
-        title = "ShareBench-tiny" if "short" not in source.name else "ShareBench-tiny short trials"
+        import yaml
+
+        name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
+        title = {"sharebench-tiny": "ShareBench-tiny", "sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, name)
         markdown.write_text(bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then sharenas bench show {source} --json --markdown {markdown})"))
     if as_json:
         typer.echo(json.dumps(table, indent=2))

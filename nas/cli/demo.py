@@ -18,7 +18,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "tiny"
 BENCH = EXPERIMENTS.parent / "results" / "sharebench-tiny.json"
 PICK_PAIRS = 1024
 
-GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "derive.samples=3")
+GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "search.few_shot_epochs=1", "derive.samples=3")
 OPTUNA_TRIALS = 6
 OPTUNA_OVERRIDES = (
     "train.train.epochs=null", "train.train.steps=61", "train.eval.every_epochs=null", "train.eval.every_steps=30",

@@ -14,7 +14,10 @@ the same ones, which DDP's bucketed reduction cannot express without `find_unuse
 
 Options (see `SearchSection`): sandwich paths, paths held for K steps, whole-batch paths, soft
 LayerNorm gates, weight entanglement (`space.entangle`), decoupled weight training with an
-evolutionary derivation.
+evolutionary derivation, a few-shot split on one gate (the parent trains up to the split; each
+child then continues from the parent's weights with the gate fixed, one after the other; its
+weights go to `supernet.GATE=OPTION.safetensors` and `weights_file` finds a policy's child), and
+fine-tuned scoring of the candidates (`derive.finetune_steps`).
 
 Run directory: config.yaml, metrics.jsonl, search_state.pt (the resumable state, every
 `train.checkpoint_every` steps and at the end of training: weights, gate logits, both optimizers,
@@ -113,6 +116,8 @@ def build_supernet(cfg: GumbelConfig) -> Supernet:
 
 
 class GumbelSearch:
+    """One search: the supernet, its gate logits, both optimizers, the data and the schedule."""
+
     def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World, resume: bool = False) -> None:
         self.cfg, self.out, self.world, self.device, self.resume = cfg, out_dir, world, world.device, resume
         if resume and not (out_dir / CONFIG_FILE).is_file():
