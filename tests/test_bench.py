@@ -211,6 +211,9 @@ def test_rank_check_searches_and_scores_a_supernet(tmp_path):
     truth = [-table["policies"][n]["mean"]["val_loss"] for n in subset]
     assert option["params_kendall_same_policies"] == pytest.approx(stats.kendalltau(truth, params).statistic)
     assert result["runs"]["supernet-noextras"]["set"] == ["space.early_specialization=false", "space.fusion_layers=[]"]
+    picks = {row["chosen as"]: row["policy"] for row in result["picks"]}
+    assert picks["pick of the params proxy"] == max(names, key=lambda n: table["policies"][n]["params"])
+    assert picks["pick of the supernet proxy"] == min(names, key=lambda n: result["policies"][n]["supernet"]["val_loss"])
     again = run_rank_check(config, tmp_path / "out")  # cached scores, no search or scoring again
     assert again["proxies"]["supernet"]["kendall"] == result["proxies"]["supernet"]["kendall"]
 

@@ -67,8 +67,8 @@ def _row(name: str, chosen: str, params: int, inherited: dict[str, float], entry
     row = {"policy": name, "chosen as": chosen, "params": params, "inherited held-out loss": inherited["val_loss"]}
     if entry is not None:
         row["standalone held-out loss"] = entry["mean"]["val_loss"]
-        row["standalone std"] = entry["std"]["val_loss"]
-        row["seeds"] = len(entry["runs"])
+        row["standalone std"] = entry.get("std", {}).get("val_loss")
+        row["seeds"] = len(entry.get("runs", []))
     return row
 
 
@@ -77,7 +77,8 @@ def picks_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = []
     for r in rows:
         if "standalone held-out loss" in r:
-            standalone = f"{r['standalone held-out loss']:.3f} ± {r['standalone std']:.3f} ({r['seeds']} seeds)"
+            spread = "" if r["standalone std"] is None else f" ± {r['standalone std']:.3f}"
+            standalone = f"{r['standalone held-out loss']:.3f}{spread} ({r['seeds']} seeds)"
         else:
             standalone = "not in the bench"
         out.append({"policy": r["policy"], "chosen as": r["chosen as"], "params": f"{r['params']:,}",

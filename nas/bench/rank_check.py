@@ -155,7 +155,7 @@ def supernet_scores(
     h = bench_cfg.heldout
     keys = {"inherited": json.dumps({"heldout": to_dict(h)}, sort_keys=True)}
     if finetune is not None:
-        keys["finetuned"] = json.dumps({"heldout": to_dict(h), "finetune": to_dict(finetune)}, sort_keys=True)
+        keys["finetuned"] = json.dumps({"heldout": to_dict(h), "finetune": {"steps": finetune.steps, "lr": finetune.lr}}, sort_keys=True)
     cache_file = run / SCORES_FILE
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     entry = {kind: cached.get(key, {}) for kind, key in keys.items()}
@@ -289,8 +289,13 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             agreement["params_kendall_same_policies"] = rank_agreement(
                 [truth_of[n] for n in subset], [trivial["params"](n) for n in subset], cfg.top_k, cfg.bootstrap, cfg.seed)["kendall"]
         proxies[proxy] = agreement
+    picks = None
+    if "supernet" in runs:
+        from nas.bench.picks import proxy_picks
+
+        picks = proxy_picks(Path(runs["supernet"]["run"]), table)
     result = {
-        "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names),
+        "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names), "picks": picks,
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
     }

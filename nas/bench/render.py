@@ -126,4 +126,16 @@ def rank_check_markdown(result: dict[str, Any], command: str) -> str:
         f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
         f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n.", "",
         rank_check_frame(result).to_markdown(index=False), "",
+        *(_picks_section(result["picks"]) if result.get("picks") else []),
     ])
+
+
+def _picks_section(rows: list[dict[str, Any]]) -> list[str]:
+    from nas.bench.picks import picks_frame
+
+    return [
+        "## What each proxy would pick within the search's budget", "",
+        "Among the bench policies in the space and within the budget; standalone: the bench's mean ± std over seeds "
+        "(held-out loss in nats, lower is better; chance 4.85).", "",
+        picks_frame(rows).to_markdown(index=False), "",
+    ]

@@ -111,7 +111,8 @@ def rank_check(
     if markdown is not None:
         from nas.bench.render import rank_check_markdown
 
-        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config} --json --markdown {markdown}"))
+        where = f" --out {out}" if out is not None else ""
+        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}"))
     if as_json:
         import json
 
