@@ -5,8 +5,9 @@ Trains the supernet of `experiments/tiny/gumbel.yaml` for 2 epochs at the standa
 `msclip`'s, on 1,024 fresh shapes pairs (chance ln 128 = 4.85). A standalone `msclip` gets 3.84 and
 2.72 after its 1st and 2nd epoch (ShareBench-tiny). Variants: the `msclip` path only (the supernet
 machinery against standalone training), two half-batch `msclip` paths (the cost of halving the
-batch), only the two extreme paths, fair random paths (the search's `fairness: strict`) with and
-without the early-specialization / fusion gates, each with and without weight entanglement.
+batch), only the two extreme paths, fair random paths (the search's `fairness: strict`, with and
+without the sandwich's extreme paths) with and without the early-specialization / fusion gates, each
+with and without weight entanglement.
 
     python scripts/supernet_learning.py --out experiments/results/supernet-learning.json
 """
@@ -31,13 +32,14 @@ from nas.supernet.search import GumbelSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["optim.lr=5e-4", "optim.final_lr=5e-5", "optim.warmup_epochs=0.5", "train.epochs=2", "train.progress=false",
-          "search.warmup_epochs=10", "search.diagnostics_batch=0"]
+          "search.warmup_epochs=10", "search.diagnostics_batch=0", "search.sandwich=false", "search.few_shot_gate=null"]
 NO_EXTRAS = ["space.early_specialization=false", "space.fusion_layers=[]"]
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "msclip path only": (["search.fairness=none"], "msclip"),
     "two half-batch msclip paths": (["search.fairness=none"], "msclip2"),
     "share-all + all-specific paths": (["search.fairness=none"], "extremes"),
     "fair random paths": ([], "fair"),
+    "fair random paths + sandwich": (["search.sandwich=true"], "fair"),
     "fair random paths, entangled": (["space.entangle=true"], "fair"),
     "fair random paths, no ES / fusion gates": (NO_EXTRAS, "fair"),
     "fair random paths, no ES / fusion gates, entangled": ([*NO_EXTRAS, "space.entangle=true"], "fair"),
