@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import PolicyError, SharingPolicy
+from search_spaces import SharingPolicy
 from trainer.config import load_config
 
 from nas.bench.config import BenchConfig
-from nas.bench.rank_check import specific_sublayers, supernet_scores
+from nas.bench.rank_check import in_space, specific_sublayers, supernet_scores
 from nas.supernet.config import GumbelConfig
 from nas.supernet.search import CONFIG_FILE, build_space
 
@@ -39,9 +39,7 @@ def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = No
     candidates: dict[str, SharingPolicy] = {}
     for name, entry in entries.items():
         policy = SharingPolicy.from_dict(entry["policy"])
-        try:
-            space.from_policy(policy)
-        except PolicyError:
+        if not in_space(space, policy):
             continue
         if budget is None or entry["params"] <= budget or name in REFERENCES:
             candidates[name] = policy

@@ -109,7 +109,7 @@ def specific_sublayers(policy: SharingPolicy) -> int:
     return sum(not layer.is_shared(sub) for layer in policy.layers for sub in SUBLAYERS)
 
 
-def _in_space(space: Any, policy: SharingPolicy) -> bool:
+def in_space(space: Any, policy: SharingPolicy) -> bool:
     try:
         space.from_policy(policy)
     except PolicyError:
@@ -208,12 +208,10 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     skipped = []
     for name, entry in table["policies"].items():
         policy = SharingPolicy.from_dict(entry["policy"])
-        try:
-            space.from_policy(policy)
-        except PolicyError:
+        if in_space(space, policy):
+            policies[name] = policy
+        else:
             skipped.append(name)
-            continue
-        policies[name] = policy
     if len(policies) < 3:
         raise ConfigError(f"bench: only {len(policies)} of its policies lie in the search space of {cfg.search}; a rank check needs 3")
     out.mkdir(parents=True, exist_ok=True)
@@ -240,10 +238,9 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             if not (run / "arch.json").is_file():
                 raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
         else:
-            option_cfg = load_config(_relative(config, cfg.search), GumbelConfig, sets)
-            run = searched_run(out / proxy, option_cfg)
+            run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
         option_space = build_space(load_config(run / "config.yaml", GumbelConfig))
-        inside = {n: p for n, p in policies.items() if _in_space(option_space, p)}
+        inside = {n: p for n, p in policies.items() if in_space(option_space, p)}
         if len(inside) < 3:
             raise ConfigError(f"options.{proxy}: only {len(inside)} bench policies lie in its space; a rank check needs 3")
         if len(inside) < len(policies):
