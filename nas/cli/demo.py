@@ -2,8 +2,9 @@
 
 A short Gumbel supernet search and a short Optuna study (the `msclip`, `clip` and `msclip-s` baselines plus
 sampled layouts, scored by the ShareBench held-out loss) on the embedded data, each compared with the
-shared-all `msclip` baseline; then the Gumbel search's derived architecture is exported and both
-searches get an HTML report. Uses the tiny configs of the checkout's `experiments/tiny/`, shortened by
+shared-all `msclip` baseline (the Gumbel search's derived policy against `msclip`, `msclip-s` and the
+trivial proxies' picks, with ShareBench-tiny's standalone results for the bench policies); then the
+Gumbel search's derived architecture is exported and both searches get an HTML report. Uses the tiny configs of the checkout's `experiments/tiny/`, shortened by
 `--set` style overrides.
 """
 from __future__ import annotations
