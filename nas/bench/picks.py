@@ -19,7 +19,8 @@ from search_spaces import SharingPolicy
 from trainer.config import load_config
 
 from nas.bench.config import BenchConfig
-from nas.bench.rank_check import in_space, specific_sublayers, supernet_scores
+from nas.bench.policies import in_space, specific_sublayers
+from nas.bench.rank_check import supernet_scores
 from nas.supernet.config import GumbelConfig
 from nas.supernet.search import CONFIG_FILE, build_space
 

@@ -20,6 +20,10 @@ def shared_sublayers(policy: SharingPolicy) -> int:
     return sum(layer.is_shared(sub) for layer in policy.layers for sub in SUBLAYERS)
 
 
+def specific_sublayers(policy: SharingPolicy) -> int:
+    return len(policy.layers) * len(SUBLAYERS) - shared_sublayers(policy)
+
+
 def in_space(space: SearchSpace, policy: SharingPolicy) -> bool:
     try:
         space.from_policy(policy)

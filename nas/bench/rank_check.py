@@ -23,10 +23,11 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from search_spaces import SUBLAYERS, PolicyError, SharingPolicy
+from search_spaces import SharingPolicy
 from trainer.config import ConfigError, load_config, to_dict
 
 from nas.bench.config import BenchConfig
+from nas.bench.policies import in_space, specific_sublayers
 from nas.bench.ranking import rank_agreement
 from nas.supernet.config import GumbelConfig
 
@@ -103,18 +104,6 @@ def read_bench_table(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict) or "policies" not in table or "noise_ceiling" not in table:
         raise ConfigError(f"bench: {path} is not a bench table (no policies / noise_ceiling); give the output of `sharenas bench show --json`")
     return table
-
-
-def specific_sublayers(policy: SharingPolicy) -> int:
-    return sum(not layer.is_shared(sub) for layer in policy.layers for sub in SUBLAYERS)
-
-
-def in_space(space: Any, policy: SharingPolicy) -> bool:
-    try:
-        space.from_policy(policy)
-    except PolicyError:
-        return False
-    return True
 
 
 def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:

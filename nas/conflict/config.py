@@ -9,7 +9,7 @@ from search_spaces import SUBLAYERS, get_size
 from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
 from trainer.data import DataConfig
 
-from nas.supernet.gates import parse_count
+from nas.supernet.config import parse_budget
 
 
 @dataclass
@@ -34,15 +34,11 @@ class ConflictSection:
             raise ConfigError(f"conflict.sublayers: unknown {', '.join(unknown)}; choose from {', '.join(SUBLAYERS)}")
         if self.max_specific is not None and self.max_specific < 0:
             raise ConfigError("conflict.max_specific must be >= 0")
-        if self.budget is not None:
-            try:
-                parse_count(self.budget)
-            except ValueError as exc:
-                raise ConfigError(f"conflict.budget: {exc}") from None
+        parse_budget(self.budget, "conflict.budget")
 
     @property
     def budget_params(self) -> int | None:
-        return None if self.budget is None else parse_count(self.budget)
+        return parse_budget(self.budget, "conflict.budget")
 
 
 @dataclass

@@ -17,6 +17,16 @@ from trainer.data import DataConfig
 from nas.supernet.gates import parse_count
 
 
+def parse_budget(value: str | int | None, key: str) -> int | None:
+    """A budget setting as a parameter count (None: no budget); a bad value is a `ConfigError` naming `key`."""
+    if value is None:
+        return None
+    try:
+        return parse_count(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 @dataclass
 class SpaceConfig:
     """The supernet: model size and the optional gates beside the (layer, sublayer) gates.
@@ -108,15 +118,11 @@ class SearchSection:
             raise ConfigError("search.arch_every must be >= 1 and search.arch_batch_size >= 2 (or null: the training batch)")
         if self.diagnostics_batch < 0:
             raise ConfigError(f"search.diagnostics_batch must be >= 0 (0 turns the gradient cosines off), got {self.diagnostics_batch}")
-        if self.budget is not None:
-            try:
-                parse_count(self.budget)
-            except ValueError as exc:
-                raise ConfigError(f"search.budget: {exc}") from None
+        parse_budget(self.budget, "search.budget")
 
     @property
     def budget_params(self) -> int | None:
-        return None if self.budget is None else parse_count(self.budget)
+        return parse_budget(self.budget, "search.budget")
 
 
 @dataclass
