@@ -68,7 +68,7 @@ def gumbel_run(tmp_path_factory):
 def test_gumbel_export_loads_without_the_search_code(gumbel_run, tmp_path):
     from safetensors.torch import load_file
 
-    from nas.supernet.search import build_space
+    from nas.supernet.rundir import build_space
     from nas.supernet.model import Supernet
     from search_spaces import SharingPolicy
 

@@ -248,7 +248,7 @@ def test_few_shot_children_start_from_the_parent_and_fix_their_split_gate(tmp_pa
     assert gates["few_shot"]["files"] == {"0": "supernet.es=0.safetensors", "1": "supernet.es=1.safetensors"}
     sources = [c["source"] for c in result.arch["provenance"]["candidates"]]
     assert any(s.startswith("es=0:") for s in sources) and any(s.startswith("es=1:") for s in sources)
-    from nas.supernet.search import weights_file
+    from nas.supernet.rundir import weights_file
 
     space = GumbelSearch(cfg, tmp_path / "probe2", World()).space
     assert weights_file(run, get_preset("msclip-s", TINY), space).name == "supernet.es=1.safetensors"

@@ -22,7 +22,7 @@ from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
 from nas.bench.rank_check import supernet_scores
 from nas.supernet.config import GumbelConfig
-from nas.supernet.search import CONFIG_FILE, build_space
+from nas.supernet.rundir import CONFIG_FILE, build_space
 
 REFERENCES = ("msclip", "msclip-s")
 DERIVED = "gumbel-derived"

@@ -109,7 +109,8 @@ def read_bench_table(path: Path) -> dict[str, Any]:
 def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
     """`run` holding a finished search: searched now, resumed when interrupted after a save."""
     from nas.supernet.derive import ARCH_FILE
-    from nas.supernet.search import STATE_FILE, run_gumbel_search
+    from nas.supernet.rundir import STATE_FILE
+    from nas.supernet.search import run_gumbel_search
 
     if (run / ARCH_FILE).is_file():
         return run
@@ -139,7 +140,7 @@ def supernet_scores(
 
     from nas.scoring import Scorer, materialize
     from nas.supernet.finetune import finetuned_standalone
-    from nas.supernet.search import CONFIG_FILE, build_supernet, weights_file
+    from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
 
     h = bench_cfg.heldout
     keys = {"inherited": json.dumps({"heldout": to_dict(h)}, sort_keys=True)}
@@ -184,7 +185,7 @@ def supernet_scores(
 
 
 def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
-    from nas.supernet.search import build_space
+    from nas.supernet.rundir import CONFIG_FILE, build_space
 
     config, out = Path(config), Path(out)
     cfg = load_config(config, RankCheckConfig, list(overrides))
@@ -228,7 +229,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
                 raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
         else:
             run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
-        option_space = build_space(load_config(run / "config.yaml", GumbelConfig))
+        option_space = build_space(load_config(run / CONFIG_FILE, GumbelConfig))
         inside = {n: p for n, p in policies.items() if in_space(option_space, p)}
         if len(inside) < 3:
             raise ConfigError(f"options.{proxy}: only {len(inside)} bench policies lie in its space; a rank check needs 3")

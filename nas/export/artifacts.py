@@ -64,7 +64,7 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     from safetensors.torch import load_file
 
     from nas.supernet.config import GumbelConfig
-    from nas.supernet.search import CONFIG_FILE, build_supernet, weights_file
+    from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
 
     arch_file = run_dir / "arch.json"
     if not arch_file.is_file():

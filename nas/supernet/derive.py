@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
 from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
+from trainer.config import ConfigError
 
 from nas.supernet.gates import probabilities
 from nas.scoring import Scorer
@@ -177,6 +179,30 @@ def evolve(
                 child = [x if rng.random() < 0.5 else y for x, y in zip(a, b)]
             add(child, f"gen{generation + 1}-{attempt}", pool)
     return list(scored.values())
+
+
+def few_shot_candidates(
+    space: SearchSpace, cost: ParamCostModel, supernet: Supernet, scorer: Scorer, gate: str,
+    children: dict[int, tuple[Path, Path]], samples: int, seed: int, budget: int | None,
+    finetune: FineTune | None = None,
+) -> list[Candidate]:
+    """Candidates of a few-shot search: each child's (drawn from its gate logits, with the split
+    `gate` fixed to the child's option) scored with that child's weights; `children` maps an option
+    to its (weights file, logits file). A candidate that trimming to the budget moved to the other
+    option is left to the other child."""
+    g, found = space.gate_names().index(gate), []
+    for option, (weights, logits_file) in children.items():
+        supernet.load_state_dict(load_file(str(weights)))
+        logits = torch.load(logits_file, weights_only=True).clone()
+        logits[g] = torch.tensor([1e4, -1e4] if option == 0 else [-1e4, 1e4])
+        mine = [c for c in candidates(space, cost, logits, samples, seed, budget) if c.choices[g] == option]
+        for c in mine:
+            c.source = f"{gate}={option}:{c.source}"
+        score_all(supernet, mine, scorer, finetune)
+        found += mine
+    if not any(c.within_budget for c in found):
+        raise ConfigError(f"no few-shot candidate fits search.budget {budget:,}; raise the budget")
+    return found
 
 
 def write_arch(

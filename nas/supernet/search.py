@@ -19,17 +19,15 @@ child then continues from the parent's weights with the gate fixed, one after th
 weights go to `supernet.GATE=OPTION.safetensors` and `weights_file` finds a policy's child), and
 fine-tuned scoring of the candidates (`derive.finetune_steps`).
 
-Run directory: config.yaml, metrics.jsonl, search_state.pt (the resumable state, every
-`train.checkpoint_every` steps and at the end of training: weights, gate logits, both optimizers,
-the budget multiplier, the step and the epoch's running losses; gate samples and batch order are
-functions of (seed, step), so a resumed search continues exactly), supernet.safetensors (weights),
-gates.json (logits and probabilities), arch.json + policy.json (derived), retrain/ (with `--retrain`).
+Run directory: see `nas.supernet.rundir`; the resumable state is saved every
+`train.checkpoint_every` steps and at the end of each training segment (weights, gate logits, both
+optimizers, the budget multiplier, the step and the epoch's running losses); gate samples and batch
+order are functions of (seed, step), so a resumed search continues exactly.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -39,11 +37,9 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from search_spaces import SharingPolicy, get_size
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown
@@ -53,20 +49,18 @@ from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 
-from nas.supernet.derive import ARCH_FILE, POLICY_FILE, Candidate, FineTune, best_candidate, candidates, evolve, score_all, score_candidates, write_arch
+from nas.supernet.derive import ARCH_FILE, POLICY_FILE, best_candidate, candidates, evolve, few_shot_candidates, score_candidates, write_arch
 from nas.supernet.finetune import finetuned_standalone
 from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
 from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.config import GumbelConfig
 from nas.scoring import Scorer, materialize
-from nas.supernet.model import Supernet
-from nas.supernet.space import SPECIFIC, SearchSpace
+from nas.supernet.rundir import (
+    CONFIG_FILE, GATES_FILE, PARENT_FILE, STATE_FILE, SUPERNET_FILE, build_space, build_supernet, child_file, child_logits_file, read_state,
+    save_weights, write_state,
+)
+from nas.supernet.space import SPECIFIC
 
-SUPERNET_FILE = "supernet.safetensors"
-STATE_FILE = "search_state.pt"
-PARENT_FILE = "parent_state.pt"
-GATES_FILE = "gates.json"
-CONFIG_FILE = "config.yaml"
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
 
 
@@ -85,34 +79,6 @@ def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | No
         return GumbelSearch(cfg, Path(out_dir), world, resume).run(cfg.derive.retrain if retrain is None else retrain)
     finally:
         shutdown(world)
-
-
-def build_space(cfg: GumbelConfig) -> SearchSpace:
-    try:
-        return SearchSpace(get_size(cfg.space.size), cfg.space.early_specialization, tuple(cfg.space.fusion_layers))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def child_file(gate: str, option: int) -> str:
-    """The weights file of the few-shot child whose split `gate` is fixed to `option`."""
-    return f"supernet.{gate}={option}.safetensors"
-
-
-def weights_file(run: Path, policy: SharingPolicy, space: SearchSpace) -> Path:
-    """The supernet weights of a finished search that hold `policy`'s path: the one supernet, or
-    for a few-shot search the child whose split gate takes `policy`'s option."""
-    gates = json.loads((run / GATES_FILE).read_text()) if (run / GATES_FILE).is_file() else {}
-    few_shot = gates.get("few_shot")
-    if not few_shot:
-        return run / SUPERNET_FILE
-    option = space.normalize(space.from_policy(policy))[space.gate_names().index(few_shot["gate"])]
-    return run / few_shot["files"][str(option)]
-
-
-def build_supernet(cfg: GumbelConfig) -> Supernet:
-    """The supernet of a search config (its space and weight layout), with fresh weights."""
-    return Supernet(build_space(cfg), cfg.space.entangle)
 
 
 class GumbelSearch:
@@ -307,22 +273,16 @@ class GumbelSearch:
         return [(None, 0, self.split_step)] + [(option, self.split_step, self.total_steps) for option in (0, 1)]
 
     def save_state(self, step: int, losses: dict[str, list[float]], segment: int = 0, file: str = STATE_FILE) -> None:
-        """The resumable state after `step` steps of training segment `segment`, written atomically (process 0)."""
-        state = {
+        """The resumable state after `step` steps of training segment `segment` (process 0)."""
+        write_state(self.out / file, {
             "segment": segment, "step": step, "supernet": self.supernet.state_dict(), "logits": self.logits.detach().cpu(),
             "weight_opt": self.weight_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
             "budget": self.budget.state() if self.budget is not None else None, "losses": losses,
-        }
-        tmp = self.out / f".{file}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / file)
+        })
 
     def load_state(self, file: str = STATE_FILE) -> tuple[int, int, dict[str, list[float]]]:
         """Restore a saved state; returns its (segment, step, running losses)."""
-        path = self.out / file
-        if not path.is_file():
-            raise ConfigError(f"--resume: {self.out} holds no {file} (the search stopped before its first save); start it again without --resume")
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_state(self.out / file, self.device)
         self.supernet.load_state_dict(state["supernet"])
         with torch.no_grad():
             self.logits.copy_(state["logits"].to(self.device))
@@ -418,15 +378,13 @@ class GumbelSearch:
             return step
         return step + (segment - 1) * (self.total_steps - self.split_step)
 
-    def _child_file(self, option: int) -> str:
-        return child_file(self.space.gate_names()[self.split_gate], option)
-
     def _save_child(self, option: int) -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.supernet.state_dict().items()}, str(self.out / self._child_file(option)))
-        torch.save(self.logits.detach().cpu(), self.out / f"{self._child_file(option)}.logits.pt")
+        gate = self.cfg.search.few_shot_gate
+        save_weights(self.supernet, self.out / child_file(gate, option))
+        torch.save(self.logits.detach().cpu(), self.out / child_logits_file(gate, option))
 
     def _save(self) -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.supernet.state_dict().items()}, str(self.out / SUPERNET_FILE))
+        save_weights(self.supernet, self.out / SUPERNET_FILE)
         probs = probabilities(self.logits.detach()).cpu()
         gates = {
             name: {"logits": self.logits[g].tolist(), f"p_{self.space.option_names(g)[1]}": float(probs[g, 1])}
@@ -434,7 +392,8 @@ class GumbelSearch:
         }
         record: dict[str, Any] = {"space": to_dict(self.cfg.space), "gates": gates}
         if self.split_gate is not None:
-            record["few_shot"] = {"gate": self.cfg.search.few_shot_gate, "files": {str(v): self._child_file(v) for v in (0, 1)}}
+            gate = self.cfg.search.few_shot_gate
+            record["few_shot"] = {"gate": gate, "files": {str(v): child_file(gate, v) for v in (0, 1)}}
         (self.out / GATES_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     def _derive(self, search_seconds: float) -> dict[str, Any]:
@@ -451,7 +410,9 @@ class GumbelSearch:
             batches = materialize(self.bundle.train, t.batch_size, t.batch_size * d.finetune_steps, seed=t.seed + 2)
             finetune = partial(finetuned_standalone, batches=batches, lr=d.finetune_lr, optim=self.cfg.optim, device=self.device)
         if self.split_gate is not None:
-            found = self._few_shot_candidates(scorer, budget, finetune)
+            gate = self.cfg.search.few_shot_gate
+            children = {option: (self.out / child_file(gate, option), self.out / child_logits_file(gate, option)) for option in (0, 1)}
+            found = few_shot_candidates(self.space, self.cost, self.supernet, scorer, gate, children, d.samples, d.seed, budget, finetune)
             winner = best_candidate(found)
         elif d.method == "evolution":
             found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget, finetune)
@@ -470,24 +431,6 @@ class GumbelSearch:
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
         return write_arch(self.out, winner, found, size.name, provenance, inherited)
-
-    def _few_shot_candidates(self, scorer: Scorer, budget: int | None, finetune: FineTune | None) -> list[Candidate]:
-        """Each child's candidates (its gates, the split gate fixed to its option) scored with that
-        child's weights; a candidate that trimming to the budget moved to the other option is left
-        to the other child."""
-        d, g, found = self.cfg.derive, self.split_gate, []
-        for option in (0, 1):
-            self.supernet.load_state_dict(load_file(str(self.out / self._child_file(option))))
-            logits = torch.load(self.out / f"{self._child_file(option)}.logits.pt", weights_only=True).clone()
-            logits[g] = torch.tensor([1e4, -1e4] if option == 0 else [-1e4, 1e4])
-            mine = [c for c in candidates(self.space, self.cost, logits, d.samples, d.seed, budget) if c.choices[g] == option]
-            for c in mine:
-                c.source = f"{self.cfg.search.few_shot_gate}={option}:{c.source}"
-            score_all(self.supernet, mine, scorer, finetune)
-            found += mine
-        if not any(c.within_budget for c in found):
-            raise ConfigError(f"no few-shot candidate fits search.budget {budget:,}; raise the budget")
-        return found
 
     def _retrain(self, arch: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg

@@ -1,0 +1,83 @@
+"""What a Gumbel search run directory holds, and how to rebuild its supernet.
+
+config.yaml (the resolved config), metrics.jsonl, search_state.pt (the resumable state) and, for a
+few-shot search, parent_state.pt (the parent at the split) and one weights file per child,
+supernet.safetensors (the final weights), gates.json (logits and probabilities), arch.json +
+policy.json (derived), retrain/ (with `--retrain`). Readers of a finished run (rank check, export,
+picks) build its supernet with `build_supernet` and load the weights `weights_file` names.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from search_spaces import SharingPolicy, get_size
+from trainer.config import ConfigError
+
+from nas.supernet.config import GumbelConfig
+from nas.supernet.model import Supernet
+from nas.supernet.space import SearchSpace
+
+SUPERNET_FILE = "supernet.safetensors"
+STATE_FILE = "search_state.pt"
+PARENT_FILE = "parent_state.pt"
+GATES_FILE = "gates.json"
+CONFIG_FILE = "config.yaml"
+
+
+def build_space(cfg: GumbelConfig) -> SearchSpace:
+    try:
+        return SearchSpace(get_size(cfg.space.size), cfg.space.early_specialization, tuple(cfg.space.fusion_layers))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def build_supernet(cfg: GumbelConfig) -> Supernet:
+    """The supernet of a search config (its space and weight layout), with fresh weights."""
+    return Supernet(build_space(cfg), cfg.space.entangle)
+
+
+def child_file(gate: str, option: int) -> str:
+    """The weights file of the few-shot child whose split `gate` is fixed to `option`."""
+    return f"supernet.{gate}={option}.safetensors"
+
+
+def child_logits_file(gate: str, option: int) -> str:
+    """The final gate logits of that child."""
+    return f"{child_file(gate, option)}.logits.pt"
+
+
+def weights_file(run: Path, policy: SharingPolicy, space: SearchSpace) -> Path:
+    """The supernet weights of a finished search that hold `policy`'s path: the one supernet, or
+    for a few-shot search the child whose split gate takes `policy`'s option."""
+    gates = json.loads((run / GATES_FILE).read_text()) if (run / GATES_FILE).is_file() else {}
+    few_shot = gates.get("few_shot")
+    if not few_shot:
+        return run / SUPERNET_FILE
+    option = space.normalize(space.from_policy(policy))[space.gate_names().index(few_shot["gate"])]
+    return run / few_shot["files"][str(option)]
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """`state` saved atomically: a killed write leaves the previous file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_state(path: Path, device: torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(
+            f"--resume: {path.parent} holds no {path.name} (the search stopped before its first save); start it again without --resume"
+        )
+    return torch.load(path, map_location=device, weights_only=True)
