@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas.cli import bench as bench_commands, demo, export as export_commands, search_gumbel as search_commands_gumbel, search_optuna as search_commands_optuna, train as run_commands, tune as tune_commands
+from nas.cli import bench as bench_commands, data as data_commands, demo, export as export_commands, search_gumbel as search_commands_gumbel, search_optuna as search_commands_optuna, train as run_commands, tune as tune_commands
 from nas.cli.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
@@ -96,6 +96,10 @@ bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained
 bench_app.command("build")(bench_commands.build)
 bench_app.command("show")(bench_commands.show)
 app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(no_args_is_help=True, help="The real image-text set (ShareBench-real) built from Debian's packages.")
+data_app.command("build")(data_commands.build)
+data_app.command("check")(data_commands.check)
+app.add_typer(data_app, name="data")
 app.command("tune")(tune_commands.tune)
 app.command("export")(export_commands.export)
 app.command("report")(export_commands.report)

@@ -7,10 +7,11 @@ from .csv_source import build_csv
 from .digits import build_digits
 from .failures import DecodeFailures
 from .pairs import ConcatPairs
+from .realset.source import build_real
 from .shapes import build_shapes, fresh_shapes
 from .shards import build_webdataset
 
-_BUILDERS = {"shapes": build_shapes, "digits": build_digits, "csv": build_csv, "webdataset": build_webdataset}
+_BUILDERS = {"shapes": build_shapes, "digits": build_digits, "csv": build_csv, "webdataset": build_webdataset, "real": build_real}
 
 
 def build_data(cfg: DataConfig, image_size: int, context_length: int) -> DataBundle:
@@ -23,7 +24,8 @@ def build_data(cfg: DataConfig, image_size: int, context_length: int) -> DataBun
     heldout = fresh_shapes(cfg.heldout_shapes, cfg.heldout_seed, image_size, context_length) if cfg.heldout_shapes else None
     if cfg.source != "embedded":
         bundle = _BUILDERS[cfg.source](cfg, image_size, context_length, failures)
-        bundle.heldout = heldout
+        if heldout is not None:
+            bundle.heldout = heldout
         return bundle
     parts = [build_shapes(cfg, image_size, context_length, failures), build_digits(cfg, image_size, context_length, failures)]
     arch = [part.arch for part in parts if part.arch is not None]

@@ -13,8 +13,9 @@ from .tasks import LinearProbeTask, PairSet, ZeroShotTask
 class DataBundle:
     """`train` and `arch` are disjoint map-style datasets (arch feeds an architecture search's
     held-out updates; None when `arch_fraction` is 0). The evaluation sets hold images never in
-    `train` or `arch`; `heldout` (fresh generated pairs, or None) scores the held-out loss.
-    `decode_failures` counts the images this process skipped."""
+    `train` or `arch`; `heldout` (fresh generated pairs of the synthetic sources, the fixed held-out
+    split of `real`, or None) scores the held-out loss. `decode_failures` counts the images this
+    process skipped."""
 
     train: PairDataset
     arch: PairDataset | None
@@ -23,6 +24,8 @@ class DataBundle:
     linear_probe: list[LinearProbeTask] = field(default_factory=list)
     decode_failures: DecodeFailures = field(default_factory=DecodeFailures)
     heldout: PairDataset | None = None
+    heldout_name: str = "shapes"
+    """Names the held-out loss metric: `heldout/{heldout_name}/loss`."""
 
 
 def split_user_pairs(dataset: PairDataset, cfg: DataConfig, context_length: int, failures: DecodeFailures) -> DataBundle:

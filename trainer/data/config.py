@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Source = Literal["embedded", "shapes", "digits", "csv", "webdataset"]
+Source = Literal["embedded", "shapes", "digits", "csv", "webdataset", "real"]
 
 
 @dataclass
@@ -15,7 +15,9 @@ class DataConfig:
     "shapes" / "digits" use one of them; "csv" reads `path` (one row per pair, columns
     `image_column` and `caption_column`, image paths relative to `image_root`, default the CSV's
     folder); "webdataset" reads uncompressed tar shards matching `path`, which may use brace
-    expansion ("data/shard-{000..009}.tar").
+    expansion ("data/shard-{000..009}.tar"); "real" reads the directory `path` that `sharenas data
+    build` made from Debian's packages (clip art and emoji; its split is fixed by the build, so
+    `val_fraction` does not apply, see `trainer.data.realset.source`).
 
     Every source is split deterministically by `seed`: `val_fraction` of the pairs are held out for
     evaluation and `arch_fraction` of them form the architecture split (disjoint from train).
@@ -52,8 +54,8 @@ class DataConfig:
         sources = get_args(Source)
         if self.source not in sources:
             raise ValueError(f"data.source: unknown source {self.source!r}; choose one of {', '.join(sources)}")
-        if self.source in ("csv", "webdataset") and not self.path:
-            raise ValueError(f"data.path: source {self.source!r} needs a path (a CSV file or a shard pattern)")
+        if self.source in ("csv", "webdataset", "real") and not self.path:
+            raise ValueError(f"data.path: source {self.source!r} needs a path (a CSV file, a shard pattern or a built real set)")
         if len(self.separator) != 1:
             raise ValueError(f"data.separator: must be one character, got {self.separator!r}")
         for name in ("image_column", "caption_column"):

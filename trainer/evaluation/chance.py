@@ -40,5 +40,5 @@ def chance_levels(bundle: Any, heldout_batch_size: int = 128, ks: tuple[int, ...
     if heldout is not None:
         sizes = [min(heldout_batch_size, len(heldout) - start) for start in range(0, len(heldout), heldout_batch_size)]
         sizes = [s for s in sizes if s >= 2]
-        out["heldout/shapes/loss"] = sum(math.log(s) for s in sizes) / len(sizes)
+        out[f"heldout/{bundle.heldout_name}/loss"] = sum(math.log(s) for s in sizes) / len(sizes)
     return out

@@ -4,8 +4,9 @@ Keys (stable; `NAME` is the task's name):
 - `retrieval/NAME/{i2t,t2i}_r{1,5,10}`: recall in percent, per held-out pair set;
 - `zeroshot/NAME/top1` (and `top5` when the task has >= 5 classes): accuracy in percent;
 - `linear_probe/NAME/acc`: logistic-regression test accuracy in percent;
-- `heldout/shapes/loss`: the symmetric contrastive loss on the bundle's fresh held-out pairs in fixed
-  batches of `heldout_batch_size` (present when the data config asks for `heldout_shapes`);
+- `heldout/NAME/loss`: the symmetric contrastive loss on the bundle's held-out pairs in fixed batches
+  of `heldout_batch_size` (`shapes`: fresh generated pairs, when the data config asks for
+  `heldout_shapes`; `real`: the held-out split of the real set);
 - `nmi/layer_XX` (text-layer index, see `trainer.evaluation.nmi`) and `nmi/mean`: modality NMI in
   [0, 1] on the first `nmi_pairs` pairs of the first pair set; absent when the text and vision
   widths differ.
@@ -85,9 +86,9 @@ def evaluate(
             metrics[f"linear_probe/{task.name}/acc"] = linear_probe(
                 train, task.train_labels, test, task.test_labels, C=probe_C, seed=seed
             )
-        heldout = getattr(bundle, "heldout", None)
+        heldout = bundle.heldout
         if heldout is not None:
-            metrics["heldout/shapes/loss"] = held_out_loss(model, materialize(heldout, heldout_batch_size), device)
+            metrics[f"heldout/{bundle.heldout_name}/loss"] = held_out_loss(model, materialize(heldout, heldout_batch_size), device)
         if nmi_set is not None:
             scores = layerwise_nmi(
                 model, nmi_set.images[:nmi_count], nmi_set.tokens[:nmi_count], seed, batch_size, device, bar.update

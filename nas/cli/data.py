@@ -1,0 +1,39 @@
+"""`sharenas data build` and `sharenas data check`: the real image-text set from Debian's packages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nas.cli.console import error_exit
+
+
+def build(
+    out: Path = typer.Argument(..., help="Directory to build the set in (an earlier build there is replaced)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes decoding and resizing the clip art."),
+) -> None:
+    """Build the real set: images, train/held-out CSVs, webdataset shards, licenses and a manifest."""
+    from trainer.data.realset.build import build_realset
+
+    try:
+        manifest = build_realset(out, workers=workers)
+    except (FileNotFoundError, OSError) as exc:
+        raise error_exit(exc) from None
+    counts = manifest["counts"]
+    typer.echo(f"{out}: {counts['train']:,} training and {counts['heldout']:,} held-out pairs "
+               f"({counts['train_clipart'] + counts['heldout_clipart']:,} clip art, {counts['train_emoji'] + counts['heldout_emoji']:,} emoji); "
+               f"zero-shot tasks: " + ", ".join(f"{z['name']} ({len(z['classes'])} classes)" for z in manifest["zeroshot"]))
+
+
+def check(root: Path = typer.Argument(..., help="A built set.")) -> None:
+    """Re-hash the CSVs and shards of a built set against its manifest."""
+    from trainer.data import DataError
+    from trainer.data.realset.manifest import changed_files, read_manifest
+
+    try:
+        bad, total = changed_files(root), len(read_manifest(root)["files"])
+    except DataError as exc:
+        raise error_exit(exc) from None
+    if bad:
+        raise error_exit(f"{len(bad)} files differ from {root}/manifest.json ({', '.join(bad[:5])}); rebuild with scripts/realdata.sh build {root}", 1)
+    typer.echo(f"{root}: {total} files match the manifest")
