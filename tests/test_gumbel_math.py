@@ -49,7 +49,9 @@ def test_straight_through_gradient_is_the_softmax_gradient_of_the_sampled_option
     logits = torch.tensor([[0.3, -1.2], [2.0, 1.9], [-0.5, 0.5]], requires_grad=True)
     sample = sample_hard(logits, tau, torch.Generator().manual_seed(11))
     (sample.weights * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
-    # u = [[0.1490, 0.4866], [0.9857, 0.1684], [0.5839, 0.6936]], gumbel = -ln(-ln u) =
+    u = _uniforms((3, 2), 11)
+    torch.testing.assert_close(u, torch.tensor([[0.1490, 0.4866], [0.9857, 0.1684], [0.5839, 0.6936]]), atol=5e-5, rtol=0)
+    # gumbel = -ln(-ln u) =
     # [[-0.6437, 0.3279], [4.2376, -0.5774], [0.6200, 1.0055]]; (logits + gumbel) / tau =
     # [[-0.6874, -1.7441], [12.4752, 2.6452], [0.2400, 3.0110]]: choices [0, 0, 1] with
     # p = sigmoid(gap) = [0.74206, 0.999946, 0.94109]; weight * p (1 - p) / tau = [0.38281, 0.000215, 0.33264]
