@@ -19,26 +19,45 @@ from nas.supernet.gates import (
 )
 
 
+def _uniforms(shape: tuple[int, int], seed: int) -> torch.Tensor:
+    """The uniforms a generator seeded with `seed` yields first: what sample_hard turns into noise."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
 def test_hard_sample_is_argmax_of_noisy_logits_with_weight_exactly_one():
-    logits = torch.tensor([[0.3, -1.2], [2.0, 1.9], [-0.5, 0.5], [0.0, 0.0]], requires_grad=True)
+    u = _uniforms((4, 2), 3)
+    torch.testing.assert_close(u, torch.tensor([[0.0043, 0.1056], [0.2858, 0.0270], [0.4716, 0.0601], [0.7719, 0.7437]]), atol=5e-5, rtol=0)
+    # gumbel = -ln(-ln u): [[-1.6970, -0.8102], [-0.2250, -1.2847], [0.2856, -1.0337], [1.3511, 1.2170]]
+    # logits + gumbel:     [[-1.1970, -0.8102], [ 1.7750,  0.6153], [-0.2144, -0.5337], [1.3511, 1.2170]]
+    # so the choices are [1, 0, 0, 0]; without the noise they would be [0, 0, 1, tie].
+    logits = torch.tensor([[0.5, 0.0], [2.0, 1.9], [-0.5, 0.5], [0.0, 0.0]], requires_grad=True)
     sample = sample_hard(logits, 0.7, torch.Generator().manual_seed(3))
-    noise = gumbel_noise(logits.shape, torch.Generator().manual_seed(3))
-    assert sample.choices == (logits.detach() + noise).argmax(dim=-1).tolist()
+    assert sample.choices == [1, 0, 0, 0]
     assert torch.equal(sample.weights.detach(), torch.ones(4))
 
 
+def test_hard_samples_follow_the_gate_probabilities():
+    """Gumbel-max: option 1 of logits [0, ln 3] is drawn with probability 3 / (1 + 3) = 0.75."""
+    logits = torch.tensor([[0.0, math.log(3.0)]]).repeat(20_000, 1)
+    choices = sample_hard(logits, 1.0, torch.Generator().manual_seed(0), differentiable=False).choices
+    assert sum(choices) / len(choices) == pytest.approx(0.75, abs=0.015)  # binomial std 0.003
+
+
 def test_straight_through_gradient_is_the_softmax_gradient_of_the_sampled_option():
+    """d p_k / d logit_k = p_k (1 - p_k) / tau = -d p_k / d logit_other for a two-option gate."""
     tau = 0.5
     logits = torch.tensor([[0.3, -1.2], [2.0, 1.9], [-0.5, 0.5]], requires_grad=True)
     sample = sample_hard(logits, tau, torch.Generator().manual_seed(11))
     (sample.weights * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
-    noise = gumbel_noise(logits.shape, torch.Generator().manual_seed(11))
-    reference = logits.detach().clone().requires_grad_(True)
-    probs = torch.softmax((reference + noise) / tau, dim=-1)
-    picked = probs[torch.arange(3), torch.tensor(sample.choices)]
-    (picked * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
-    torch.testing.assert_close(logits.grad, reference.grad)
-    assert logits.grad.abs().sum() > 0
+    u = _uniforms((3, 2), 11)
+    torch.testing.assert_close(u, torch.tensor([[0.1490, 0.4866], [0.9857, 0.1684], [0.5839, 0.6936]]), atol=5e-5, rtol=0)
+    # gumbel = -ln(-ln u) =
+    # [[-0.6437, 0.3279], [4.2376, -0.5774], [0.6200, 1.0055]]; (logits + gumbel) / tau =
+    # [[-0.6874, -1.7441], [12.4752, 2.6452], [0.2400, 3.0110]]: choices [0, 0, 1] with
+    # p = sigmoid(gap) = [0.74206, 0.999946, 0.94109]; weight * p (1 - p) / tau = [0.38281, 0.000215, 0.33264]
+    assert sample.choices == [0, 0, 1]
+    expected = torch.tensor([[0.38281, -0.38281], [0.000215, -0.000215], [-0.33264, 0.33264]])
+    torch.testing.assert_close(logits.grad, expected, atol=2e-5, rtol=1e-3)
 
 
 def test_gate_math_is_fp32_under_autocast_and_guards_non_finite_logits():

@@ -5,8 +5,9 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 
 from trainer.distributed import World
 from trainer.loss import contrastive_loss
@@ -20,6 +21,8 @@ def _features(n: int, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 
 def test_matches_open_clip_value_and_gradients():
+    from open_clip.loss import ClipLoss  # imported here: the processes spawned below re-import this module
+
     image, text = _features(6)
     scale = torch.tensor(math.log(1 / 0.07)).exp()
     ours_i, ours_t = image.clone().requires_grad_(), text.clone().requires_grad_()
@@ -51,24 +54,41 @@ def test_aligned_pairs_with_large_scale_give_small_loss_and_symmetry():
     assert loss.item() > 1.0  # random pairs: close to log(8)
 
 
-def test_local_rows_against_gathered_rows_average_to_the_global_loss(monkeypatch):
-    """Each rank's loss scores its rows against all rows; their mean is the one-process loss."""
-    image, text = _features(10)
-    scale = torch.tensor(5.0)
-    full = contrastive_loss(image, text, scale).item()
-    sizes = [4, 6]  # unequal: images that failed to decode leave ranks with fewer rows
+SIZES = [4, 6]  # unequal: images that failed to decode leave ranks with fewer rows
+SCALE = 5.0
 
-    def fake_gather(x, world):
-        both = torch.cat([image, text], dim=1)
-        return both, sum(sizes[: world.rank])
 
-    monkeypatch.setattr("trainer.loss.gather_rows", fake_gather)
-    starts = [0, 4]
-    per_rank = [
-        contrastive_loss(image[s : s + n], text[s : s + n], scale, World(rank=r, world_size=2)).item()
-        for r, (s, n) in enumerate(zip(starts, sizes))
-    ]
-    assert sum(per_rank) / 2 == pytest.approx(full, rel=1e-6)
+def _loss_worker(rank: int, init_file: str, results: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    image, text = _features(sum(SIZES))
+    start = sum(SIZES[:rank])
+    rows = slice(start, start + SIZES[rank])
+    local_image, local_text = image[rows].clone().requires_grad_(), text[rows].clone().requires_grad_()
+    scale = torch.tensor(SCALE, requires_grad=True)
+    loss = contrastive_loss(local_image, local_text, scale, World(rank=rank, world_size=2))
+    loss.backward()
+    torch.save({"loss": loss.detach(), "image": local_image.grad, "text": local_text.grad, "scale": scale.grad}, f"{results}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_two_processes_score_their_rows_against_the_gathered_rows_like_one_global_batch(tmp_path):
+    """Two gloo processes, each holding its own rows, run the loss through the real gather: the mean of
+    their losses is the one-process loss over the concatenated batch, and the gradient each process
+    gets for its own rows, averaged as DDP averages, is the one-process gradient of those rows (the
+    gather passes back the other process's gradient, as open_clip's gather_with_grad does)."""
+    mp.spawn(_loss_worker, args=(str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2)
+    image, text = _features(sum(SIZES))
+    image.requires_grad_(), text.requires_grad_()
+    scale = torch.tensor(SCALE, requires_grad=True)
+    full = contrastive_loss(image, text, scale)
+    full.backward()
+    ranks = [torch.load(tmp_path / f"out.{rank}", weights_only=True) for rank in range(2)]
+    mean = (ranks[0]["loss"] + ranks[1]["loss"]).item() / 2
+    assert mean == pytest.approx(full.item(), rel=1e-6), "the processes' mean loss is not the one-process loss"
+    torch.testing.assert_close(torch.cat([r["image"] for r in ranks]) / 2, image.grad, msg=lambda m: f"image gradients: {m}")
+    torch.testing.assert_close(torch.cat([r["text"] for r in ranks]) / 2, text.grad, msg=lambda m: f"text gradients: {m}")
+    torch.testing.assert_close((ranks[0]["scale"] + ranks[1]["scale"]) / 2, scale.grad, msg=lambda m: f"logit scale gradient: {m}")
 
 
 def test_accumulation_keeps_the_global_batch_objective(tmp_path):

@@ -1,8 +1,6 @@
 """Weight-decay groups (shared 0.2, specific 0.05, none for biases/norms/embeddings/logit scale) and the schedule."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -80,13 +78,17 @@ def test_optimizer_sees_every_tensor_once_with_its_decay(msclip):
 def test_warmup_then_cosine():
     base, final, warm, total = 1.6e-3, 1.6e-4, 10, 110
     lrs = [lr_at(s, base, final, warm, total) for s in range(total + 1)]
-    assert lrs[0] == pytest.approx(base / warm)
-    assert lrs[9] == pytest.approx(base)
+    # warm-up, base * (step + 1) / 10: 1.6e-3 * 1/10, * 5/10, * 10/10
+    assert [lrs[0], lrs[4], lrs[9]] == pytest.approx([1.6e-4, 8.0e-4, 1.6e-3])
     assert all(b > a for a, b in zip(lrs[:9], lrs[1:10]))
     assert all(b <= a for a, b in zip(lrs[10:], lrs[11:]))
-    assert lrs[60] == pytest.approx((base + final) / 2)
-    assert lrs[total] == pytest.approx(final)
-    assert lr_at(5, base, final, 0, 10) == pytest.approx(final + 0.5 * (1 + math.cos(math.pi * 0.5)) * (base - final))
+    # cosine over steps 10..110, progress (step - 10) / 100; lr = 1.6e-4 + c * 1.44e-3, c = (1 + cos(pi * progress)) / 2:
+    # step 10: c = 1 -> 1.6e-3; step 35: c = (1 + 0.70711) / 2 = 0.85355 -> 1.38912e-3; step 60: c = 0.5 -> 8.8e-4;
+    # step 85: c = (1 - 0.70711) / 2 = 0.14645 -> 3.70883e-4; step 110: c = 0 -> 1.6e-4 (the floor)
+    assert [lrs[10], lrs[35], lrs[60], lrs[85], lrs[110]] == pytest.approx([1.6e-3, 1.38912e-3, 8.8e-4, 3.70883e-4, 1.6e-4], rel=1e-5)
+    assert lr_at(200, base, final, warm, total) == pytest.approx(1.6e-4)  # past the end it stays at the floor
+    # no warm-up, 10 steps: step 5 is half way, c = 0.5 -> 1.6e-4 + 0.5 * 1.44e-3 = 8.8e-4
+    assert lr_at(5, base, final, 0, 10) == pytest.approx(8.8e-4)
 
 
 def test_warmup_length_from_epochs_or_steps():

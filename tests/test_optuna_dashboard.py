@@ -32,10 +32,10 @@ def _get(url: str) -> bytes:
 
 
 def _listen_addresses(port: int) -> set[str]:
-    """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on `port`."""
+    """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on `port` (Linux)."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if not os.path.exists(table):
+        if not os.path.exists(table):  # no tcp6 table without IPv6
             continue
         for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
@@ -82,9 +82,10 @@ def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Pa
         assert detail["note"]["body"] == "## results vs msclip"
         body = _get(f"http://127.0.0.1:{port}/artifacts/{study_id}/{trial._trial_id}/{artifact_id}")
         assert body == b'{"schema": "sharenas/arch/v1"}\n'
-        addresses = _listen_addresses(port)
-        if addresses:  # Linux: bound to 127.0.0.1 only, not 0.0.0.0
-            assert addresses == {"0100007F"}
+        announced = (tmp_path / "dashboard.log").read_text()
+        assert f"optuna-dashboard on http://127.0.0.1:{port}/" in announced, f"the dashboard did not announce its address: {announced!r}"
+        addresses = _listen_addresses(port)  # bound to 127.0.0.1 only, not 0.0.0.0 or an IPv6 address
+        assert addresses == {"0100007F"}, f"sockets listening on port {port} (hex, as in /proc/net/tcp*): {addresses or 'none found'}"
     finally:
         server.terminate()
         server.wait(timeout=10)

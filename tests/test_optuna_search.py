@@ -152,17 +152,25 @@ def test_grid_runs_each_configuration_once_and_reuses_duplicate_policies(tmp_pat
 
 
 def test_multi_objective_study_minimizes_parameters_with_nsga2(tmp_path: Path) -> None:
-    cfg = load_search_config(search_config(tmp_path, n_trials=2, objective={"kind": "multi", "metric": "zeroshot/digits/top1"}))
+    objective = {"kind": "multi", "metric": "zeroshot/digits/top1"}
+    cfg = load_search_config(search_config(tmp_path, n_trials=4, objective=objective, sampler={"seed": 0, "population_size": 2}))
     url = f"sqlite:///{tmp_path / 'study.db'}"
     run_search(cfg, storage=url)
     study = load_study(url, "t")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.metric_names == ["zeroshot/digits/top1", "params_total"]
-    for t in study.get_trials():
+    trials = study.get_trials()
+    for t in trials:
         assert t.state == TrialState.COMPLETE
         assert t.values == [t.user_attrs["metrics"]["zeroshot/digits/top1"], float(t.user_attrs["params_total"])]
         assert t.intermediate_values == {}  # Optuna takes no reports from multi-objective trials
-    assert isinstance(study.sampler, optuna.samplers.BaseSampler)
+    # NSGA-II numbers the generation of every trial it samples (the enqueued baseline has none): the first
+    # `population_size` sampled trials form generation 0, and the next one is a child of the parents that
+    # its elitist selection drew from generation 0 (cached in the study's system attributes).
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in trials]
+    assert generations == [None, 0, 0, 1], f"NSGA-II generations per trial: {generations}"
+    parents = study._storage.get_study_system_attrs(study._study_id).get("NSGAIISampler:parent:1")
+    assert sorted(parents or []) == [trials[1]._trial_id, trials[2]._trial_id], f"generation 1's parents: {parents}"
 
 
 def test_samplers_and_pruners_follow_the_config(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Every command of the README is run, shortened where a full run takes long, or named with the
-test or CI step that runs it: a README edit that is not reflected here fails, so the two cannot drift."""
+"""Every command of the README is run, shortened where a full run takes long, or covered by a test that
+must pass in the same session (or a CI step): a README edit that is not reflected here fails, so the two
+cannot drift."""
 from __future__ import annotations
 
 import os
@@ -91,10 +92,37 @@ def test_every_readme_command_is_run_or_covered():
     assert [c for c in COMMANDS if c not in commands] == [], "COMMANDS lists a command the README no longer has"
 
 
-@pytest.mark.parametrize("where", sorted({w for v in COMMANDS.values() if isinstance(v, tuple) for w in [v[1]] if "::" in w}))
-def test_the_covering_tests_exist(where):
+def covered_by(where: str) -> list[str]:
+    return [readme for readme, how in COMMANDS.items() if how == ("covered", where)]
+
+
+@pytest.mark.after_others
+@pytest.mark.parametrize("where", sorted({how[1] for how in COMMANDS.values() if isinstance(how, tuple) and "::" in how[1]}))
+def test_the_covering_test_ran_and_passed(where, session_outcomes):
+    """A README command counts as covered only when its covering test passed in this session; when that
+    test was skipped, deselected or not collected, this test is skipped with the reason."""
+    commands = "; ".join(covered_by(where))
     path, name = where.split("::")
-    assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), where
+    assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), f"{path} has no test {name}, which covers: {commands}"
+    ids = [test_id for test_id in session_outcomes.collected if test_id == where or test_id.startswith(f"{where}[")]
+    if not ids:
+        pytest.skip(f"{where} was not collected in this session (run the whole suite, as make test does), so these "
+                    f"README commands are unchecked: {commands}")
+    for test_id in ids:
+        if test_id in session_outcomes.deselected:
+            markers = ", ".join(session_outcomes.deselected[test_id]) or "none"
+            pytest.skip(f"{test_id} was deselected by -m, -k or --deselect (its markers: {markers}), so these README commands are unchecked: {commands}")
+        status, detail = session_outcomes.results.get(test_id, ("not run", ""))
+        if status == "skipped":
+            pytest.skip(f"{test_id} was skipped ({detail}), so these README commands are unchecked: {commands}")
+        assert status == "passed", f"{test_id} {status} {detail}: these README commands are not shown to work: {commands}"
+
+
+def test_the_ci_script_runs_what_it_covers():
+    steps = (ROOT / ".ci" / "run").read_text().splitlines()
+    for readme, how in COMMANDS.items():
+        if isinstance(how, tuple) and how[1].startswith(".ci/run"):
+            assert readme in steps, f"{readme!r} is named as run by .ci/run, which does not run it"
 
 
 def test_the_readme_commands_run_in_order(tmp_path):

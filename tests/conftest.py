@@ -1,0 +1,56 @@
+"""What happened to each test of this session, for tests that vouch for other tests (the README's
+commands count as covered only by a covering test that ran and passed). Tests marked `after_others`
+run after every other test, so the outcomes they read are final."""
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class SessionOutcomes:
+    """Per test id: which tests were collected, deselected (with their markers), and how each that ran ended."""
+
+    collected: set[str] = field(default_factory=set, repr=False)
+    deselected: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    results: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    """test id -> ("passed" | "failed" | "skipped", the skip reason or failing phase)."""
+
+
+OUTCOMES = pytest.StashKey[SessionOutcomes]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[OUTCOMES] = SessionOutcomes()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[OUTCOMES].collected.update(item.nodeid for item in items)
+    items.sort(key=lambda item: item.get_closest_marker("after_others") is not None)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.config.stash[OUTCOMES].deselected[item.nodeid] = [m.name for m in item.iter_markers() if m.name != "parametrize"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    results = item.config.stash[OUTCOMES].results
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        results[item.nodeid] = ("skipped", reason.removeprefix("Skipped: "))
+    elif report.failed:
+        results[item.nodeid] = ("failed", f"in {report.when}")
+    elif report.when == "call" and item.nodeid not in results:
+        results[item.nodeid] = ("passed", "")
+    return report
+
+
+@pytest.fixture
+def session_outcomes(request: pytest.FixtureRequest) -> SessionOutcomes:
+    return request.config.stash[OUTCOMES]
