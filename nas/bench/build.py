@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from nas.bench.config import LoadedBench, load_bench_config
+from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
 from trainer.config import ConfigError, dump_config, load_config, to_dict
 
@@ -60,6 +60,17 @@ def _atomic_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def held_out_pairs(section: HeldOutSection, bundle: Any, size: Any) -> Any:
+    """The pairs the bench scores every checkpoint on (see `HeldOutSection`)."""
+    from trainer.data import fresh_shapes
+
+    if section.source == "data":
+        if bundle.heldout is None:
+            raise ConfigError("heldout.source: data, but the recipe's data has no held-out split (use source real, or heldout.source shapes)")
+        return bundle.heldout
+    return fresh_shapes(section.pairs, section.seed, size.image_size, size.context_length)
+
+
 def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
     """Train one entry (resuming its run), score its checkpoints on the held-out set, write its record."""
     import torch
@@ -67,7 +78,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     from search_spaces import build_model, count_params, get_size, resolve_policy
     from trainer.checkpoint import list_checkpoints, load_model_weights, read_state
     from trainer.config import TrainConfig
-    from trainer.data import build_data, fresh_shapes
+    from trainer.data import build_data
     from trainer.distributed import pick_device
     from trainer.evaluation.heldout import held_out_loss, materialize
     from trainer.loop import autocast_context, train
@@ -94,7 +105,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     result = train(train_cfg, run, resume=(run / "config.yaml").is_file())
     seconds = time.perf_counter() - start
     device = pick_device(t.device)
-    held_out = materialize(fresh_shapes(cfg.heldout.pairs, cfg.heldout.seed, size.image_size, size.context_length), cfg.heldout.batch_size)
+    held_out = materialize(held_out_pairs(cfg.heldout, bundle, size), cfg.heldout.batch_size)
     model = build_model(policy, size).to(device)
     curve = []
     for checkpoint in list_checkpoints(run):

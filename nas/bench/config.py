@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from trainer.config import ConfigError, TrainConfig, load_config
 
@@ -32,14 +33,18 @@ class RandomSection:
 
 @dataclass
 class HeldOutSection:
-    """The ground-truth metric: the contrastive loss on `pairs` freshly generated shapes pairs (stream
-    `seed`, disjoint from every training split) in fixed batches of `batch_size`."""
+    """The ground-truth metric: the contrastive loss in fixed batches of `batch_size` on `source`:
+    "shapes", `pairs` freshly generated shapes pairs (stream `seed`, disjoint from every training
+    split), or "data", the recipe data's own held-out split (all of it; e.g. the real set's)."""
 
+    source: Literal["shapes", "data"] = "shapes"
     pairs: int = 4096
     seed: int = 123
     batch_size: int = 128
 
     def __post_init__(self) -> None:
+        if self.source not in ("shapes", "data"):
+            raise ConfigError(f"heldout.source: {self.source!r} is not one of shapes, data")
         if self.pairs < 2 * self.batch_size or self.batch_size < 2:
             raise ConfigError(f"heldout: need batch_size >= 2 and pairs >= 2 batches, got {self.pairs} pairs, batch {self.batch_size}")
 
