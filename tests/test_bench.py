@@ -248,3 +248,26 @@ def test_markdown_of_a_one_seed_table_with_the_paper_check(tmp_path):
     assert table["noise_ceiling"] is None and table["paper_check"]
     text = bench_markdown(table, "one seed", "cmd")
     assert "One seed per policy: no noise ceiling." in text and "msclip-es vs msclip" in text
+
+
+def test_reuse_copies_entries_trained_the_same_way_and_trains_the_rest(tmp_path):
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    small = tiny_bench(first_dir, policies=["msclip"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0])
+    assert build_bench(small, first_dir / "out") == []
+    trained = json.loads(entry_file(first_dir / "out", Entry("msclip", 0)).read_text())
+
+    larger = tiny_bench(second_dir, policies=["msclip", "share-all"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0])
+    result = CliRunner().invoke(app, ["bench", "build", str(larger), "--out", str(second_dir / "out"), "--reuse", str(first_dir / "out")])
+    assert result.exit_code == 0, result.output
+    assert "reused 1 finished entries" in result.output and "1/2 entries done, 1 to train" in result.output
+    assert json.loads(entry_file(second_dir / "out", Entry("msclip", 0)).read_text()) == trained  # copied, not retrained
+
+    other = tmp_path / "c"
+    other.mkdir()
+    changed = tiny_bench(other, policies=["msclip"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0], train_overrides=["optim.lr=0.001"])
+    prepared = prepare(load_bench_config(changed), other / "out")
+    from nas.bench.build import reuse_entries
+
+    assert reuse_entries(load_bench_config(changed), other / "out", first_dir / "out", prepared) == []  # another recipe: nothing to reuse

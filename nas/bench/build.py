@@ -71,6 +71,58 @@ def held_out_pairs(section: HeldOutSection, bundle: Any, size: Any) -> Any:
     return fresh_shapes(section.pairs, section.seed, size.image_size, size.context_length)
 
 
+def entry_recipe(bench: LoadedBench, out: Path, name: str, seed: int) -> dict[str, Any]:
+    """The training config of one entry: the bench recipe with the entry's policy file and seed."""
+    recipe = to_dict(bench.recipe)
+    recipe["model"]["policy"] = str((out / POLICIES / f"{name}.json").resolve())
+    recipe["train"].update(seed=seed, num_threads=1, progress=False)
+    return recipe
+
+
+def _scoring(cfg: Any) -> dict[str, Any]:
+    """What an entry's record depends on beyond its training run: the held-out set and the scoring cadence."""
+    return {"heldout": to_dict(cfg.heldout), "score_every_epochs": cfg.score_every_epochs}
+
+
+def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A run's config without what does not change its training: where its policy file lies (compared
+    by content instead) and how often it checkpointed (`run_entry` sets that per bench)."""
+    recipe = json.loads(json.dumps(recipe))
+    del recipe["model"]["policy"]
+    for key in ("checkpoint_every", "keep_checkpoints"):
+        recipe["train"].pop(key, None)
+    return recipe
+
+
+def reuse_entries(bench: LoadedBench, out: Path, source: Path, entries: list[Entry]) -> list[Entry]:
+    """Copy the finished entries of the bench at `source` that trained the same policy with the same
+    recipe and seed and were scored the same way (e.g. the runs a length study already made at the
+    chosen length); returns the entries copied."""
+    saved = source / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--reuse {source}: no bench there (no config.yaml); give the --out of an earlier `bench build`")
+    other = load_config(saved, type(bench.cfg))
+    if _scoring(other) != _scoring(bench.cfg):
+        raise ConfigError(f"--reuse {source}: that bench scores on another held-out set or cadence; its entries cannot be reused")
+    copied = []
+    for entry in entries:
+        record, run = entry_file(source, entry), source / RUNS / entry.name / f"seed_{entry.seed}"
+        theirs, ours = source / POLICIES / f"{entry.name}.json", out / POLICIES / f"{entry.name}.json"
+        if entry_file(out, entry).is_file() or not record.is_file() or not theirs.is_file():
+            continue
+        if json.loads(theirs.read_text()) != json.loads(ours.read_text()):
+            continue
+        if _comparable(to_dict(load_config(run / "config.yaml", type(bench.recipe)))) != _comparable(
+                to_dict(load_config(entry_recipe(bench, out, entry.name, entry.seed), type(bench.recipe)))):
+            continue
+        target = out / RUNS / entry.name / f"seed_{entry.seed}"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(run, target)
+        _atomic_json(entry_file(out, entry), json.loads(record.read_text()))
+        copied.append(entry)
+    return copied
+
+
 def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
     """Train one entry (resuming its run), score its checkpoints on the held-out set, write its record."""
     import torch
@@ -88,10 +140,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     bench = load_bench_config(config, overrides)
     cfg, out_dir = bench.cfg, Path(out)
     policy_file = out_dir / POLICIES / f"{name}.json"
-    recipe = to_dict(bench.recipe)
-    recipe["model"]["policy"] = str(policy_file.resolve())
-    recipe["train"].update(seed=seed, num_threads=1, progress=False)
-    train_cfg = load_config(recipe, TrainConfig)
+    train_cfg = load_config(entry_recipe(bench, out_dir, name, seed), TrainConfig)
     size = get_size(train_cfg.model.size)
     policy = resolve_policy(str(policy_file), size)
     bundle = build_data(train_cfg.data, size.image_size, size.context_length)
@@ -172,17 +221,21 @@ def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
     return bench_entries(bench, list(policies))
 
 
-def build_bench(config: str | Path, out: str | Path, workers: int = 1, overrides: list[str] = ()) -> list[Entry]:
-    """Run every missing entry; returns the entries that failed (empty when the bench is complete)."""
+def build_bench(config: str | Path, out: str | Path, workers: int = 1, overrides: list[str] = (), reuse: list[Path] = ()) -> list[Entry]:
+    """Run every missing entry (after copying those that the benches in `reuse` already trained the
+    same way); returns the entries that failed (empty when the bench is complete)."""
     bench, out = load_bench_config(config, list(overrides)), Path(out)
     with build_lock(out):
-        return _build(bench, Path(config), out, workers, list(overrides))
+        return _build(bench, Path(config), out, workers, list(overrides), list(reuse))
 
 
-def _build(bench: LoadedBench, config: Path, out: Path, workers: int, overrides: list[str]) -> list[Entry]:
+def _build(bench: LoadedBench, config: Path, out: Path, workers: int, overrides: list[str], reuse: list[Path]) -> list[Entry]:
     from tqdm import tqdm
 
     entries = prepare(bench, out)
+    for source in reuse:
+        copied = reuse_entries(bench, out, Path(source), entries)
+        print(f"bench: reused {len(copied)} finished entries of {source}", file=sys.stderr)
     todo = [e for e in entries if not entry_file(out, e).is_file()]
     print(f"bench {bench.cfg.name}: {len(entries) - len(todo)}/{len(entries)} entries done, {len(todo)} to train with {workers} worker(s) -> {out}", file=sys.stderr)
     failed: list[Entry] = []

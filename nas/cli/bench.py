@@ -27,6 +27,7 @@ def build(
     out: Path = typer.Option(..., "--out", help="Bench directory; rerun the same command to resume."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes, one CPU thread each."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a bench config value (repeatable)."),
+    reuse: Optional[list[Path]] = typer.Option(None, "--reuse", help="Another bench directory whose entries trained the same way are copied, not retrained (repeatable)."),
 ) -> None:
     """Train every (policy, seed) entry of a bench standalone; resumable."""
     from search_spaces import PolicyError
@@ -35,7 +36,7 @@ def build(
     from nas.bench.build import build_bench
 
     try:
-        failed = build_bench(config, out, workers, overrides or [])
+        failed = build_bench(config, out, workers, overrides or [], reuse or [])
     except (*USER_ERRORS, PolicyError, RuntimeError) as exc:
         raise error_exit(exc, 2 if not isinstance(exc, RuntimeError) else 1) from None
     if failed:
