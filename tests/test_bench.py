@@ -1,4 +1,6 @@
-"""ShareBench: resumable builds, the noise ceiling by hand, the table's JSON shape, rank checks."""
+"""ShareBench: resumable builds, the noise ceiling by hand, the pooled seed std and the paired
+differences by hand, computed chance levels, the table's JSON shape and its recomputation from the runs
+it records, rank checks, reusing another bench's entries."""
 from __future__ import annotations
 
 import json
@@ -14,7 +16,7 @@ from nas.bench.config import load_bench_config
 from nas.bench.policies import bench_policies, shared_sublayers
 from nas.bench.rank_check import run_rank_check
 from nas.bench.ranking import kendall_tau
-from nas.bench.table import bench_table, runs_frame, seed_agreement
+from nas.bench.table import bench_table, entry_policies, recompute_table, runs_frame, seed_agreement
 from nas.cli import app
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -28,6 +30,7 @@ RECIPE = {
 
 
 def tiny_bench(tmp_path: Path, **extra) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
     config = tmp_path / "bench.yaml"
     config.write_text(yaml.safe_dump({
@@ -92,6 +95,12 @@ def test_build_skips_finished_entries_and_resumes_a_half_trained_one(tmp_path, m
     assert msclip["runs"][0]["val_loss"] == pytest.approx(reference["val_loss"])
     assert {"kendall", "kendall_ci", "spearman"} <= set(table["noise_ceiling"])
     assert [r["step"] for r in table["length_study"]] == [7, 14]
+    # Chance levels recorded by the build: 64 held-out pairs in batches of 32; 24 shapes classes; no digits data.
+    assert table["chance"]["val_loss"] == pytest.approx(np.log(32)) and table["chance"]["zeroshot_shapes"] == pytest.approx(100 / 24)
+    assert table["chance"]["zeroshot_digits"] is None
+    share_all = table["policies"]["share-all"]["vs_reference"]["val_loss"]
+    pairs = [run["val_loss"] - m["val_loss"] for run, m in zip(table["policies"]["share-all"]["runs"], msclip["runs"])]
+    assert share_all["n"] == 2 and share_all["mean"] == pytest.approx(np.mean(pairs)) and share_all["se"] == pytest.approx(abs(pairs[0] - pairs[1]) / 2)
 
     again = CliRunner().invoke(app, ["bench", "build", str(config), "--out", str(out)])
     assert again.exit_code == 0 and "6/6 entries done, 0 to train" in again.output, again.output
@@ -115,9 +124,16 @@ def hand_made_records() -> list[dict]:
     return records
 
 
+def write_entries(bench_dir: Path, records: list[dict]) -> None:
+    for record in records:
+        path = bench_dir / "entries" / record["name"] / f"seed_{record['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+
+
 def test_noise_ceiling_on_a_hand_made_table_with_ties(tmp_path):
     records = hand_made_records()
-    runs = runs_frame(records)
+    runs = runs_frame(entry_policies(records), ["val_loss"])
     ceiling = seed_agreement(runs, "val_loss", bootstrap=300)
     # negated losses (higher = better), seed 0 [-1.0, -1.2, -1.1, -1.5, -1.3] against seed 1
     # [-1.1, -1.1, -1.3, -1.6, -1.2]: 7 concordant and 2 discordant pairs, one tie in seed 1, so
@@ -126,15 +142,117 @@ def test_noise_ceiling_on_a_hand_made_table_with_ties(tmp_path):
     assert ceiling["kendall"] == pytest.approx(5 / 90**0.5)
     assert ceiling["spearman"] == pytest.approx(6 / 95**0.5)
     assert ceiling["kendall_ci"][0] <= ceiling["kendall"] <= ceiling["kendall_ci"][1]
-    for record in records:
-        path = tmp_path / "entries" / record["name"] / f"seed_{record['seed']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
+    write_entries(tmp_path, records)
     table = bench_table(tmp_path, bootstrap=300)
     a = table["policies"]["a"]
     assert a["mean"]["val_loss"] == pytest.approx(1.0) and a["std"]["val_loss"] == pytest.approx(np.std([1.0, 1.1, 0.9], ddof=1))
     assert list(table["policies"])[0] == "a"  # best (lowest) mean loss first
     assert table["noise_ceiling"]["kendall"] == pytest.approx(ceiling["kendall"])
+
+
+SPREAD_LOSSES = {"msclip": {0: 1.0, 1: 1.2, 2: 1.4}, "x": {0: 0.9, 1: 1.0, 2: 1.3}, "y": {0: 1.3, 1: 1.4}, "z": {2: 1.5}}
+"""`y` lacks msclip's seed 2; `z` has only seed 2."""
+TRAINER_CHANCE = {"zeroshot/shapes/top1": 100 / 24, "retrieval/shapes/i2t_r1": 100 / 286}
+
+
+def spread_bench(bench_dir: Path, chance: dict | None = TRAINER_CHANCE, **config) -> Path:
+    """A bench directory of SPREAD_LOSSES, built with a held-out set of 100 pairs in batches of 32; its
+    entries record the trainer's `chance` levels (none: entries of a build before they were recorded)."""
+    records = [{
+        "name": name, "seed": seed, "params": 100, "shared_sublayers": 0, "steps": 1, "val_loss": loss,
+        "curve": [{"step": 1, "epoch": 1.0, "val_loss": loss}], "metrics": {"zeroshot/shapes/top1": 10 * loss},
+        **({"chance": chance} if chance else {}), "train_seconds": 1.0, "policy": {},
+    } for name, losses in SPREAD_LOSSES.items() for seed, loss in losses.items()]
+    write_entries(bench_dir, records)
+    (bench_dir / "config.yaml").write_text(yaml.safe_dump({"heldout": {"pairs": 100, "batch_size": 32}, **config}))
+    return bench_dir
+
+
+def test_pooled_seed_std_and_differences_paired_by_seed_by_hand(tmp_path):
+    from nas.bench.render import bench_markdown
+    from nas.cli.bench import json_safe
+
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
+    # Within-policy sums of squares: msclip 0.08 (mean 1.2), x 0.78/9 (mean 3.2/3), y 0.005 (mean 1.35), z 0; df 2+2+1+0.
+    assert table["pooled_std"]["val_loss"] == {"std": pytest.approx(np.sqrt((0.08 + 0.78 / 9 + 0.005) / 5)), "df": 5, "policies": 3}
+    assert table["pooled_std"]["val_loss"]["std"] == pytest.approx(0.185293, abs=1e-6)
+    assert table["reference"] == "msclip" and "vs_reference" not in table["policies"]["msclip"]
+    x = table["policies"]["x"]["vs_reference"]["val_loss"]  # differences -0.1, -0.2, -0.1
+    assert x["n"] == 3 and x["seeds"] == [0, 1, 2] and x["mean"] == pytest.approx(-0.4 / 3)
+    assert x["se"] == pytest.approx(np.sqrt(0.02 / 3 / 2 / 3)) and x["se"] == pytest.approx(1 / 30)
+    assert x["ci95"] == pytest.approx([-0.4 / 3 - 4.302653 / 30, -0.4 / 3 + 4.302653 / 30], abs=1e-6)  # t(0.975, 2 df)
+    y = table["policies"]["y"]["vs_reference"]["val_loss"]  # seeds 0 and 1 only: 0.3, 0.2 (unpaired means would give 0.15)
+    assert y["n"] == 2 and y["seeds"] == [0, 1] and y["mean"] == pytest.approx(0.25) and y["se"] == pytest.approx(0.05)
+    assert y["ci95"] == pytest.approx([0.25 - 12.706205 * 0.05, 0.25 + 12.706205 * 0.05], abs=1e-5)  # t(0.975, 1 df)
+    z = table["policies"]["z"]["vs_reference"]["val_loss"]
+    assert (z["n"], z["seeds"], z["mean"], z["se"], z["ci95"]) == (1, [2], pytest.approx(0.1), None, [None, None])
+    assert table["policies"]["y"]["vs_reference"]["zeroshot_shapes"]["mean"] == pytest.approx(2.5)
+    assert table["policies"]["x"]["std"]["val_loss"] == pytest.approx(np.sqrt(0.78 / 9 / 2))  # the existing keys stay
+    text = bench_markdown(table, "spread", "cmd")
+    assert "held-out loss: 0.1853 nats (df 5," in text and "## Differences from `msclip`, paired by seed" in text
+    assert "| y        | 2              | +0.250 ± 0.050" in text
+    other = json_safe(bench_table(spread_bench(tmp_path / "other", reference="y"), bootstrap=100))
+    assert other["reference"] == "y" and other["policies"]["msclip"]["vs_reference"]["val_loss"]["mean"] == pytest.approx(-0.25)
+
+
+def test_chance_levels_are_computed_for_the_bench_and_kept_in_its_json(tmp_path):
+    from nas.bench.render import policy_frame
+    from nas.cli.bench import json_safe
+
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
+    # 100 pairs in batches of 32: three batches of 32 and one of 4, averaged per pair.
+    assert table["chance"]["val_loss"] == pytest.approx((96 * 5 * np.log(2) + 4 * np.log(4)) / 100) == pytest.approx(3.382558, abs=1e-6)
+    assert table["chance"]["zeroshot_shapes"] == pytest.approx(4.166667, abs=1e-6) and table["chance"]["zeroshot_digits"] is None
+    assert table["chance"]["retrieval_shapes_i2t_r1"] == pytest.approx(0.349650, abs=1e-6)
+    columns = list(policy_frame(table).columns)
+    assert "held-out loss (nats; chance 3.38)" in columns and "zero-shot shapes (%; chance 4.17)" in columns
+    assert "shapes i2t R@1 (%; chance 0.35)" in columns and "zero-shot digits (%)" in columns
+    (tmp_path / "bench.json").write_text(json.dumps(table))
+    result = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "bench.json"), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert "held-out loss (nats; chance 3.38)" in result.output and "zero-shot shapes (%; chance 4.17)" in result.output
+    assert "Differences from msclip paired by seed" in result.output
+
+
+def test_chance_levels_of_a_bench_built_before_they_were_recorded_come_from_its_config(tmp_path):
+    from trainer.config import dump_config
+
+    config = tiny_bench(tmp_path)
+    bench = spread_bench(tmp_path / "bench", chance=None)
+    dump_config(load_bench_config(config).cfg, bench / "config.yaml")
+    plain = json.loads(CliRunner().invoke(app, ["bench", "show", str(bench), "--json", "--bootstrap", "100"]).output)
+    assert plain["chance"]["val_loss"] == pytest.approx(np.log(32)) and plain["chance"]["zeroshot_shapes"] is None
+    result = CliRunner().invoke(app, ["bench", "show", str(bench), "--config", str(config), "--json", "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    chance = json.loads(result.output)["chance"]
+    assert chance["val_loss"] == pytest.approx(np.log(32))  # 64 pairs in two batches of 32
+    assert chance["zeroshot_shapes"] == pytest.approx(100 / 24) and chance["zeroshot_digits"] is None  # 24 classes; no digits
+    other = tiny_bench(tmp_path / "other", heldout={"pairs": 64, "batch_size": 16})
+    refused = CliRunner().invoke(app, ["bench", "show", str(bench), "--config", str(other)])
+    assert refused.exit_code == 2 and "heldout.batch_size" in refused.output, refused.output
+
+
+def test_bench_show_of_a_json_recomputes_it_from_its_runs(tmp_path):
+    from nas.bench.table import load_paper_results
+    from nas.cli.bench import json_safe
+
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100, paper=load_paper_results()))
+    legacy = json.loads(json.dumps(table))
+    for key in ("reference", "chance", "pooled_std"):
+        del legacy[key]
+    for name, policy in legacy["policies"].items():
+        policy.pop("vs_reference", None)
+        policy["mean"]["val_loss"] = policy["std"]["val_loss"] = 0.0  # summaries are recomputed, not read
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    result = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "legacy.json"), "--json", "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.output)
+    assert again["chance"]["val_loss"] == table["chance"]["val_loss"] and again["chance"]["zeroshot_shapes"] is None  # the data decide the rest
+    assert {k: v for k, v in again.items() if k != "chance"} == {k: v for k, v in table.items() if k != "chance"}
+    assert json_safe(recompute_table(table, bootstrap=100, paper=load_paper_results())) == table  # a recomputed JSON keeps its recorded chance levels
+    (tmp_path / "runless.json").write_text(json.dumps({"policies": {"a": {"mean": {}}}}))
+    refused = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "runless.json")])
+    assert refused.exit_code == 2 and "policies[*].runs" in refused.output, refused.output
 
 
 def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):

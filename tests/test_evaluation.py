@@ -277,6 +277,17 @@ def test_evaluate_real_tiny_model(preset: str, nmi_layers: range) -> None:
     assert all(0.0 <= v <= 100.0 for v in metrics.values()) and len(metrics) == 6 + 2 + 1 + len(nmi_layers) + bool(nmi_layers)
 
 
+def test_contrastive_chance_is_ln_batch_averaged_per_pair_by_hand():
+    from trainer.evaluation.chance import contrastive_chance
+
+    assert contrastive_chance(4096, 128) == pytest.approx(4.852030, abs=1e-6)  # ln 128
+    assert contrastive_chance(300, 128) == pytest.approx((256 * 4.852030 + 44 * 3.784190) / 300, abs=1e-5)  # 128, 128, 44
+    assert contrastive_chance(300, 128) == pytest.approx(4.695414, abs=1e-6)
+    assert contrastive_chance(257, 128) == pytest.approx(4.852030, abs=1e-6)  # a last batch of 1 is dropped
+    with pytest.raises(ValueError, match="no batch of 2"):
+        contrastive_chance(1, 128)
+
+
 def test_chance_levels_and_units_say_what_a_number_means():
     from trainer.evaluation.chance import chance_levels, unit_of
 

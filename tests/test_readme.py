@@ -59,7 +59,8 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     ".venv/bin/sharenas bench build experiments/bench/sharebench-tiny.yaml --out runs/sharebench-tiny --workers 2":
         ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
     ".venv/bin/sharenas bench show runs/sharebench-tiny": ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
-    ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json": ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json",
+    ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json":
+        ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json --bootstrap 200",
     "scripts/sharebench.sh": ("covered", "the bench and rank-check tests run each command it chains; the script itself takes hours"),
     ".venv/bin/sharenas export runs/gumbel --out exports/gumbel": ".venv/bin/sharenas export runs/gumbel --out exports/gumbel",
     ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx": ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx",

@@ -56,7 +56,7 @@ class BenchConfig:
     (relative to this file). Every policy runs with `seeds` (two or more give the noise ceiling; one
     suits a table of short trials scored against a full bench); `extra_seeds` adds seeds for some.
     Each run is scored on the held-out set at the end of every `score_every_epochs` epochs (the
-    training-length study)."""
+    training-length study). `reference`: the policy every other one is compared with, paired by seed."""
 
     name: str = "sharebench-tiny"
     version: int = 1
@@ -70,6 +70,7 @@ class BenchConfig:
     heldout: HeldOutSection = field(default_factory=HeldOutSection)
     score_every_epochs: int = 1
     bootstrap: int = 2000
+    reference: str = "msclip"
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from search_spaces import SharingPolicy
 from trainer.config import ConfigError, load_config, to_dict
+from trainer.evaluation.chance import contrastive_chance
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
@@ -285,6 +286,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names), "picks": picks,
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
+        "val_loss_chance": contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -1,4 +1,5 @@
-"""The bench as markdown (pandas `to_markdown`): the per-policy table, the noise ceilings, the
+"""The bench as markdown (pandas `to_markdown`): the per-policy table with computed chance levels, the
+pooled seed std, the differences from the reference paired by seed, the noise ceilings, the
 training-length study and the paper check."""
 from __future__ import annotations
 
@@ -20,18 +21,75 @@ def _pm(mean: float | None, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
+LABELS = {
+    "val_loss": ("held-out loss", "nats", 3),
+    "zeroshot_shapes": ("zero-shot shapes", "%", 1),
+    "zeroshot_digits": ("zero-shot digits", "%", 1),
+    "retrieval_shapes_i2t_r1": ("shapes i2t R@1", "%", 1),
+    "retrieval_shapes_t2i_r1": ("shapes t2i R@1", "%", 1),
+    "linear_probe_digits": ("linear probe digits", "%", 1),
+}
+"""Column -> (heading, unit, decimals); a column not listed is headed by its name, with 3 decimals."""
+
+
+def _metrics(table: dict[str, Any]) -> list[str]:
+    return list(next(iter(table["policies"].values()))["mean"])
+
+
+def _label(table: dict[str, Any], metric: str, chance: bool = True) -> str:
+    name, unit, _ = LABELS.get(metric, (metric, "", 3))
+    level = (table.get("chance") or {}).get(metric) if chance else None
+    notes = [n for n in (unit, None if level is None else f"chance {level:.3g}") if n]
+    return f"{name} ({'; '.join(notes)})" if notes else name
+
+
+def _digits(metric: str) -> int:
+    return LABELS.get(metric, (metric, "", 3))[2]
+
+
 def policy_frame(table: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for name, p in table["policies"].items():
         m, s = p["mean"], p["std"]
-        rows.append({
-            "policy": name, "params": f"{p['params']:,}", "seeds": len(p["runs"]),
-            "held-out loss (nats; chance 4.85)": _pm(m["val_loss"], s["val_loss"], 3),
-            "zero-shot shapes % (chance 4.2)": _pm(m["zeroshot_shapes"], s["zeroshot_shapes"], 1),
-            "zero-shot digits % (chance 10)": _pm(m["zeroshot_digits"], s["zeroshot_digits"], 1),
-            "shapes i2t R@1 % (chance 0.3)": _pm(m["retrieval_shapes_i2t_r1"], s["retrieval_shapes_i2t_r1"], 1),
-            "shapes t2i R@1 % (chance 0.3)": _pm(m["retrieval_shapes_t2i_r1"], s["retrieval_shapes_t2i_r1"], 1),
-        })
+        rows.append({"policy": name, "params": f"{p['params']:,}", "seeds": len(p["runs"]),
+                     **{_label(table, c): _pm(m[c], s[c], _digits(c)) for c in _metrics(table)}})
+    return pd.DataFrame(rows)
+
+
+def spread_frame(table: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"metric": _label(table, c, chance=False), "pooled seed std": _pm(v["std"], None, _digits(c) + 1), "df": v["df"], "policies": v["policies"]}
+            for c, v in (table.get("pooled_std") or {}).items()]
+    return pd.DataFrame(rows)
+
+
+def spread_line(table: dict[str, Any]) -> str:
+    """The pooled seed std of the held-out loss, in words."""
+    pooled = (table.get("pooled_std") or {}).get("val_loss")
+    if not pooled or pooled["std"] is None:
+        return "One seed per policy: no pooled seed std."
+    return (f"**Pooled seed std** of the held-out loss: {pooled['std']:.4f} nats (df {pooled['df']}, within-policy variance pooled over "
+            f"{pooled['policies']} policies); each policy's own std has its seeds - 1 df.")
+
+
+def _paired(d: dict[str, Any] | None, digits: int) -> str:
+    if not d or d["mean"] is None:
+        return "-"
+    return f"{d['mean']:+.{digits}f}" + ("" if d["se"] is None else f" ± {d['se']:.{digits}f}")
+
+
+def paired_frame(table: dict[str, Any]) -> pd.DataFrame:
+    """Each policy's difference from the reference paired by seed: mean ± standard error per metric, n and
+    the 95% interval of the held-out loss's."""
+    rows = []
+    for name, p in table["policies"].items():
+        paired = p.get("vs_reference")
+        if not paired:
+            continue
+        loss = paired.get("val_loss") or {}
+        low, high = loss.get("ci95") or (None, None)
+        rows.append({"policy": name, "paired seeds": loss.get("n", 0),
+                     **{_label(table, c, chance=False): _paired(paired.get(c), _digits(c)) for c in _metrics(table)},
+                     "held-out loss 95% CI": "-" if low is None else f"[{low:+.3f}, {high:+.3f}]"})
     return pd.DataFrame(rows)
 
 
@@ -71,22 +129,39 @@ def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bench_markdown(table: dict[str, Any], title: str, command: str) -> str:
+def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str = "") -> str:
     nc = table["noise_ceiling"]
     ceiling = (
         f"**Noise ceiling** (held-out loss, seed 0 vs seed 1 over {int(nc['n'])} policies): Kendall tau {_ci(nc)}, "
         f"Spearman rho {_ci(nc, 'spearman')}; no-agreement spread of tau ±{nc['null_kendall_sd']:.3f} (1 sd)."
         if nc else "One seed per policy: no noise ceiling."
     )
+    reference, paired = table["reference"], paired_frame(table)
     parts = [
         f"# {title}", "",
-        f"Regenerate: `{command}`. {table['entries']} training runs of one CPU thread each, {table['train_wall_seconds'] / 3600:.1f} hours "
-        "of wall time summed over runs "
+        f"Regenerate: `{command}`{f' ({origin})' if origin else ''}. {table['entries']} training runs of one CPU thread each, "
+        f"{table['train_wall_seconds'] / 3600:.1f} hours of wall time summed over runs "
         f"(packages: {', '.join(f'{k} {v}' for k, v in table['packages'].items())}). Means ± std over seeds (ddof 1); "
-        "held-out loss: lower is better; percentages are accuracies / recalls in percent.", "",
-        ceiling, "",
+        "held-out loss: lower is better; percentages are accuracies / recalls in percent; chance: the score of uninformative "
+        "features on this bench's evaluation data.", "",
+        ceiling, "", spread_line(table), "",
         "## Policies", "", policy_frame(table).to_markdown(index=False), "",
+        "## Seed spread pooled over policies", "",
+        "The seed-to-seed std of one run, from the within-policy variance pooled over every policy with two or more seeds "
+        "(degrees of freedom: the sum of seeds - 1 over policies), where a policy's own std has only its seeds - 1. "
+        "Differences from the reference are judged best paired by seed (next section).", "",
+        spread_frame(table).to_markdown(index=False, disable_numparse=True), "",
     ]
+    if paired.empty:
+        parts += [f"No `{reference}` runs in this bench: no differences paired by seed.", ""]
+    else:
+        parts += [
+            f"## Differences from `{reference}`, paired by seed", "",
+            f"Mean over the seeds both have of policy - `{reference}` ± its standard error (std of the differences, ddof 1, over "
+            "sqrt n); the interval is Student t with n - 1 df. A seed's effect is largely shared by all policies, so pairing "
+            "removes it; with one paired seed there is no standard error.", "",
+            paired.to_markdown(index=False, disable_numparse=True), "",
+        ]
     if nc:
         parts += [
             "## Noise ceiling per metric", "", ceiling_frame(table).to_markdown(index=False), "",
@@ -126,16 +201,16 @@ def rank_check_markdown(result: dict[str, Any], command: str) -> str:
         f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
         f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n.", "",
         rank_check_frame(result).to_markdown(index=False), "",
-        *(_picks_section(result["picks"]) if result.get("picks") else []),
+        *(_picks_section(result["picks"], result.get("val_loss_chance")) if result.get("picks") else []),
     ])
 
 
-def _picks_section(rows: list[dict[str, Any]]) -> list[str]:
+def _picks_section(rows: list[dict[str, Any]], chance: float | None) -> list[str]:
     from nas.bench.picks import picks_frame
 
     return [
         "## What each proxy would pick within the search's budget", "",
         "Among the bench policies in the space and within the budget; standalone: the bench's mean ± std over seeds "
-        "(held-out loss in nats, lower is better; chance 4.85).", "",
+        f"(held-out loss in nats, lower is better{'' if chance is None else f'; chance {chance:.3g}'}).", "",
         picks_frame(rows).to_markdown(index=False), "",
     ]

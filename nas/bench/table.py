@@ -1,6 +1,8 @@
-"""A bench directory (or its committed JSON) as a table: per-policy mean +- std over seeds, the noise
-ceiling (how well two seeds of the same training rank the policies alike), the training-length study
-and the check of the paper's ablation directions."""
+"""A bench directory (or its committed JSON, recomputed from the runs it records) as a table: per-policy
+mean +- std over seeds, the pooled seed std and each policy's difference from the reference policy
+paired by seed, the chance level of every metric, the noise ceiling (how well two seeds of the same
+training rank the policies alike), the training-length study and the check of the paper's ablation
+directions."""
 from __future__ import annotations
 
 import json
@@ -10,8 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from trainer.config import load_config
+
+from nas.bench.chance import column_chance, recipe_chance
+from nas.bench.config import BenchConfig, HeldOutSection
 from nas.bench.ranking import rank_agreement
+from nas.bench.spread import finite, paired_records, pooled_std
 
 SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
@@ -42,22 +50,35 @@ def _get(record: dict[str, Any], path: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
-def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def entry_policies(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Entry records as the table's policies before any summary: params, policy, shared sublayers and
+    the runs by seed (the form `policies[*]` of a bench JSON keeps them in)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        entry = out.setdefault(r["name"], {"params": r["params"], "policy": r["policy"], "shared_sublayers": r.get("shared_sublayers"), "runs": []})
+        entry["runs"].append({"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
+                              **{c: finite(_get(r, p)) for c, p in METRICS.items()}, "curve": r["curve"]})
+    for entry in out.values():
+        entry["runs"].sort(key=lambda run: run["seed"])
+    return out
+
+
+def runs_frame(policies: dict[str, dict[str, Any]], metrics: list[str]) -> pd.DataFrame:
     """One row per (policy, seed) with the metric columns, params and train seconds."""
     rows = [
-        {"policy": r["name"], "seed": r["seed"], "params": r["params"], "shared_sublayers": r.get("shared_sublayers"),
-         **{col: _get(r, path) for col, path in METRICS.items()}, "train_seconds": r["train_seconds"]}
-        for r in records
+        {"policy": name, "seed": run["seed"], "params": p["params"], "shared_sublayers": p.get("shared_sublayers"),
+         **{c: run.get(c) for c in metrics}, "train_seconds": run["train_seconds"]}
+        for name, p in policies.items() for run in p["runs"]
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({c: float for c in metrics})
 
 
-def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
+def summary_frame(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Per policy: params, seeds, and mean / std (ddof 1) of every metric, best val loss first."""
     grouped = runs.groupby("policy", sort=False)
     out = grouped[["params"]].first()
     out["seeds"] = grouped["seed"].count()
-    for col in METRICS:
+    for col in metrics:
         out[f"{col}_mean"] = grouped[col].mean()
         out[f"{col}_std"] = grouped[col].std(ddof=1)
     return out.sort_values("val_loss_mean")
@@ -79,9 +100,10 @@ def seed_agreement(runs: pd.DataFrame, column: str, seeds: tuple[int, int] = (0,
     return {**result, "seeds": list(seeds)}
 
 
-def length_study(records: list[dict[str, Any]], seeds: tuple[int, int] = (0, 1), bootstrap: int = 2000) -> list[dict[str, Any]]:
+def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] = (0, 1), bootstrap: int = 2000) -> list[dict[str, Any]]:
     """Seed-to-seed agreement of the held-out loss at every scored point of the schedule."""
-    rows = [{"policy": r["name"], "seed": r["seed"], "step": c["step"], "epoch": c["epoch"], "val_loss": c["val_loss"]} for r in records for c in r["curve"]]
+    rows = [{"policy": name, "seed": run["seed"], "step": c["step"], "epoch": c["epoch"], "val_loss": c["val_loss"]}
+            for name, p in policies.items() for run in p["runs"] for c in run["curve"]]
     if not rows:
         return []
     curve = pd.DataFrame(rows)
@@ -111,46 +133,84 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The machine-readable bench: policies with their runs and summaries, the noise ceiling per
-    metric (`noise_ceiling` is the val loss's), the length study and, given the paper's tables, the
-    direction check."""
+def _bench_config(text: str | None) -> BenchConfig:
+    return load_config(yaml.safe_load(text or "") or {}, BenchConfig)
+
+
+def _heldout(config: str | None) -> HeldOutSection | None:
+    return _bench_config(config).heldout if config else None
+
+
+def _trainer_chance(chance_config: str | Path | None, config: str | None) -> dict[str, float]:
+    return recipe_chance(chance_config, _bench_config(config) if config else None) if chance_config is not None else {}
+
+
+def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, Any] | None = None,
+                chance_config: str | Path | None = None) -> dict[str, Any]:
+    """The machine-readable bench of a bench directory. The chance levels of the trainer's metrics come
+    from the entries (recorded by `bench build`), else from the recipe of `chance_config` (the bench
+    config the directory was built with)."""
     bench_dir = Path(bench_dir)
     records = read_entries(bench_dir)
     if not records:
         raise ValueError(f"{bench_dir} holds no finished entries yet; run `sharenas bench build` first")
-    runs = runs_frame(records)
-    summary = summary_frame(runs)
-    policies: dict[str, Any] = {}
-    for name, row in summary.iterrows():
-        mine = [r for r in records if r["name"] == name]
-        policies[name] = {
-            "params": int(row["params"]), "policy": mine[0]["policy"], "shared_sublayers": mine[0].get("shared_sublayers"),
-            "mean": {c: _finite(row[f"{c}_mean"]) for c in METRICS}, "std": {c: _finite(row[f"{c}_std"]) for c in METRICS},
-            "runs": [{"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
-                      **{c: _finite(_get(r, p)) for c, p in METRICS.items()}, "curve": r["curve"]} for r in sorted(mine, key=lambda r: r["seed"])],
-        }
-    ceilings = {c: seed_agreement(runs, c, bootstrap=bootstrap) for c in METRICS}
     config_file = bench_dir / "config.yaml"
+    config = config_file.read_text() if config_file.is_file() else None
+    recorded = next((r["chance"] for r in records if r.get("chance")), None) or _trainer_chance(chance_config, config)
+    chance = column_chance(METRICS, _heldout(config), recorded)
+    return summarize(entry_policies(records), list(METRICS), config, package_versions(), chance, bootstrap, paper)
+
+
+def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[str, Any] | None = None,
+                    chance_config: str | Path | None = None) -> dict[str, Any]:
+    """A bench JSON recomputed from the runs it records (`policies[*].runs`), keeping its config and
+    package versions (those of the runs). Chance levels: computed from the config (and from the recipe
+    of `chance_config`, the bench config it was built with, when given), else the recorded ones."""
+    policies = table.get("policies") if isinstance(table, dict) else None
+    if not policies or not all(isinstance(p, dict) and p.get("runs") for p in policies.values()):
+        raise ValueError("not a bench table with runs (policies[*].runs); give the output of `sharenas bench show DIR --json`")
+    metrics = list(next(iter(policies.values()))["mean"])
+    config = table.get("config")
+    sources = {c: METRICS.get(c, c) for c in metrics}  # a column of unknown source keeps its recorded chance level
+    chance = column_chance(sources, _heldout(config), _trainer_chance(chance_config, config), table.get("chance"))
+    inputs = {name: {k: p.get(k) for k in ("params", "policy", "shared_sublayers", "runs")} for name, p in policies.items()}
+    return summarize(inputs, metrics, config, table.get("packages", {}), chance, bootstrap, paper)
+
+
+def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: str | None, packages: dict[str, str],
+              chance: dict[str, float | None], bootstrap: int = 2000, paper: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The machine-readable bench: policies with their runs, summaries and differences from the
+    reference paired by seed; the noise ceiling per metric (`noise_ceiling` is the val loss's); the
+    length study; given the paper's tables, the direction check; the pooled seed std and the chance
+    level of every metric."""
+    runs = runs_frame(policies, metrics)
+    summary = summary_frame(runs, metrics)
+    reference = _bench_config(config).reference
+    paired = paired_records(runs, metrics, reference)
+    table_policies: dict[str, Any] = {}
+    for name, row in summary.iterrows():
+        p = policies[name]
+        table_policies[name] = {
+            "params": int(row["params"]), "policy": p["policy"], "shared_sublayers": p.get("shared_sublayers"),
+            "mean": {c: finite(row[f"{c}_mean"]) for c in metrics}, "std": {c: finite(row[f"{c}_std"]) for c in metrics},
+            **({"vs_reference": paired[name]} if name in paired else {}), "runs": p["runs"],
+        }
+    ceilings = {c: seed_agreement(runs, c, bootstrap=bootstrap) for c in metrics}
     result: dict[str, Any] = {
         "schema": SCHEMA,
-        "config": config_file.read_text() if config_file.is_file() else None,
-        "packages": package_versions(),
-        "entries": len(records),
+        "config": config,
+        "packages": packages,
+        "entries": len(runs),
         "train_wall_seconds": round(float(runs["train_seconds"].sum()), 1),
-        "policies": policies,
+        "policies": table_policies,
         "noise_ceiling": ceilings["val_loss"],
         "noise_ceiling_by_metric": ceilings,
-        "length_study": length_study(records, bootstrap=bootstrap),
+        "length_study": length_study(policies, bootstrap=bootstrap),
     }
     if paper is not None:
         result["paper_check"] = paper_check(summary, paper)
+    result.update(reference=reference, chance=chance, pooled_std={c: pooled_std(runs, c) for c in metrics})
     return result
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 # ---- the paper's ablations -------------------------------------------------------------------------

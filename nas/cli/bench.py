@@ -44,29 +44,36 @@ def build(
     typer.echo(f"bench complete: sharenas bench show {out}")
 
 
-def load_table(source: Path, bootstrap: int) -> dict[str, Any]:
-    """A bench table from a bench directory (computed) or from its committed JSON."""
-    from nas.bench.table import bench_table, load_paper_results
+def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None) -> dict[str, Any]:
+    """A bench table computed from a bench directory, or recomputed from the runs its JSON records."""
+    from nas.bench.table import bench_table, load_paper_results, recompute_table
 
     if source.suffix == ".json":
         try:
-            return json.loads(source.read_text())
+            table = json.loads(source.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read the bench table {source}: {exc}") from None
-    return bench_table(source, bootstrap, load_paper_results())
+        try:
+            return recompute_table(table, bootstrap, load_paper_results(), chance_config)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    return bench_table(source, bootstrap, load_paper_results(), chance_config)
 
 
 def show(
-    source: Path = typer.Argument(..., help="A bench directory (the --out of `bench build`) or its JSON table."),
+    source: Path = typer.Argument(..., help="A bench directory (the --out of `bench build`) or its JSON table (recomputed from its runs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable table."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown rendering to this file."),
     bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples for the confidence intervals."),
+    chance_config: Optional[Path] = typer.Option(
+        None, "--config", help="The bench config SOURCE was built with: computes the chance levels of a bench built before they were recorded."),
 ) -> None:
-    """The bench table (mean +- std per policy) and its noise ceiling (seed-to-seed Kendall tau / Spearman, CIs)."""
-    from nas.bench.render import bench_markdown, ceiling_frame, policy_frame
+    """The bench table (mean +- std per policy, pooled seed std, differences from the reference paired by
+    seed) and its noise ceiling (seed-to-seed Kendall tau / Spearman, CIs)."""
+    from nas.bench.render import bench_markdown, ceiling_frame, paired_frame, policy_frame, spread_frame
 
     try:
-        table = json_safe(load_table(source, bootstrap))
+        table = json_safe(load_table(source, bootstrap, chance_config))
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
     if markdown is not None:
@@ -74,10 +81,21 @@ def show(
 
         name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
         title = {"sharebench-tiny": "ShareBench-tiny", "sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, name)
-        markdown.write_text(bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then sharenas bench show {source} --json --markdown {markdown})"))
+        shown = f"sharenas bench show {source}{f' --config {chance_config}' if chance_config else ''} --json --markdown {markdown}"
+        if source.suffix == ".json":
+            text = bench_markdown(table, title, shown, "recomputed from the runs the JSON records, which `scripts/sharebench.sh` trains")
+        else:
+            text = bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then {shown})")
+        markdown.write_text(text)
     if as_json:
         typer.echo(json.dumps(table, indent=2))
         return
     typer.echo(policy_frame(table).to_string(index=False))
+    typer.echo("\nSeed std pooled over policies (df: the sum of seeds - 1):")
+    typer.echo(spread_frame(table).to_string(index=False))
+    paired = paired_frame(table)
+    if not paired.empty:
+        typer.echo(f"\nDifferences from {table['reference']} paired by seed (mean ± standard error):")
+        typer.echo(paired.to_string(index=False))
     typer.echo("")
     typer.echo(ceiling_frame(table).to_string(index=False))
