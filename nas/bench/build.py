@@ -168,7 +168,8 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     record = {
         "name": name, "seed": seed, "policy": policy.to_dict(), "params": count_params(policy, size).total,
         "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": curve[-1]["val_loss"], "curve": curve,
-        "metrics": result.metrics, "chance": result.chance, "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
+        "metrics": result.metrics, "chance": result.chance, "heldout_pairs": sum(int(images.shape[0]) for images, _ in held_out),
+        "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
         "train_seconds": round(seconds, 1), "device": str(device),
     }
     _atomic_json(entry_file(out_dir, Entry(name, seed)), record)

@@ -18,14 +18,17 @@ HELD_OUT = "val_loss"
 
 def column_chance(
     sources: Mapping[str, str], heldout: HeldOutSection | None, trainer: Mapping[str, float], known: Mapping[str, float | None] | None = None,
+    heldout_pairs: int | None = None,
 ) -> dict[str, float | None]:
     """Column -> chance level. `sources`: column -> where its value comes from in an entry record;
     `trainer`: the trainer's chance levels by metric key; `known`: levels recorded before, kept where
-    these give none (None where nothing does)."""
+    these give none (None where nothing does). `heldout_pairs`: how many pairs the entries scored
+    (what a bench on its data's own held-out split records)."""
     out: dict[str, float | None] = {}
     for column, source in sources.items():
         if source == HELD_OUT:
-            value = contrastive_chance(heldout.pairs, heldout.batch_size) if heldout is not None else None
+            pairs = None if heldout is None else heldout.pairs if heldout.source == "shapes" else heldout_pairs
+            value = contrastive_chance(pairs, heldout.batch_size) if pairs else None
         else:
             value = trainer.get(source.removeprefix("metrics."))
         out[column] = value if value is not None else (known or {}).get(column)

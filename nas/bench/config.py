@@ -49,6 +49,17 @@ class HeldOutSection:
             raise ConfigError(f"heldout: need batch_size >= 2 and pairs >= 2 batches, got {self.pairs} pairs, batch {self.batch_size}")
 
 
+SYNTHETIC_METRICS = {
+    "val_loss": "val_loss",
+    "zeroshot_shapes": "metrics.zeroshot/shapes/top1",
+    "zeroshot_digits": "metrics.zeroshot/digits/top1",
+    "retrieval_shapes_i2t_r1": "metrics.retrieval/shapes/i2t_r1",
+    "retrieval_shapes_t2i_r1": "metrics.retrieval/shapes/t2i_r1",
+    "linear_probe_digits": "metrics.linear_probe/digits/acc",
+}
+"""The columns of a bench on the embedded data: column -> where in an entry record it comes from."""
+
+
 @dataclass
 class BenchConfig:
     """`train`: the recipe (a train YAML, relative to this file) whose `model.policy` and `train.seed` each
@@ -56,7 +67,10 @@ class BenchConfig:
     (relative to this file). Every policy runs with `seeds` (two or more give the noise ceiling; one
     suits a table of short trials scored against a full bench); `extra_seeds` adds seeds for some.
     Each run is scored on the held-out set at the end of every `score_every_epochs` epochs (the
-    training-length study). `reference`: the policy every other one is compared with, paired by seed."""
+    training-length study). `reference`: the policy every other one is compared with, paired by seed.
+    `metrics`: the table's columns, column -> where in an entry record it comes from (`val_loss`, the
+    bench's held-out loss, or `metrics.KEY` of the final evaluation; accuracies and recalls in percent);
+    `paper_zeroshot`: the column the paper check sets beside the paper's zero-shot differences."""
 
     name: str = "sharebench-tiny"
     version: int = 1
@@ -71,8 +85,17 @@ class BenchConfig:
     score_every_epochs: int = 1
     bootstrap: int = 2000
     reference: str = "msclip"
+    metrics: dict[str, str] = field(default_factory=lambda: dict(SYNTHETIC_METRICS))
+    paper_zeroshot: str = "zeroshot_shapes"
 
     def __post_init__(self) -> None:
+        if self.metrics.get("val_loss") != "val_loss":
+            raise ConfigError("metrics: the table needs the column val_loss: val_loss (the bench's held-out loss)")
+        bad = sorted(c for c, source in self.metrics.items() if c != "val_loss" and not source.startswith("metrics."))
+        if bad:
+            raise ConfigError(f"metrics: {', '.join(bad)} must come from metrics.KEY (a key of the final evaluation)")
+        if self.paper_zeroshot not in self.metrics:
+            raise ConfigError(f"paper_zeroshot: {self.paper_zeroshot!r} is not one of the metrics columns")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: give distinct seeds (two or more for a noise ceiling), got {self.seeds}")
         if self.score_every_epochs < 1 or self.bootstrap < 100:

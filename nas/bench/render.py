@@ -28,6 +28,12 @@ LABELS = {
     "retrieval_shapes_i2t_r1": ("shapes i2t R@1", "%", 1),
     "retrieval_shapes_t2i_r1": ("shapes t2i R@1", "%", 1),
     "linear_probe_digits": ("linear probe digits", "%", 1),
+    "zeroshot_clipart": ("zero-shot clip art", "%", 1),
+    "zeroshot_emoji": ("zero-shot emoji groups", "%", 1),
+    "retrieval_real_i2t_r1": ("real i2t R@1", "%", 1),
+    "retrieval_real_t2i_r1": ("real t2i R@1", "%", 1),
+    "retrieval_real_i2t_r10": ("real i2t R@10", "%", 1),
+    "retrieval_real_t2i_r10": ("real t2i R@10", "%", 1),
 }
 """Column -> (heading, unit, decimals); a column not listed is headed by its name, with 3 decimals."""
 
@@ -112,18 +118,27 @@ def length_frame(table: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paper_zeroshot(table: dict[str, Any]) -> str:
+    """The column the paper check compares zero-shot differences on (the key it wrote them under)."""
+    rows = [r for r in table.get("paper_check", []) if "paper_spearman" not in r]
+    keys = [k for k in (rows[0] if rows else {}) if k.startswith("tiny_") and k.endswith("_diff")]
+    return keys[0].removeprefix("tiny_").removesuffix("_diff") if keys else "zeroshot_shapes"
+
+
 def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
+    column = _paper_zeroshot(table)
+    heading = f"tiny {LABELS.get(column, (column,))[0]}"
     rows = []
     for r in table.get("paper_check", []):
         if "paper_spearman" in r:
             rows.append({"table": r["table"], "comparison": r["effect"], "paper": f"rho {r['paper_spearman']:+.2f}",
-                         "tiny (held-out loss)": f"rho {r['tiny_spearman']:+.2f}", "tiny zero-shot shapes": "-",
+                         "tiny (held-out loss)": f"rho {r['tiny_spearman']:+.2f}", heading: "-",
                          "same direction": "yes" if r["same_direction"] else "**no**", "beyond 2 SE": "-"})
             continue
         rows.append({
             "table": r["table"], "comparison": f"{r['a']} vs {r['b']} ({r['effect']})", "paper": f"{r['paper_zeroshot_diff']:+.2f} pt",
             "tiny (held-out loss)": f"{r['tiny_val_loss_gain']:+.3f}" + ("" if r["tiny_val_loss_gain_se"] is None else f" ± {r['tiny_val_loss_gain_se']:.3f}"),
-            "tiny zero-shot shapes": f"{r['tiny_zeroshot_shapes_diff']:+.1f} pt",
+            heading: f"{r[f'tiny_{column}_diff']:+.1f} pt",
             "same direction": "yes" if r["same_direction"] else "**no**", "beyond 2 SE": "yes" if r["clear"] else "no",
         })
     return pd.DataFrame(rows)
@@ -172,7 +187,7 @@ def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str 
         parts += [
             "## Paper check (direction of each ablation)", "",
             "Paper: zero-shot ImageNet difference A - B (B/32, YFCC). Tiny: held-out loss of B minus A (positive = A better, "
-            "± standard error over seeds) and the zero-shot shapes difference A - B.", "",
+            f"± standard error over seeds) and the {LABELS.get(_paper_zeroshot(table), (_paper_zeroshot(table),))[0]} difference A - B.", "",
             paper_frame(table).to_markdown(index=False), "",
         ]
     return "\n".join(parts)

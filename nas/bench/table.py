@@ -17,22 +17,13 @@ import yaml
 from trainer.config import load_config
 
 from nas.bench.chance import column_chance, recipe_chance
-from nas.bench.config import BenchConfig, HeldOutSection
+from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
 from nas.bench.ranking import rank_agreement
 from nas.bench.spread import finite, paired_records, pooled_std
 
 SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
 LOWER_IS_BETTER = {"val_loss"}
-METRICS = {
-    "val_loss": "val_loss",
-    "zeroshot_shapes": "metrics.zeroshot/shapes/top1",
-    "zeroshot_digits": "metrics.zeroshot/digits/top1",
-    "retrieval_shapes_i2t_r1": "metrics.retrieval/shapes/i2t_r1",
-    "retrieval_shapes_t2i_r1": "metrics.retrieval/shapes/t2i_r1",
-    "linear_probe_digits": "metrics.linear_probe/digits/acc",
-}
-"""Column -> where in an entry record it comes from (accuracies and recalls in percent)."""
 PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
 
 
@@ -50,14 +41,14 @@ def _get(record: dict[str, Any], path: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
-def entry_policies(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNTHETIC_METRICS) -> dict[str, dict[str, Any]]:
     """Entry records as the table's policies before any summary: params, policy, shared sublayers and
     the runs by seed (the form `policies[*]` of a bench JSON keeps them in)."""
     out: dict[str, dict[str, Any]] = {}
     for r in records:
         entry = out.setdefault(r["name"], {"params": r["params"], "policy": r["policy"], "shared_sublayers": r.get("shared_sublayers"), "runs": []})
         entry["runs"].append({"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
-                              **{c: finite(_get(r, p)) for c, p in METRICS.items()}, "curve": r["curve"]})
+                              **{c: finite(_get(r, p)) for c, p in metrics.items()}, "curve": r["curve"]})
     for entry in out.values():
         entry["runs"].sort(key=lambda run: run["seed"])
     return out
@@ -157,8 +148,10 @@ def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, A
     config_file = bench_dir / "config.yaml"
     config = config_file.read_text() if config_file.is_file() else None
     recorded = next((r["chance"] for r in records if r.get("chance")), None) or _trainer_chance(chance_config, config)
-    chance = column_chance(METRICS, _heldout(config), recorded)
-    return summarize(entry_policies(records), list(METRICS), config, package_versions(), chance, bootstrap, paper)
+    metrics = _bench_config(config).metrics
+    pairs = next((r["heldout_pairs"] for r in records if r.get("heldout_pairs")), None)
+    chance = column_chance(metrics, _heldout(config), recorded, heldout_pairs=pairs)
+    return summarize(entry_policies(records, metrics), list(metrics), config, package_versions(), chance, bootstrap, paper)
 
 
 def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[str, Any] | None = None,
@@ -171,7 +164,8 @@ def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[st
         raise ValueError("not a bench table with runs (policies[*].runs); give the output of `sharenas bench show DIR --json`")
     metrics = list(next(iter(policies.values()))["mean"])
     config = table.get("config")
-    sources = {c: METRICS.get(c, c) for c in metrics}  # a column of unknown source keeps its recorded chance level
+    known_sources = _bench_config(config).metrics
+    sources = {c: known_sources.get(c, c) for c in metrics}  # a column of unknown source keeps its recorded chance level
     chance = column_chance(sources, _heldout(config), _trainer_chance(chance_config, config), table.get("chance"))
     inputs = {name: {k: p.get(k) for k in ("params", "policy", "shared_sublayers", "runs")} for name, p in policies.items()}
     return summarize(inputs, metrics, config, table.get("packages", {}), chance, bootstrap, paper)
@@ -208,7 +202,7 @@ def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: s
         "length_study": length_study(policies, bootstrap=bootstrap),
     }
     if paper is not None:
-        result["paper_check"] = paper_check(summary, paper)
+        result["paper_check"] = paper_check(summary, paper, _bench_config(config).paper_zeroshot)
     result.update(reference=reference, chance=chance, pooled_std={c: pooled_std(runs, c) for c in metrics})
     return result
 
@@ -257,10 +251,11 @@ def paper_scores(paper: dict[str, Any]) -> dict[str, float]:
     return scores
 
 
-def paper_check(summary: pd.DataFrame, paper: dict[str, Any]) -> list[dict[str, Any]]:
+def paper_check(summary: pd.DataFrame, paper: dict[str, Any], zeroshot: str = "zeroshot_shapes") -> list[dict[str, Any]]:
     """For each ablation pair: the paper's zero-shot difference and ours in held-out loss (B - A, so
     positive = A better, as in the paper's A - B) with the seeds' standard error, and whether the
-    directions agree; `clear` says whether ours is larger than twice its standard error."""
+    directions agree; `clear` says whether ours is larger than twice its standard error. Our zero-shot
+    difference A - B of column `zeroshot` is `tiny_{zeroshot}_diff`."""
     scores = paper_scores(paper)
     scores.setdefault("share-last-12", scores.get("msclip"))
     out = []
@@ -270,11 +265,11 @@ def paper_check(summary: pd.DataFrame, paper: dict[str, Any]) -> list[dict[str, 
         ra, rb = summary.loc[a], summary.loc[b]
         ours = float(rb["val_loss_mean"] - ra["val_loss_mean"])
         se = float(np.sqrt(ra["val_loss_std"] ** 2 / ra["seeds"] + rb["val_loss_std"] ** 2 / rb["seeds"]))
-        zs = float(ra["zeroshot_shapes_mean"] - rb["zeroshot_shapes_mean"])
+        zs = float(ra[f"{zeroshot}_mean"] - rb[f"{zeroshot}_mean"])
         theirs = float(scores[a] - scores[b])
         out.append({
             "table": table, "a": a, "b": b, "effect": what, "paper_zeroshot_diff": round(theirs, 2),
-            "tiny_val_loss_gain": ours, "tiny_val_loss_gain_se": se, "tiny_zeroshot_shapes_diff": zs,
+            "tiny_val_loss_gain": ours, "tiny_val_loss_gain_se": se, f"tiny_{zeroshot}_diff": zs,
             "same_direction": bool(np.sign(ours) == np.sign(theirs)), "clear": bool(abs(ours) > 2 * se),
         })
     trend = [(k, f"share-last-{k}" if k not in (0, 12) else ("clip-t768" if k == 0 else "msclip")) for k in (0, 2, 4, 6, 8, 10, 12)]
