@@ -61,7 +61,8 @@ class RankCheckConfig:
     an interrupted one is resumed). `only`: search and score just these option names (to run options
     in parallel processes; a final run without it collects every result). `proxies`: which to
     score; `tables`: proxy name -> another bench table (relative to this file) scored by its mean
-    held-out loss. `conflict`: a `search conflict` config (relative to this file) scored as proxy
+    held-out loss (over the seeds in `table_seeds[name]` only, when given: e.g. one seed of a
+    two-seed table of short trials). `conflict`: a `search conflict` config (relative to this file) scored as proxy
     `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific)."""
 
     bench: str = "../results/sharebench-tiny.json"
@@ -73,6 +74,7 @@ class RankCheckConfig:
     conflict: str | None = None
     proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
     tables: dict[str, str] = field(default_factory=dict)
+    table_seeds: dict[str, list[int]] = field(default_factory=dict)
     top_k: int = 5
     bootstrap: int = 2000
     seed: int = 0
@@ -83,6 +85,9 @@ class RankCheckConfig:
             raise ConfigError(f"proxies: unknown {', '.join(unknown)}; choose from supernet, {', '.join(TRIVIAL)}")
         if self.top_k < 1 or self.bootstrap < 100:
             raise ConfigError("top_k must be >= 1 and bootstrap >= 100")
+        stray = sorted(set(self.table_seeds) - set(self.tables))
+        if stray:
+            raise ConfigError(f"table_seeds: {', '.join(stray)} not among tables ({', '.join(self.tables) or 'none'})")
         bad = sorted(set(self.only or ()) - set(self.options))
         if bad:
             raise ConfigError(f"only: {', '.join(bad)} not among options ({', '.join(self.options) or 'none'})")
@@ -135,10 +140,11 @@ def supernet_scores(
     import torch
     from safetensors.torch import load_file
 
-    from trainer.data import build_data, fresh_shapes
+    from trainer.data import build_data
     from trainer.distributed import pick_device
     from trainer.loop import autocast_context
 
+    from nas.bench.build import held_out_pairs
     from nas.scoring import Scorer, materialize
     from nas.supernet.finetune import finetuned_standalone
     from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
@@ -161,7 +167,7 @@ def supernet_scores(
     size = supernet.space.size
     bundle = build_data(search_cfg.data, size.image_size, size.context_length)
     scorer = Scorer(
-        bundle, materialize(fresh_shapes(h.pairs, h.seed, size.image_size, size.context_length), h.batch_size), device, "val_loss",
+        bundle, materialize(held_out_pairs(h, bundle, size), h.batch_size), device, "val_loss",
         calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
         autocast=lambda: autocast_context(device, t.precision), context_length=size.context_length,
     )
@@ -183,6 +189,16 @@ def supernet_scores(
     cached.update({keys[kind]: scores for kind, scores in entry.items()})
     cache_file.write_text(json.dumps(cached, indent=2) + "\n")
     return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
+
+
+def _table_loss(entry: dict[str, Any], seeds: list[int] | None, proxy: str) -> float:
+    """A bench policy's mean held-out loss, over `seeds` only when given."""
+    if seeds is None:
+        return entry["mean"]["val_loss"]
+    losses = [r["val_loss"] for r in entry["runs"] if r["seed"] in seeds]
+    if len(losses) != len(seeds):
+        raise ConfigError(f"table_seeds.{proxy}: a policy of that table lacks one of the seeds {seeds}")
+    return sum(losses) / len(losses)
 
 
 def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
@@ -262,9 +278,10 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         missing = [n for n in names if n not in other]
         if missing:
             raise ConfigError(f"tables.{proxy}: {other_path} lacks {', '.join(missing[:3])}; it must hold every policy of the bench")
-        proxy_scores[proxy] = {n: -other[n]["mean"]["val_loss"] for n in names}
+        losses = {n: _table_loss(other[n], cfg.table_seeds.get(proxy), proxy) for n in names}
+        proxy_scores[proxy] = {n: -loss for n, loss in losses.items()}
         for n in names:
-            record[n][proxy] = other[n]["mean"]["val_loss"]
+            record[n][proxy] = losses[n]
     ceiling = table["noise_ceiling"]
     proxies = {}
     truth_of = dict(zip(names, truth))
@@ -286,7 +303,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names), "picks": picks,
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
-        "val_loss_chance": contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
+        "val_loss_chance": (table.get("chance") or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -183,6 +183,8 @@ def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str 
             "## Training length (agreement of the held-out loss along the schedule)", "",
             length_frame(table).to_markdown(index=False), "",
         ]
+    if table.get("lengths"):
+        parts += _lengths_section(table), ""
     if table.get("paper_check"):
         parts += [
             "## Paper check (direction of each ablation)", "",
@@ -190,7 +192,46 @@ def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str 
             f"± standard error over seeds) and the {LABELS.get(_paper_zeroshot(table), (_paper_zeroshot(table),))[0]} difference A - B.", "",
             paper_frame(table).to_markdown(index=False), "",
         ]
+    if table.get("agreement"):
+        parts += _agreement_section(table["agreement"]), ""
     return "\n".join(parts)
+
+
+def _lengths_section(table: dict[str, Any]) -> str:
+    study = table["lengths"]
+    metrics = list(study["rows"][0]["kendall"])
+    rows = [{"epochs": f"{r['epochs']:g}", "steps": r["steps"], "runs": r["runs"], "training wall hours": f"{r['train_hours']:.2f}",
+             **{f"{LABELS.get(m, (m,))[0]} tau": _ci({"kendall": r["kendall"][m], "kendall_ci": r["kendall_ci"][m]}) for m in metrics},
+             "held-out loss pooled seed std": _pm(r["pooled_std"].get("val_loss"), None, 4)}
+            for r in study["rows"]]
+    return "\n".join([
+        "## Training length study: schedules of different length", "",
+        "The same policies and seeds trained with a full cosine schedule of each length; per metric, seed 0 against seed 1 "
+        "Kendall tau [95% bootstrap CI] over the policies. Training wall hours are summed over runs (one CPU thread each, on a "
+        f"shared machine). Knee: the shortest length whose {LABELS.get(study['metric'], (study['metric'],))[0]} tau is within one "
+        f"bootstrap standard error ({study['best_kendall_se']:.3f}) of the best length's: **{study['knee_epochs']:g} epochs "
+        f"({study['knee_steps']} steps)**.", "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+    ])
+
+
+def _agreement_section(a: dict[str, Any]) -> str:
+    rows = [{"table": r["table"], "comparison": f"{r['a']} vs {r['b']} ({r['effect']})", "paper": f"{r['paper']:+.2f}",
+             "this bench": f"{r['this']:+.3f}" + ("" if r["this_se"] is None else f" ± {r['this_se']:.3f}"),
+             a["against"]: f"{r['other']:+.3f}" + ("" if r["other_se"] is None else f" ± {r['other_se']:.3f}"),
+             "benches agree": "yes" if r["benches_agree"] else "**no**",
+             "this bench agrees with the paper": "yes" if r["this_agrees_with_paper"] else "no"}
+            for r in a["paper_directions"]]
+    agree = sum(r["benches_agree"] for r in a["paper_directions"])
+    return "\n".join([
+        f"## Does {bench_title(a['against'])} predict this bench?", "",
+        f"Policy means of the held-out loss over the {a['n']} policies both benches trained: Kendall tau {_ci(a)}, "
+        f"Spearman rho {_ci(a, 'spearman')}, top-5 overlap {a['top5_overlap']:.2f} (95% bootstrap intervals over policies; "
+        f"no-agreement spread of tau ±{a['null_kendall_sd']:.3f}).", "",
+        f"Paper ablations (effect: held-out loss of B minus A, positive = A better, ± standard error over seeds; the share-last-K row "
+        f"is the Spearman of K with the score): the two benches agree in direction on {agree} of {len(rows)}.", "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+    ])
 
 
 def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
@@ -207,10 +248,15 @@ def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rank_check_markdown(result: dict[str, Any], command: str) -> str:
+def bench_title(name: str) -> str:
+    """A bench's name as a heading: "sharebench-real-tiny" -> "ShareBench-real-tiny"."""
+    return "ShareBench" + name.removeprefix("sharebench") if name.startswith("sharebench") else name
+
+
+def rank_check_markdown(result: dict[str, Any], command: str, bench_name: str = "sharebench-tiny") -> str:
     skipped = result.get("skipped_outside_space") or []
     return "\n".join([
-        "# Rank check against ShareBench-tiny", "",
+        f"# Rank check against {bench_title(bench_name)}", "",
         f"Regenerate: `{command}`. Ground truth: {result['truth']} of the {result['n']} bench policies in the supernet's space"
         + (f" ({', '.join(skipped)} lie outside it)." if skipped else "."),
         f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "

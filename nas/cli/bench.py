@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import yaml
 
 from nas.cli.console import error_exit
 
@@ -44,6 +45,10 @@ def build(
     typer.echo(f"bench complete: sharenas bench show {out}")
 
 
+CROSS_BENCH = ("lengths", "agreement")
+"""Sections computed from other benches (`--lengths`, `--compare`): a JSON recomputed without them keeps its own."""
+
+
 def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None) -> dict[str, Any]:
     """A bench table computed from a bench directory, or recomputed from the runs its JSON records."""
     from nas.bench.table import bench_table, load_paper_results, recompute_table
@@ -54,10 +59,23 @@ def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = Non
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read the bench table {source}: {exc}") from None
         try:
-            return recompute_table(table, bootstrap, load_paper_results(), chance_config)
+            result = recompute_table(table, bootstrap, load_paper_results(), chance_config)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
+        return {**result, **{k: table[k] for k in CROSS_BENCH if k in table}}
     return bench_table(source, bootstrap, load_paper_results(), chance_config)
+
+
+def _cross_bench(table: dict[str, Any], lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
+    from nas.bench.agreement import bench_agreement
+    from nas.bench.lengths import length_comparison
+
+    if lengths:
+        table["lengths"] = length_comparison([load_table(p, bootstrap) for p in lengths])
+    if compare is not None:
+        other = load_table(compare, bootstrap)
+        name = (yaml.safe_load(other.get("config") or "") or {}).get("name", compare.stem)
+        table["agreement"] = bench_agreement(table, other, name, bootstrap)
 
 
 def show(
@@ -67,21 +85,26 @@ def show(
     bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples for the confidence intervals."),
     chance_config: Optional[Path] = typer.Option(
         None, "--config", help="The bench config SOURCE was built with: computes the chance levels of a bench built before they were recorded."),
+    lengths: Optional[list[Path]] = typer.Option(
+        None, "--lengths", help="Benches of the same policies and seeds at other training lengths (directories or JSONs; repeatable): the length study."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="Another bench (directory or JSON): how well it ranks this bench's policies."),
 ) -> None:
     """The bench table (mean +- std per policy, pooled seed std, differences from the reference paired by
     seed) and its noise ceiling (seed-to-seed Kendall tau / Spearman, CIs)."""
-    from nas.bench.render import bench_markdown, ceiling_frame, paired_frame, policy_frame, spread_frame
+    from nas.bench.render import bench_markdown, bench_title, ceiling_frame, paired_frame, policy_frame, spread_frame
 
     try:
-        table = json_safe(load_table(source, bootstrap, chance_config))
+        table = load_table(source, bootstrap, chance_config)
+        _cross_bench(table, lengths or [], compare, bootstrap)
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
+    table = json_safe(table)
     if markdown is not None:
-        import yaml
-
         name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
-        title = {"sharebench-tiny": "ShareBench-tiny", "sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, name)
-        shown = f"sharenas bench show {source}{f' --config {chance_config}' if chance_config else ''} --json --markdown {markdown}"
+        title = {"sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, bench_title(name))
+        options = (f" --config {chance_config}" if chance_config else "") + "".join(f" --lengths {p}" for p in lengths or []) + (
+            f" --compare {compare}" if compare else "")
+        shown = f"sharenas bench show {source}{options} --json --markdown {markdown}"
         if source.suffix == ".json":
             text = bench_markdown(table, title, shown, "recomputed from the runs the JSON records, which `scripts/sharebench.sh` trains")
         else:

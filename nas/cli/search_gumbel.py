@@ -2,6 +2,7 @@
 and `nas.bench.rank_check`. Errors in user input print one line and exit with code 2."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -111,11 +112,12 @@ def rank_check(
     if markdown is not None:
         from nas.bench.render import rank_check_markdown
 
-        where = f" --out {out}" if out is not None else ""
-        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}"))
-    if as_json:
-        import json
+        import yaml
 
+        where = f" --out {out}" if out is not None else ""
+        bench_name = (yaml.safe_load(json.loads(Path(result["bench"]).read_text()).get("config") or "") or {}).get("name", "sharebench-tiny")
+        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}", bench_name))
+    if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     _print_rank_check(result)

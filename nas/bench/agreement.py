@@ -1,0 +1,50 @@
+"""Does one bench predict another? The agreement of two bench tables over the policies they share
+(e.g. ShareBench-tiny on generated shapes against ShareBench-real-tiny on clip art and emoji):
+Kendall tau, Spearman rho and top-5 overlap of the policy means with bootstrap intervals over
+policies, and for every ablation of the paper check whether the two benches move the same way."""
+from __future__ import annotations
+
+from typing import Any
+
+from nas.bench.ranking import rank_agreement
+
+AGREEMENT_METRIC = "val_loss"
+
+
+def bench_agreement(table: dict[str, Any], other: dict[str, Any], other_name: str, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """How `other` (named `other_name`) ranks the policies of `table`: both by mean held-out loss
+    (lower is better), over the policies with the same name and layout in both."""
+    names = [n for n, p in table["policies"].items() if n in other["policies"] and other["policies"][n]["policy"] == p["policy"]]
+    if len(names) < 3:
+        raise ValueError(f"{other_name} shares {len(names)} policies with this bench; an agreement needs 3")
+    ours = [-table["policies"][n]["mean"][AGREEMENT_METRIC] for n in names]
+    theirs = [-other["policies"][n]["mean"][AGREEMENT_METRIC] for n in names]
+    result = rank_agreement(ours, theirs, samples=bootstrap, seed=seed)
+    return {"against": other_name, "metric": AGREEMENT_METRIC, "policies": names, **result,
+            "paper_directions": _directions(table.get("paper_check", []), other.get("paper_check", []))}
+
+
+def _gain(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    if "paper_spearman" in row:
+        return row["tiny_spearman"], None
+    return row["tiny_val_loss_gain"], row.get("tiny_val_loss_gain_se")
+
+
+def _directions(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per ablation in both paper checks: each bench's effect (held-out loss of B minus A, or the
+    share-last-K Spearman), whether the two benches agree in sign, and whether each agrees with the paper."""
+    index = {(r["table"], r["a"], r["b"]): r for r in theirs}
+    out = []
+    for row in ours:
+        other = index.get((row["table"], row["a"], row["b"]))
+        if other is None:
+            continue
+        (gain, se), (other_gain, other_se) = _gain(row), _gain(other)
+        paper = row.get("paper_spearman", row.get("paper_zeroshot_diff"))
+        out.append({
+            "table": row["table"], "a": row["a"], "b": row["b"], "effect": row["effect"], "paper": paper,
+            "this": gain, "this_se": se, "other": other_gain, "other_se": other_se,
+            "benches_agree": (gain > 0) == (other_gain > 0), "this_agrees_with_paper": (gain > 0) == (paper > 0),
+            "other_agrees_with_paper": (other_gain > 0) == (paper > 0),
+        })
+    return out

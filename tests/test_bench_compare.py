@@ -1,0 +1,46 @@
+"""Comparing benches: the length study across schedules (and its knee), and how well one bench ranks
+another's policies (synthetic against real), on hand-made tables."""
+from __future__ import annotations
+
+import pytest
+
+from nas.bench.agreement import bench_agreement
+from nas.bench.lengths import length_comparison
+
+
+def _table(losses: dict[str, float], paper_check: list[dict] | None = None) -> dict:
+    return {"policies": {n: {"policy": {"name": n}, "mean": {"val_loss": v}} for n, v in losses.items()}, "paper_check": paper_check or []}
+
+
+def test_agreement_ranks_the_shared_policies_and_compares_each_ablation_direction():
+    real = _table({"a": 1.0, "b": 1.2, "c": 1.1, "d": 1.5, "only-real": 0.5},
+                  [{"table": "T3", "a": "a", "b": "b", "effect": "x", "paper_zeroshot_diff": 2.0, "tiny_val_loss_gain": 0.2, "tiny_val_loss_gain_se": 0.05},
+                   {"table": "T4", "a": "share-last-K", "b": "K", "effect": "k", "paper_spearman": 0.7, "tiny_spearman": -0.5}])
+    synthetic = _table({"a": 2.0, "b": 2.1, "c": 2.3, "d": 2.2},
+                       [{"table": "T3", "a": "a", "b": "b", "effect": "x", "paper_zeroshot_diff": 2.0, "tiny_val_loss_gain": -0.1, "tiny_val_loss_gain_se": 0.02},
+                        {"table": "T4", "a": "share-last-K", "b": "K", "effect": "k", "paper_spearman": 0.7, "tiny_spearman": -0.8}])
+    result = bench_agreement(real, synthetic, "synthetic", bootstrap=200)
+    assert result["policies"] == ["a", "b", "c", "d"]  # "only-real" is not in both
+    # real order a < c < b < d, synthetic a < b < d < c: pairs (a,b) (a,c) (a,d) (b,d) concordant, (b,c) (c,d) discordant
+    assert result["kendall"] == pytest.approx((4 - 2) / 6)
+    first, trend = result["paper_directions"]
+    assert (first["this"], first["other"], first["benches_agree"], first["this_agrees_with_paper"], first["other_agrees_with_paper"]) == (0.2, -0.1, False, True, False)
+    assert (trend["benches_agree"], trend["this_agrees_with_paper"]) == (True, False)
+    with pytest.raises(ValueError, match="shares 1 policies"):
+        bench_agreement(real, _table({"a": 1.0, "z": 2.0}), "other")
+
+
+def _length_table(steps: int, tau: float, ci: list[float]) -> dict:
+    run = {"steps": steps, "train_seconds": steps * 2.0, "curve": [{"epoch": steps / 10, "val_loss": 1.0}]}
+    return {"policies": {"p": {"runs": [run, run]}}, "noise_ceiling_by_metric": {"val_loss": {"kendall": tau, "kendall_ci": ci, "spearman": tau}},
+            "pooled_std": {"val_loss": {"std": 0.1}}}
+
+
+def test_the_knee_is_the_shortest_length_within_one_standard_error_of_the_best():
+    tables = [_length_table(80, 0.70, [0.50, 0.86]), _length_table(20, 0.30, [0.1, 0.5]), _length_table(40, 0.66, [0.5, 0.8])]
+    study = length_comparison(tables)
+    assert [r["steps"] for r in study["rows"]] == [20, 40, 80] and study["rows"][0]["train_hours"] == pytest.approx(80 / 3600)
+    assert study["best_steps"] == 80 and study["best_kendall_se"] == pytest.approx(0.36 / 3.92)
+    assert study["knee_steps"] == 40 and study["knee_epochs"] == 4  # 0.66 >= 0.70 - 0.092; 0.30 is not
+    with pytest.raises(ValueError, match="two or more lengths"):
+        length_comparison(tables[:1])
