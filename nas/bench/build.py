@@ -26,6 +26,7 @@ from typing import Any
 
 from nas.bench.config import LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
+from trainer import atomic
 from trainer.config import ConfigError, dump_config, load_config, to_dict
 
 ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
@@ -51,13 +52,6 @@ def bench_entries(bench: LoadedBench, names: list[str]) -> list[Entry]:
 
 def entry_file(out: Path, entry: Entry) -> Path:
     return out / ENTRIES / entry.name / f"seed_{entry.seed}.json"
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
@@ -111,7 +105,9 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
         "metrics": result.metrics, "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
         "train_seconds": round(seconds, 1), "device": str(device),
     }
-    _atomic_json(entry_file(out_dir, Entry(name, seed)), record)
+    entry = entry_file(out_dir, Entry(name, seed))
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(entry, record)
     for checkpoint in list_checkpoints(run)[:-1]:
         shutil.rmtree(checkpoint)
     return record
@@ -154,7 +150,7 @@ def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
         path = out / POLICIES / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or json.loads(path.read_text()) != policy.to_dict():
-            policy.save(path)
+            atomic.write_with(path, policy.save)
     outside = [n for n, p in policies.items() if not in_space(space, p)]
     if outside:
         print(f"bench: {', '.join(outside)} lie outside the supernet space (kept for the paper check, not for rank checks)", file=sys.stderr)

@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from search_spaces import SharingPolicy
+from trainer import atomic
 from trainer.config import ConfigError, load_config, to_dict
 
 from nas.bench.config import BenchConfig
@@ -180,7 +181,7 @@ def supernet_scores(
             model = finetuned_standalone(supernet, policy, train_batches, finetune.lr, search_cfg.optim, device)
             entry["finetuned"][name] = scorer.measure(model)
     cached.update({keys[kind]: scores for kind, scores in entry.items()})
-    cache_file.write_text(json.dumps(cached, indent=2) + "\n")
+    atomic.write_json(cache_file, cached)
     return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
 
 
@@ -286,5 +287,5 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
     }
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_json(out / RESULT_FILE, result)
     return result

@@ -73,7 +73,9 @@ def show(
 
         name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
         title = {"sharebench-tiny": "ShareBench-tiny", "sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, name)
-        markdown.write_text(bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then sharenas bench show {source} --json --markdown {markdown})"))
+        from trainer import atomic
+
+        atomic.write_text(markdown, bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then sharenas bench show {source} --json --markdown {markdown})"))
     if as_json:
         typer.echo(json.dumps(table, indent=2))
         return

@@ -110,9 +110,10 @@ def rank_check(
     result = json_safe(result)
     if markdown is not None:
         from nas.bench.render import rank_check_markdown
+        from trainer import atomic
 
         where = f" --out {out}" if out is not None else ""
-        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}"))
+        atomic.write_text(markdown, rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}"))
     if as_json:
         import json
 
