@@ -38,7 +38,16 @@ def chance_levels(bundle: Any, heldout_batch_size: int = 128, ks: tuple[int, ...
         out[f"linear_probe/{task.name}/acc"] = 100.0 * float(counts.max()) / int(counts.sum())
     heldout = getattr(bundle, "heldout", None)
     if heldout is not None:
-        sizes = [min(heldout_batch_size, len(heldout) - start) for start in range(0, len(heldout), heldout_batch_size)]
-        sizes = [s for s in sizes if s >= 2]
-        out["heldout/shapes/loss"] = sum(math.log(s) for s in sizes) / len(sizes)
+        out["heldout/shapes/loss"] = heldout_loss_chance(len(heldout), heldout_batch_size)
     return out
+
+
+def heldout_loss_chance(pairs: int, batch_size: int) -> float:
+    """The held-out contrastive loss of uninformative features on `pairs` pairs in batches of
+    `batch_size`: ln(batch) per pair, averaged per pair as `held_out_loss` averages (a last batch
+    of fewer than 2 pairs is dropped, as `materialize` drops it)."""
+    sizes = [min(batch_size, pairs - start) for start in range(0, pairs, batch_size)]
+    sizes = [s for s in sizes if s >= 2]
+    if not sizes:
+        raise ValueError(f"{pairs} held-out pairs in batches of {batch_size} leave no batch of 2 or more pairs")
+    return sum(s * math.log(s) for s in sizes) / sum(sizes)
