@@ -163,16 +163,24 @@ def test_written_files_get_the_mode_a_plain_write_gives(tmp_path):
     assert stat.S_IMODE((tmp_path / "atomic.txt").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
+def renames_and_fsyncs(path: Path) -> list[str]:
+    """`os.replace` / `os.rename` / `os.fsync` calls and pathlib's `p.replace(q)` / `p.rename(q)`
+    (one argument, no keywords: not `str.replace(a, b)`, `dataclasses.replace(x, k=v)` or
+    `DataFrame.rename(columns=...)`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        name, owner = node.func.attr, node.func.value
+        if isinstance(owner, ast.Name) and owner.id == "os" and name in ("replace", "rename", "fsync"):
+            found.append(f"os.{name}")
+        elif name in ("replace", "rename") and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Constant):
+            found.append(f"path.{name}")
+    return sorted(set(found))
+
+
 def test_the_helper_is_the_only_hand_written_atomic_write():
     """No module renames files into place or fsyncs on its own; the checkpoint's directory swap is
     the one rename of whole directories."""
-    found = {}
-    for path in [*(ROOT / "trainer").rglob("*.py"), *(ROOT / "nas").rglob("*.py"), *(ROOT / "scripts").rglob("*.py")]:
-        calls = [
-            node.func.attr for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("replace", "rename", "fsync")
-            and node.args and not isinstance(node.args[0], ast.Constant)  # not str.replace("a", "b"), DataFrame.rename(columns=...)
-        ]
-        if calls:
-            found[str(path.relative_to(ROOT))] = sorted(set(calls))
-    assert found == {"trainer/atomic.py": ["fsync", "replace"], "trainer/checkpoint.py": ["replace"]}
+    found = {str(p.relative_to(ROOT)): renames_and_fsyncs(p) for folder in ("trainer", "nas", "scripts") for p in (ROOT / folder).rglob("*.py")}
+    assert {k: v for k, v in found.items() if v} == {"trainer/atomic.py": ["os.fsync", "os.replace"], "trainer/checkpoint.py": ["os.replace"]}
