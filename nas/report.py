@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from search_spaces import SUBLAYERS
+from trainer import atomic
 from trainer.config import ConfigError
 from trainer.metrics import read_metrics
 
@@ -308,5 +309,5 @@ def write_report(source: Path | None, out: Path, storage: str | None = None, stu
     else:
         raise ConfigError(f"{source} does not exist; give a run directory, a bench table .json or --storage/--study")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(report))
+    atomic.write_text(out, render(report))
     return report

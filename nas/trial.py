@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search_spaces import SharingPolicy
+from trainer import atomic
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import TrainingDiverged, TrainResult, train
 
@@ -52,7 +53,7 @@ class TrialObjective:
     def run(self, policy: SharingPolicy, run_dir: Path, report: Reporter | None = None, resume: bool = False) -> tuple[TrainResult, float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         policy_file = run_dir / POLICY_FILE
-        policy.save(policy_file)
+        atomic.write_with(policy_file, policy.save)
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             value = objective_value(metrics, self.metric)

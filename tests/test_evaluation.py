@@ -306,3 +306,19 @@ def test_chance_levels_and_units_say_what_a_number_means():
     torch.manual_seed(0)
     image, text = torch.randn(400, 16), torch.randn(400, 16)
     assert abs(retrieval_recall(image, text)["i2t_r10"] - 100.0 * 10 / 400) < 2.0
+
+
+class Uninformative(nn.Module):
+    """The same feature for every image and every caption: every pairing is equally likely."""
+
+    def forward(self, images, tokens):
+        rows = images.shape[0]
+        return torch.ones(rows, 4) / 2.0, torch.ones(rows, 4) / 2.0, torch.tensor(10.0)
+
+
+def test_contrastive_chance_is_what_uninformative_features_score():
+    from trainer.evaluation.chance import contrastive_chance
+    from trainer.evaluation.heldout import held_out_loss
+
+    batches = [(torch.zeros(n, 3, 4, 4), torch.zeros(n, 5, dtype=torch.long)) for n in (128, 128, 44)]
+    assert held_out_loss(Uninformative(), batches, "cpu") == pytest.approx(contrastive_chance(300, 128), abs=1e-5)

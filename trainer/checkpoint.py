@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from trainer import atomic
 from trainer.distributed import World, barrier
 
 FORMAT = "sharenas/checkpoint/v1"
@@ -98,23 +99,6 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
 # ---- writing ------------------------------------------------------------------------------------
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data))
-    _fsync_file(path)
-
-
-def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     run_dir: str | Path,
     model: nn.Module,
@@ -135,16 +119,15 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(world)
-    _write_json(tmp / f"rng-rank{world.rank}.json", capture_rng(world.device))
+    atomic.write_json(tmp / f"rng-rank{world.rank}.json", capture_rng(world.device), indent=None)
     barrier(world)
     final = root / name
     if world.is_main:
-        save_file({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
-        _fsync_file(tmp / MODEL_FILE)
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        atomic.write_with(tmp / MODEL_FILE, lambda file: save_file(weights, str(file)))
         tensors, meta = _optimizer_parts(optimizer)
-        save_file(tensors, str(tmp / OPTIMIZER_FILE))
-        _fsync_file(tmp / OPTIMIZER_FILE)
-        _write_json(tmp / STATE_FILE, {"format": FORMAT, **state, "world_size": world.world_size, "optimizer": meta})
+        atomic.write_with(tmp / OPTIMIZER_FILE, lambda file: save_file(tensors, str(file)))
+        atomic.write_json(tmp / STATE_FILE, {"format": FORMAT, **state, "world_size": world.world_size, "optimizer": meta}, indent=None)
         if final.exists():
             stale = root / f".old-{name}"
             shutil.rmtree(stale, ignore_errors=True)
@@ -153,7 +136,7 @@ def save_checkpoint(
             shutil.rmtree(stale)
         else:
             os.replace(tmp, final)
-        _replace_text(root / LATEST, name + "\n")
+        atomic.write_text(root / LATEST, name + "\n")  # its directory fsync also makes the rename above durable
         for old in list_checkpoints(run_dir)[:-keep]:
             if old != final:
                 shutil.rmtree(old)

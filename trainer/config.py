@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from trainer import atomic
 from trainer.data import DataConfig
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def config_diff(a: Any, b: Any) -> list[str]:

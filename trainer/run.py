@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import PolicyError
+from trainer import atomic
 from trainer.checkpoint import CheckpointError, read_state, resolve_checkpoint
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.data.errors import DataError
@@ -89,7 +90,7 @@ def run_training(
     result = train(cfg, run_dir, resume=resume)
     stale = run_dir / EVAL_FILE
     if stale.is_file() and result.metrics and json.loads(stale.read_text()).get("step") != result.step:
-        stale.write_text(json.dumps({"step": result.step, "checkpoint": f"step_{result.step:08d}", "metrics": result.metrics}, indent=2) + "\n")
+        atomic.write_json(stale, {"step": result.step, "checkpoint": f"step_{result.step:08d}", "metrics": result.metrics})
     return result
 
 
@@ -133,7 +134,7 @@ def run_evaluation(run_dir: str | Path, overrides: Sequence[str] = ()) -> tuple[
     )
     chance = chance_levels(bundle, e.heldout_batch_size)
     record = {"step": read_state(checkpoint)["step"], "checkpoint": checkpoint.name, "metrics": metrics, "chance": chance}
-    (run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    atomic.write_json(run_dir / EVAL_FILE, record)
     return metrics, chance
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
+from trainer import atomic
 from trainer.config import ConfigError, dump_config, load_config, to_dict
 
 ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
@@ -51,13 +52,6 @@ def bench_entries(bench: LoadedBench, names: list[str]) -> list[Entry]:
 
 def entry_file(out: Path, entry: Entry) -> Path:
     return out / ENTRIES / entry.name / f"seed_{entry.seed}.json"
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def held_out_pairs(section: HeldOutSection, bundle: Any, size: Any) -> Any:
@@ -118,7 +112,7 @@ def reuse_entries(bench: LoadedBench, out: Path, source: Path, entries: list[Ent
         target = out / RUNS / entry.name / f"seed_{entry.seed}"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(run, target)
-        _atomic_json(entry_file(out, entry), json.loads(record.read_text()))
+        atomic.write_json(entry_file(out, entry), json.loads(record.read_text()))
         copied.append(entry)
     return copied
 
@@ -172,7 +166,9 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
         "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
         "train_seconds": round(seconds, 1), "device": str(device),
     }
-    _atomic_json(entry_file(out_dir, Entry(name, seed)), record)
+    entry = entry_file(out_dir, Entry(name, seed))
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(entry, record)
     for checkpoint in list_checkpoints(run)[:-1]:
         shutil.rmtree(checkpoint)
     return record
@@ -215,7 +211,7 @@ def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
         path = out / POLICIES / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or json.loads(path.read_text()) != policy.to_dict():
-            policy.save(path)
+            atomic.write_with(path, policy.save)
     outside = [n for n, p in policies.items() if not in_space(space, p)]
     if outside:
         print(f"bench: {', '.join(outside)} lie outside the supernet space (kept for the paper check, not for rank checks)", file=sys.stderr)

@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from search_spaces import SharingPolicy
+from trainer import atomic
 from trainer.config import ConfigError, load_config, to_dict
 from trainer.evaluation.chance import contrastive_chance
 
@@ -187,7 +188,7 @@ def supernet_scores(
             model = finetuned_standalone(supernet, policy, train_batches, finetune.lr, search_cfg.optim, device)
             entry["finetuned"][name] = scorer.measure(model)
     cached.update({keys[kind]: scores for kind, scores in entry.items()})
-    cache_file.write_text(json.dumps(cached, indent=2) + "\n")
+    atomic.write_json(cache_file, cached)
     return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
 
 
@@ -305,5 +306,5 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         "policies": record, "config": to_dict(cfg),
         "val_loss_chance": (table.get("chance") or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
     }
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_json(out / RESULT_FILE, result)
     return result

@@ -109,7 +109,9 @@ def show(
             text = bench_markdown(table, title, shown, "recomputed from the runs the JSON records, which `scripts/sharebench.sh` trains")
         else:
             text = bench_markdown(table, title, f"scripts/sharebench.sh (bench build, then {shown})")
-        markdown.write_text(text)
+        from trainer import atomic
+
+        atomic.write_text(markdown, text)
     if as_json:
         typer.echo(json.dumps(table, indent=2))
         return

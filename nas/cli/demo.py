@@ -9,9 +9,9 @@ Gumbel search's derived architecture is exported and both searches get an HTML r
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -27,8 +27,30 @@ OPTUNA_OVERRIDES = (
 )
 
 
+def picks_note(table: dict[str, Any], pairs: int) -> str:
+    """How to read the picks table, from the bench `table` itself: the chance level of the held-out
+    loss on the `pairs` pairs the inherited weights are scored on and on the bench's own held-out
+    set, and how long the bench's standalone trainings ran."""
+    import yaml
+
+    from trainer.config import load_config
+    from trainer.evaluation.chance import contrastive_chance
+
+    from nas.bench.config import BenchConfig
+
+    h = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig).heldout
+    inherited, standalone = contrastive_chance(pairs, h.batch_size), contrastive_chance(h.pairs, h.batch_size)
+    chance = f"{inherited:.2f}" if round(inherited, 2) == round(standalone, 2) else f"{inherited:.2f} inherited, {standalone:.2f} standalone"
+    epochs = sorted({run["curve"][-1]["epoch"] for entry in table["policies"].values() for run in entry["runs"]})
+    length = " or ".join(f"{e:g}" for e in epochs)
+    return (f"held-out loss in nats, lower is better; chance (uninformative features, batches of {h.batch_size}) = {chance}. "
+            f"Inherited: this supernet's weights on {pairs} held-out pairs; standalone: the bench's {length}-epoch trainings, "
+            f"scored on its {h.pairs} held-out pairs.")
+
+
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folder; each demo run writes a new timestamped folder in it.")) -> None:
     """Run a tiny Gumbel search and a tiny Optuna study on the embedded data (CPU, a few minutes)."""
+    from trainer import atomic
     from trainer.config import load_config
 
     from nas.bench.picks import picks_frame, proxy_picks
@@ -52,11 +74,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     gumbel = run_gumbel_search(gumbel_cfg, out / "gumbel", retrain=False)
 
     typer.echo(f"[2/5] The derived policy against msclip, msclip-s and the trivial proxies' picks ({BENCH.name})")
-    picks = picks_frame(proxy_picks(gumbel.run_dir, read_bench_table(BENCH), heldout_pairs=PICK_PAIRS))
-    (out / "picks.md").write_text(picks.to_markdown(index=False) + "\n")
+    bench_table = read_bench_table(BENCH)
+    picks = picks_frame(proxy_picks(gumbel.run_dir, bench_table, heldout_pairs=PICK_PAIRS))
+    atomic.write_text(out / "picks.md", picks.to_markdown(index=False) + "\n")
     typer.echo(picks.to_string(index=False))
-    typer.echo(f"held-out loss in nats, lower is better; chance ln(128) = {math.log(128):.2f}. Inherited: this supernet's "
-               f"weights on {PICK_PAIRS} held-out pairs; standalone: the bench's 6-epoch trainings.")
+    typer.echo(picks_note(bench_table, PICK_PAIRS))
 
     typer.echo(f"[3/5] Optuna study ({OPTUNA_TRIALS} trials: 3 baselines + sampled layouts)")
     optuna_cfg = load_search_config(EXPERIMENTS / "optuna.yaml", [*OPTUNA_OVERRIDES, f"out_dir={out / 'optuna'}"])

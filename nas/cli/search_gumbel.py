@@ -111,12 +111,13 @@ def rank_check(
     result = json_safe(result)
     if markdown is not None:
         from nas.bench.render import rank_check_markdown
+        from trainer import atomic
 
         import yaml
 
         where = f" --out {out}" if out is not None else ""
         bench_name = (yaml.safe_load(json.loads(Path(result["bench"]).read_text()).get("config") or "") or {}).get("name", "sharebench-tiny")
-        markdown.write_text(rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}", bench_name))
+        atomic.write_text(markdown, rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}", bench_name))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -15,6 +15,7 @@ from typing import Any
 
 from search_spaces import SUBLAYERS, LayerSharing, SharingPolicy, count_params, get_size
 from search_spaces.transformer import SUBLAYER_MODULES
+from trainer import atomic
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, load_config, to_dict
 
 from nas.conflict.config import ConflictConfig
@@ -83,7 +84,7 @@ def measure_conflicts(cfg: ConflictConfig, out: Path) -> Conflicts:
     cosines = modality_gradient_cosines(model, batches, groups, device)
     ordered = dict(sorted(cosines.items(), key=lambda kv: kv[1]))
     seconds = round(time.perf_counter() - start, 2)
-    cache.write_text(json.dumps({"settings": settings, "cosines": ordered, "seconds": seconds}, indent=2) + "\n")
+    atomic.write_json(cache, {"settings": settings, "cosines": ordered, "seconds": seconds})
     return Conflicts(ordered, seconds)
 
 
@@ -132,8 +133,8 @@ def run_conflict_search(cfg: ConflictConfig, out: str | Path) -> dict[str, Any]:
             "most_conflicting": dict(list(conflicts.cosines.items())[:10]),
         },
     }
-    (out / "arch.json").write_text(json.dumps(record, indent=2) + "\n")
-    policy.save(out / "policy.json")
+    atomic.write_json(out / "arch.json", record)
+    atomic.write_with(out / "policy.json", policy.save)
     return record
 
 

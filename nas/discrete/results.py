@@ -8,13 +8,14 @@ in absolute numbers and percent.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
+
+from trainer import atomic
 
 REFERENCE = "msclip"
 RESULTS_CSV = "results.csv"
@@ -219,12 +220,6 @@ def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(study: optuna.Study, metric: str, out_dir: str | Path, note: bool = True) -> ResultsTable:
     """Write `results.csv` and `results.md` to `out_dir` and (with `note`) the markdown as the study's
     optuna-dashboard note."""
@@ -232,8 +227,8 @@ def write_results(study: optuna.Study, metric: str, out_dir: str | Path, note: b
     out_dir.mkdir(parents=True, exist_ok=True)
     table = collect_results(study, metric)
     markdown = to_markdown(table, study.get_trials(deepcopy=False))
-    _write_atomic(out_dir / RESULTS_CSV, to_csv(table))
-    _write_atomic(out_dir / RESULTS_MD, markdown)
+    atomic.write_text(out_dir / RESULTS_CSV, to_csv(table))
+    atomic.write_text(out_dir / RESULTS_MD, markdown)
     if note:
         from optuna_dashboard import save_note
 

@@ -33,6 +33,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import ParamCount, SharingPolicy, get_preset, get_size
+from trainer import atomic
 from trainer.config import ConfigError, TrainConfig
 
 from nas.discrete.config import OptunaSearchConfig
@@ -260,5 +261,5 @@ class StudyWorker:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra,
         }
         path = run_dir / ARCH_FILE
-        path.write_text(json.dumps(arch_record(policy, cfg, counts, metrics, provenance), indent=2) + "\n")
+        atomic.write_json(path, arch_record(policy, cfg, counts, metrics, provenance))
         upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial, mimetype="application/json")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SharedCLIP, build_model, save_exported
+from trainer import atomic
 from trainer.checkpoint import latest_checkpoint, load_model_weights, read_state
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 from trainer.metrics import read_metrics
@@ -166,6 +167,6 @@ def export(source: Path | None, out: Path, storage: str | None = None, study: st
         from nas.export.onnx import export_onnx
 
         record["onnx"] = export_onnx(exported.model, out)
-        (out / "arch.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        atomic.write_json(out / "arch.json", record, default=str)
     return record
 

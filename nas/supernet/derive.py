@@ -3,7 +3,6 @@ gates are scored with inherited weights; the best one (within the budget, if any
 `arch.json` (schema `sharenas/arch/v1`, the others listed in its provenance) and `policy.json`."""
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -18,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
+from trainer import atomic
 from trainer.config import ConfigError
 
 from nas.supernet.gates import probabilities
@@ -223,6 +223,6 @@ def write_arch(
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    policy.save(out_dir / POLICY_FILE)
+    atomic.write_json(out_dir / ARCH_FILE, record)
+    atomic.write_with(out_dir / POLICY_FILE, policy.save)
     return record

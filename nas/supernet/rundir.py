@@ -9,7 +9,6 @@ picks) build its supernet with `build_supernet` and load the weights `weights_fi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from search_spaces import SharingPolicy, get_size
+from trainer import atomic
 from trainer.config import ConfigError
 
 from nas.supernet.config import GumbelConfig
@@ -65,14 +65,14 @@ def weights_file(run: Path, policy: SharingPolicy, space: SearchSpace) -> Path:
 
 
 def save_weights(module: nn.Module, path: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+    """`module`'s weights saved atomically: a killed write leaves the previous file."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """`state` saved atomically: a killed write leaves the previous file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def read_state(path: Path, device: torch.device) -> dict[str, Any]:

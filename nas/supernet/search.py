@@ -26,7 +26,6 @@ order are functions of (seed, step), so a resumed search continues exactly.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -40,6 +39,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from trainer import atomic
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown
@@ -381,7 +381,7 @@ class GumbelSearch:
     def _save_child(self, option: int) -> None:
         gate = self.cfg.search.few_shot_gate
         save_weights(self.supernet, self.out / child_file(gate, option))
-        torch.save(self.logits.detach().cpu(), self.out / child_logits_file(gate, option))
+        atomic.write_with(self.out / child_logits_file(gate, option), lambda tmp: torch.save(self.logits.detach().cpu(), tmp))
 
     def _save(self) -> None:
         save_weights(self.supernet, self.out / SUPERNET_FILE)
@@ -394,7 +394,7 @@ class GumbelSearch:
         if self.split_gate is not None:
             gate = self.cfg.search.few_shot_gate
             record["few_shot"] = {"gate": gate, "files": {str(v): child_file(gate, v) for v in (0, 1)}}
-        (self.out / GATES_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        atomic.write_json(self.out / GATES_FILE, record)
 
     def _derive(self, search_seconds: float) -> dict[str, Any]:
         d, size = self.cfg.derive, self.space.size
@@ -441,5 +441,5 @@ class GumbelSearch:
         result = train(train_cfg, self.out / "retrain")
         if self.world.is_main and arch:
             arch["metrics"].update({f"retrain/{k}": v for k, v in result.metrics.items()})
-            (self.out / ARCH_FILE).write_text(json.dumps(arch, indent=2) + "\n")
+            atomic.write_json(self.out / ARCH_FILE, arch)
         return arch

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SharingPolicy
+from trainer import atomic
 from trainer.config import ConfigError, TrainConfig, load_config, to_dict
 
 from nas.tune.config import TuneConfig, load_tune_config
@@ -61,7 +62,7 @@ def _pack(run_dir: Path, into: Path) -> None:
     latest = latest_checkpoint(run_dir)
     if latest is not None:
         shutil.copytree(latest, into / CHECKPOINTS / latest.name)
-        (into / CHECKPOINTS / LATEST).write_text(latest.name)
+        atomic.write_text(into / CHECKPOINTS / LATEST, latest.name)
 
 
 def _maybe_fail(wanted: str | None, trial: int, step: int, root: Path) -> None:

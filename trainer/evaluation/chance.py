@@ -51,3 +51,4 @@ def chance_levels(bundle: Any, heldout_batch_size: int = 128, ks: tuple[int, ...
     if heldout is not None:
         out[f"heldout/{bundle.heldout_name}/loss"] = contrastive_chance(len(heldout), heldout_batch_size)
     return out
+
