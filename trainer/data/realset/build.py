@@ -34,6 +34,7 @@ from typing import Callable
 
 from PIL import Image
 
+from trainer import atomic
 from trainer.data.realset import clipart, emoji
 from trainer.data.realset.images import BlankImage, load_source, prepare
 from trainer.data.realset.manifest import MANIFEST, SCHEMA, ZeroShotSpec
@@ -204,7 +205,7 @@ def write_shards(out: Path, split: str, pairs: list[tuple[Pair, bytes]], shard_s
                 _tar_member(archive, f"{key}.png", data)
                 _tar_member(archive, f"{key}.txt", pair.caption.encode())
                 _tar_member(archive, f"{key}.json", json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
-        (out / name).write_bytes(buffer.getvalue())
+        atomic.write_bytes(out / name, buffer.getvalue())
         names.append(name)
     return names
 
@@ -215,7 +216,7 @@ def write_csv(path: Path, pairs: list[Pair]) -> None:
     writer.writeheader()
     for pair in pairs:
         writer.writerow({"filepath": pair.filepath, **{k: v for k, v in asdict(pair).items()}})
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    atomic.write_text(path, buffer.getvalue())
 
 
 def package_versions() -> dict[str, str]:
@@ -297,5 +298,5 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
         "zeroshot": [spec.to_dict() for spec in zeroshot_specs([p for p, _ in splits["heldout"]], rules.min_heldout_per_class)],
         "files": {name: sha256_file(out / name) for name in files},
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic.write_json(out / MANIFEST, manifest, ensure_ascii=False)
     return manifest
