@@ -3,8 +3,10 @@
 # from its SVG metadata, and Noto Color Emoji glyphs with their Unicode names, groups and CLDR keywords.
 #
 #   scripts/realdata.sh install      install the packages if missing (apt-get, needs root)
-#   scripts/realdata.sh build DIR    install if needed, then build DIR (images, CSVs, webdataset shards,
-#                                    LICENSES/, manifest.json with the hashes); about 10 minutes on 2 cores
+#   scripts/realdata.sh build DIR [OPTIONS]
+#                                    install if needed, then build DIR (images, CSVs, webdataset shards,
+#                                    LICENSES/, manifest.json with the hashes); about 10 minutes on 2 cores;
+#                                    OPTIONS go to `sharenas data build` (e.g. --clipart-png DIR)
 #   scripts/realdata.sh check DIR    re-hash DIR's CSVs and shards against its manifest
 #
 # The same package versions give byte-identical CSVs and shards (see DIR/manifest.json).
@@ -42,11 +44,11 @@ case "${1:-}" in
         [ -n "${2:-}" ] || die "usage: realdata.sh build DIR"
         install_packages
         [ -x "$PY" ] || die "$PY not found: run 'make venv' first (or set SHARENAS_PYTHON)"
-        "$PY" -m nas.cli data build "$2"
+        "$PY" -m nas.cli data build "$2" "${@:3}"
         ;;
     check)
         [ -n "${2:-}" ] || die "usage: realdata.sh check DIR"
         "$PY" -m nas.cli data check "$2"
         ;;
-    *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.realset_fixtures import RULES, glyph, write_packages
 from tests.test_data import _write_shards
+from trainer.data.realset.build import build_realset
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -62,6 +64,13 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json":
         ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json --bootstrap 200",
     "scripts/sharebench.sh": ("covered", "the bench and rank-check tests run each command it chains; the script itself takes hours"),
+    "scripts/realdata.sh build data/real": ("covered", "tests/test_realset.py::test_the_script_builds_and_checks_a_set"),
+    ".venv/bin/sharenas data check data/real": ".venv/bin/sharenas data check data/real",
+    ".venv/bin/sharenas train experiments/real/msclip.yaml --out runs/real-msclip":
+        f".venv/bin/sharenas train experiments/real/msclip.yaml --out runs/real-msclip {TRAIN} --set train.batch_size=8",
+    ".venv/bin/sharenas search gumbel experiments/real/gumbel.yaml --out runs/gumbel-real":
+        f".venv/bin/sharenas search gumbel experiments/real/gumbel.yaml --out runs/gumbel-real {GUMBEL} --set train.batch_size=8 "
+        "--set search.arch_batch_size=4 --set derive.batch_size=8",
     ".venv/bin/sharenas export runs/gumbel --out exports/gumbel": ".venv/bin/sharenas export runs/gumbel --out exports/gumbel",
     ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx": ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx",
     ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out exports/best":
@@ -131,6 +140,7 @@ def test_the_readme_commands_run_in_order(tmp_path):
         (tmp_path / folder).symlink_to(ROOT / folder)
     (tmp_path / "shards").mkdir()
     _write_shards(tmp_path / "shards")
+    build_realset(tmp_path / "data" / "real", write_packages(tmp_path / "packages"), RULES, workers=1, glyphs=glyph)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for readme, how in COMMANDS.items():
         if isinstance(how, tuple):

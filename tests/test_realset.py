@@ -6,117 +6,42 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner
 
 from nas.cli import app
-
+from tests.realset_fixtures import BOMB_LIMIT, RULES, glyph, write_packages
 from trainer.data import DataConfig, build_data
 from trainer.data.realset import clipart
-from trainer.data.realset.build import Roots, Rules, build_realset
+from trainer.data.realset.build import Roots, build_realset
 from trainer.data.realset.emoji import EMOJI_FONT, GlyphRenderer, read_emoji_test
-
-SVG = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
-<svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/" xmlns:dc="http://purl.org/dc/elements/1.1/"
-     xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" width="10" height="10">
-  <metadata><rdf:RDF><cc:Work rdf:about="">
-    {title}{description}
-    <dc:subject><rdf:Bag>{keywords}</rdf:Bag></dc:subject>
-    <dc:creator><cc:Agent><dc:title>{author}</dc:title></cc:Agent></dc:creator>
-  </cc:Work></rdf:RDF></metadata>
-  <rect width="10" height="10"/>
-</svg>
-"""
-COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 200), (220, 180, 20), (150, 40, 160), (20, 170, 170)]
-CATEGORIES = ("animals", "food", "transportation", "unsorted")
-PER_CATEGORY = 14
-EMOJI_GROUPS = {"Smileys & Emotion": ["1F600", "1F601", "1F602", "1F603", "1F604", "1F605", "1F606", "1F607"],
-                "Animals & Nature": ["1F400", "1F401", "1F402", "1F403", "1F404", "1F405", "1F406", "1F407"]}
-
-
-def _drawing(index: int, size: tuple[int, int] = (40, 30), mode: str = "RGBA") -> Image.Image:
-    image = Image.new(mode, size, (0, 0, 0, 0) if mode == "RGBA" else (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    colour = COLOURS[index % len(COLOURS)]
-    draw.rectangle((3 + index % 5, 3, size[0] - 4, size[1] - 4 - index % 4), fill=colour + ((255,) if mode == "RGBA" else ()))
-    draw.ellipse((5, 5, 5 + 2 + index % 9, 5 + 2 + index % 7), fill=(255 - colour[0], 0, index * 7 % 255) + ((255,) if mode == "RGBA" else ()))
-    return image
-
-
-def _svg(title: str | None = None, description: str | None = None, keywords: tuple[str, ...] = (), author: str = "Jane Doe") -> str:
-    return SVG.format(title=f"<dc:title>{title}</dc:title>" if title else "",
-                      description=f"<dc:description>{description}</dc:description>" if description else "",
-                      keywords="".join(f"<rdf:li>{k}</rdf:li>" for k in keywords), author=author)
-
-
-def _clipart(png_root: Path, svg_root: Path, rel: str, image: Image.Image, svg: str) -> None:
-    (png_root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (svg_root / rel).parent.mkdir(parents=True, exist_ok=True)
-    image.save(png_root / f"{rel}.png")
-    (svg_root / f"{rel}.svg").write_text(svg)
-
-
-def _emoji_files(root: Path) -> tuple[Path, Path]:
-    lines = []
-    for group, codepoints in EMOJI_GROUPS.items():
-        lines.append(f"# group: {group}")
-        lines.append("# subgroup: test-subgroup")
-        for i, cp in enumerate(codepoints):
-            lines.append(f"{cp} ; fully-qualified # {chr(int(cp, 16))} E1.0 test emoji {group.split()[0].lower()} {i}")
-            lines.append(f"{cp} 1F3FB ; fully-qualified # x E1.0 test emoji {i}: light skin tone")
-    lines += ["# group: Component", "1F3FB ; component # x E1.0 light skin tone"]
-    test = root / "emoji-test.txt"
-    test.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cldr = root / "en.xml"
-    cldr.write_text('<ldml><annotations><annotation cp="\U0001F600">face | grin | test emoji smileys 0</annotation>'
-                    '<annotation cp="\U0001F600" type="tts">test emoji smileys 0</annotation></annotations></ldml>', encoding="utf-8")
-    return test, cldr
-
-
-def _glyph(text: str) -> Image.Image:
-    index = ord(text[0]) % 97
-    return _drawing(index, (34, 32))
 
 
 @pytest.fixture(scope="module")
 def fixture_roots(tmp_path_factory: pytest.TempPathFactory) -> Roots:
-    root = tmp_path_factory.mktemp("packages")
-    png, svg = root / "png", root / "svg"
-    for c, category in enumerate(CATEGORIES):
-        for i in range(PER_CATEGORY):
-            _clipart(png, svg, f"{category}/item_{c}_{i}_jane_doe_01", _drawing(c * PER_CATEGORY + i),
-                     _svg(f"{category} thing {i}", keywords=(category, "hash", f"kw{i % 3}word")))
-    # collection boilerplate as the title; the author's name in the file name and the keywords
-    _clipart(png, svg, "animals/birds/cigno_architetto_frances_01", _drawing(90),
-             _svg("Part of the Flat Icon Collection (Wed Aug 25 23:29:46 2004)", "See http://example.org for more.",
-                  ("bird", "Architetto Francesco Rollandin", "mapsym"), author="Architetto Francesco Rollandin"))
-    _clipart(png, svg, "food/full_moon_cake_dan_gerhards_01", _drawing(91),
-             _svg("Moon Cake", "A round cake. Because it is round, it looks like the moon.", ("cake", "moon"), author="Dan Gerhards"))
-    # an exact copy of another image under another name: one of the two goes
-    _clipart(png, svg, "transportation/copy_of_item", _drawing(2 * PER_CATEGORY + 3), _svg("a copy"))
-    # a decompression bomb (beyond the limit the test sets) and a fully transparent image
-    _clipart(png, svg, "food/huge_banana", _drawing(92, (400, 300)), _svg("Banana", keywords=("fruit",)))
-    _clipart(png, svg, "food/nothing_drawn", Image.new("RGBA", (20, 20), (0, 0, 0, 0)), _svg("Invisible"))
-    emoji_test, cldr = _emoji_files(root)
-    return Roots(png, svg, Path("unused.ttf"), emoji_test, (cldr,))
+    return write_packages(tmp_path_factory.mktemp("packages"))
 
 
-RULES = Rules(image_size=32, heldout_fraction=0.25, max_per_caption=20, shard_size=16, min_heldout_per_class=2)
+def _build(out: Path, roots: Roots) -> dict:
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = BOMB_LIMIT
+    try:
+        return build_realset(out, roots, RULES, workers=1, glyphs=glyph)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 @pytest.fixture(scope="module")
 def built(fixture_roots: Roots, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("realset")
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = 50_000  # the 400 x 300 banana is a bomb here
-    try:
-        build_realset(out, fixture_roots, RULES, workers=1, glyphs=_glyph)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    _build(out, fixture_roots)
     return out
 
 
@@ -164,12 +89,7 @@ def test_a_decompression_bomb_is_resized_not_dropped(built: Path) -> None:
 
 def test_the_same_inputs_give_byte_identical_files(built: Path, fixture_roots: Roots, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = 50_000
-    try:
-        manifest = build_realset(again, fixture_roots, RULES, workers=1, glyphs=_glyph)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    manifest = _build(again, fixture_roots)
     first = json.loads((built / "manifest.json").read_text())
     assert manifest["files"] == first["files"] and len(manifest["files"]) >= 4
     for name, digest in first["files"].items():
@@ -239,3 +159,20 @@ def test_removing_the_svg_leaves_a_caption_from_the_file_name(fixture_roots: Roo
     captions = {m.path: rules.caption(m) for _, m in items}
     assert captions["food/huge_banana"] == "huge banana"
     assert captions["food/full_moon_cake_dan_gerhards_01"] == "full moon cake dan gerhards"  # the author is known from the SVG only
+
+
+@pytest.mark.skipif(bool(subprocess.run(["bash", "-c", "dpkg-query -W fonts-noto-color-emoji unicode-data unicode-cldr-core openclipart-png openclipart-svg libraqm0"],
+                                        capture_output=True).returncode),
+                    reason="the real-set packages are not installed (scripts/realdata.sh install, as .ci/run does)")
+def test_the_script_builds_and_checks_a_set(fixture_roots: Roots, tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "realdata.sh"
+    env = {**os.environ, "SHARENAS_PYTHON": sys.executable}
+    roots = ["--clipart-png", str(fixture_roots.clipart_png), "--clipart-svg", str(fixture_roots.clipart_svg),
+             "--emoji-test", str(fixture_roots.emoji_test), "--cldr", str(fixture_roots.cldr[0]), "--workers", "1"]
+    built = subprocess.run(["bash", str(script), "build", str(tmp_path / "set"), *roots], capture_output=True, text=True, env=env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "training and" in built.stdout and "zero-shot tasks: clipart" in built.stdout
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["counts"]["emoji_found"] == 16 and manifest["packages"]["fonts-noto-color-emoji"]  # the Noto glyphs, Debian versions
+    checked = subprocess.run(["bash", str(script), "check", str(tmp_path / "set")], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0 and "files match the manifest" in checked.stdout

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -11,12 +12,22 @@ from nas.cli.console import error_exit
 def build(
     out: Path = typer.Argument(..., help="Directory to build the set in (an earlier build there is replaced)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes decoding and resizing the clip art."),
+    clipart_png: Optional[Path] = typer.Option(None, help="The clip-art PNG tree [default: where openclipart-png puts it]."),
+    clipart_svg: Optional[Path] = typer.Option(None, help="The clip-art SVG tree [default: where openclipart-svg puts it]."),
+    emoji_font: Optional[Path] = typer.Option(None, help="A colour emoji font [default: Noto Color Emoji of fonts-noto-color-emoji]."),
+    emoji_test: Optional[Path] = typer.Option(None, help="Unicode's emoji-test.txt [default: unicode-data's]."),
+    cldr: Optional[list[Path]] = typer.Option(None, help="CLDR English annotation files (repeatable) [default: unicode-cldr-core's]."),
 ) -> None:
     """Build the real set: images, train/held-out CSVs, webdataset shards, licenses and a manifest."""
-    from trainer.data.realset.build import build_realset
+    from dataclasses import replace
 
+    from trainer.data.realset.build import Roots, build_realset
+
+    given = {"clipart_png": clipart_png, "clipart_svg": clipart_svg, "emoji_font": emoji_font, "emoji_test": emoji_test,
+             "cldr": tuple(cldr) if cldr else None}
+    roots = replace(Roots(), **{k: v for k, v in given.items() if v is not None})
     try:
-        manifest = build_realset(out, workers=workers)
+        manifest = build_realset(out, roots, workers=workers)
     except (FileNotFoundError, OSError) as exc:
         raise error_exit(exc) from None
     counts = manifest["counts"]
