@@ -46,6 +46,7 @@ from tqdm import tqdm
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
+from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
@@ -399,7 +400,7 @@ class GumbelSearch:
         scorer = Scorer(
             self.bundle, materialize(self.bundle.arch, d.batch_size), self.device, d.metric,
             calibration=materialize(self.bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
-            autocast=self.autocast, context_length=size.context_length,
+            context_length=size.context_length,
         )
         budget = self.cfg.search.budget_params
         finetune = None
@@ -424,7 +425,7 @@ class GumbelSearch:
             "config": to_dict(self.cfg),
             "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
             "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True,
-                          "finetune_steps": d.finetune_steps},
+                          "finetune_steps": d.finetune_steps, "score_precision": SCORE_PRECISION},
             "search_seconds": round(search_seconds, 2),
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
