@@ -1,10 +1,9 @@
 """Scoring a model on held-out data: the contrastive loss on the architecture split and the mean
 zero-shot top-1. Used for the supernet with inherited weights (one fixed path at a time) and for
-standalone models alike, so both sides of a ranking comparison are measured the same way."""
+standalone models alike, so both sides of a ranking comparison are measured the same way, at the
+scoring precision (`trainer.evaluation.precision`)."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from trainer.data import DataBundle
 from trainer.evaluation import zero_shot_accuracy
 from trainer.evaluation.heldout import Batches, held_out_loss, materialize
+from trainer.evaluation.precision import scoring_precision
 
 __all__ = ["Batches", "Scorer", "has_batch_norm", "held_out_loss", "materialize", "recalibrate_batch_norm"]
 METRICS = ("val_loss", "zeroshot")
@@ -52,7 +52,6 @@ class Scorer:
     device: torch.device
     metric: str = "val_loss"
     calibration: Batches | None = None
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     context_length: int = 32
 
     def __post_init__(self) -> None:
@@ -62,7 +61,7 @@ class Scorer:
             raise ValueError("metric zeroshot: the data has no zero-shot tasks; use val_loss")
 
     def val_loss(self, model: nn.Module) -> float:
-        return held_out_loss(model, self.held_out, self.device, self.autocast)
+        return held_out_loss(model, self.held_out, self.device)
 
     def zeroshot(self, model: nn.Module) -> float:
         if not self.bundle.zeroshot:
@@ -74,8 +73,9 @@ class Scorer:
 
     def measure(self, model: nn.Module, recalibrate: bool = False) -> dict[str, float]:
         """Both metrics plus `score` (the configured one, higher is better)."""
-        if recalibrate and self.calibration and has_batch_norm(model):
-            recalibrate_batch_norm(model, self.calibration, self.device)
-        result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model)}
+        with scoring_precision(self.device):
+            if recalibrate and self.calibration and has_batch_norm(model):
+                recalibrate_batch_norm(model, self.calibration, self.device)
+            result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model)}
         result["score"] = -result["val_loss"] if self.metric == "val_loss" else result["zeroshot"]
         return result

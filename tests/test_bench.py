@@ -109,6 +109,49 @@ def test_build_skips_finished_entries_and_resumes_a_half_trained_one(tmp_path, m
     assert refused.exit_code == 2 and "another config" in refused.output
 
 
+def test_an_entry_is_scored_in_fp32_whatever_precision_it_trained_in(tmp_path):
+    """A bf16 recipe: the entry's held-out loss is the fp32 loss of its final weights, and the entry
+    and the table say so; an entry from before the precision was recorded is taken as scored at its
+    run's training precision (as the bench then did): a table of both says it is mixed, and another
+    bench does not reuse it."""
+    import torch
+
+    from nas.bench.build import entry_run, reuse_entries
+    from search_spaces import build_model, get_preset
+    from trainer.checkpoint import latest_checkpoint, load_model_weights
+    from trainer.data import fresh_shapes
+    from trainer.evaluation.heldout import held_out_loss, materialize
+    from trainer.loss import contrastive_loss
+
+    config = tiny_bench(tmp_path, train_overrides=["train.precision=bf16", "train.epochs=null", "train.steps=2"])
+    out = tmp_path / "bench"
+    prepare(load_bench_config(config), out)
+    record = run_entry(str(config), [], str(out), "msclip", 0)
+    assert record["score_precision"] == "fp32"
+    model = build_model(get_preset("msclip", "tiny"), "tiny").eval()
+    load_model_weights(model, latest_checkpoint(entry_run(out, Entry("msclip", 0))))
+    batches = materialize(fresh_shapes(64, 123, 32, 32), 32)
+    assert record["val_loss"] == held_out_loss(model, batches, "cpu")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = sum(float(contrastive_loss(*(t.float() for t in model(i, k)))) * len(i) for i, k in batches) / 64
+    assert abs(record["val_loss"] - in_bf16) > 1e-6  # scoring in the training precision would have shown
+    assert bench_table(out, bootstrap=200)["score_precision"] == "fp32"
+
+    legacy = entry_file(out, Entry("msclip", 0))
+    older = {k: v for k, v in json.loads(legacy.read_text()).items() if k != "score_precision"}
+    legacy.write_text(json.dumps(older))
+    assert bench_table(out, bootstrap=200)["score_precision"] == "bf16"
+    other = entry_file(out, Entry("share-all", 0))
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({**record, "name": "share-all"}))
+    assert bench_table(out, bootstrap=200)["score_precision"] == "mixed (runs per precision): bf16 1, fp32 1"
+    again = tmp_path / "again"
+    prepare(load_bench_config(config), again)
+    assert reuse_entries(load_bench_config(config), again, out, [Entry("msclip", 0)]) == []
+    legacy.write_text(json.dumps(record))
+    assert reuse_entries(load_bench_config(config), again, out, [Entry("msclip", 0)]) == [Entry("msclip", 0)]
+
+
 def hand_made_records() -> list[dict]:
     """Five policies x two seeds with ties in seed 1, plus a third seed for one policy."""
     seed0 = {"a": 1.0, "b": 1.2, "c": 1.1, "d": 1.5, "e": 1.3}
@@ -282,7 +325,13 @@ def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
     assert result["proxies"]["params"]["kendall"] == pytest.approx(kendall_tau(truth, params))
     assert result["proxies"]["params"]["ratio_to_ceiling"] == pytest.approx(result["proxies"]["params"]["kendall"] / 0.5)
     assert {"kendall", "kendall_ci", "spearman", "top5_overlap"} <= set(result["proxies"]["specific_sublayers"])
-    assert json.loads((tmp_path / "out" / "rank_check.json").read_text())["n"] == len(names)
+    written = json.loads((tmp_path / "out" / "rank_check.json").read_text())
+    assert written["n"] == len(names) and written["score_precision"] == "fp32" and written["bench_score_precision"] == "unrecorded"
+    (tmp_path / "bench.json").write_text(json.dumps({**table, "score_precision": "bf16"}))
+    from trainer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="scored at bf16, the proxies at fp32"):
+        run_rank_check(config, tmp_path / "out")
 
 
 SEARCH = {

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from torch.distributed._functional_collectives import all_gather_single_autograd
 
 
@@ -80,6 +83,34 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+T = TypeVar("T")
+
+
+def run_on_main(world: World, work: Callable[[], T], timeout_s: float) -> T | None:
+    """`work()` on process 0 while the other processes wait for it, up to `timeout_s`; returns its
+    result on process 0 and None on the others.
+
+    The wait is a barrier of a gloo group made for it with its own timeout, not one of the default
+    group, whose timeout (`init_distributed`, 30 minutes) a long piece of work on process 0 (a
+    B/32 derivation scoring and fine-tuning candidates) can outlast, and which NCCL enforces by
+    aborting the process. Other ways to wait, and why not: raising the default group's timeout
+    would let a hung training collective hang that long too; polling for a file process 0 writes
+    needs a filesystem every node shares; splitting the work over processes does not fit work that
+    is sequential (evolution's generations, the candidates' fine-tunes one after another). A gloo
+    barrier waits on the host (NCCL's watchdog sees no pending collective), and when process 0
+    dies torchrun stops the others at once, so `timeout_s` only bounds a process 0 that hangs.
+    """
+    if not world.distributed:
+        return work()
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        result = work() if world.is_main else None
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
+    return result
+
+
 def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
     """The average of a tensor over all processes (a detached copy)."""
     value = value.detach().clone()
@@ -87,6 +118,48 @@ def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(value)
         value /= world.world_size
     return value
+
+
+def average_over_ranks_(tensors: list[torch.Tensor], world: World) -> None:
+    """Average `tensors` in place over processes in one collective; every process passes tensors of
+    the same shapes and dtype, in the same order."""
+    if not world.distributed or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world.world_size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+class BatchNormStats:
+    """The running statistics of a model's BatchNorms, for averaging over processes.
+
+    Each process normalises with its own part of the batch, so its running mean and variance follow
+    its own data and the processes drift apart unless something syncs them. DDP's default
+    (`broadcast_buffers`) copies process 0's buffers to every process before each forward; timm's
+    `distribute_bn(reduce=True)` averages them over processes, which with equal parts of the batch
+    makes the running mean exactly the one a single process with the whole batch keeps. This class
+    serves the averaging: `ran()` returns the statistics of the BatchNorms that ran in training mode
+    since its last call (`num_batches_tracked` moved). Only those are averaged, so a module on an
+    unsampled supernet path keeps its value bit for bit (averaging equal values over 3 processes
+    can round). Every process must run the same modules between calls.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        self.seen = self._counts()
+
+    def _counts(self) -> list[int]:
+        return torch.stack([m.num_batches_tracked for m in self.norms]).tolist() if self.norms else []
+
+    def ran(self) -> list[torch.Tensor]:
+        counts = self._counts()
+        moved = [m for m, now, before in zip(self.norms, counts, self.seen) if now != before]
+        self.seen = counts
+        return [t for m in moved for t in (m.running_mean, m.running_var)]
 
 
 def sum_over_ranks(value: float, world: World) -> float:

@@ -24,10 +24,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
 from trainer import atomic
 from trainer.config import ConfigError, dump_config, load_config, to_dict
+from trainer.evaluation.precision import SCORE_PRECISION
 
 ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
 
@@ -52,6 +55,24 @@ def bench_entries(bench: LoadedBench, names: list[str]) -> list[Entry]:
 
 def entry_file(out: Path, entry: Entry) -> Path:
     return out / ENTRIES / entry.name / f"seed_{entry.seed}.json"
+
+
+def entry_run(out: Path, entry: Entry) -> Path:
+    """The training run directory of `entry`."""
+    return out / RUNS / entry.name / f"seed_{entry.seed}"
+
+
+def entry_score_precision(out: Path, record: dict[str, Any]) -> str:
+    """The precision the entry `record` of the bench at `out` was scored in. Entries written before it
+    was recorded were scored at their run's training precision: bf16 for `bf16`, and for `auto` on
+    CUDA; otherwise fp32 ("unrecorded" when the run's config is gone)."""
+    if "score_precision" in record:
+        return record["score_precision"]
+    config = entry_run(out, Entry(record["name"], record["seed"])) / "config.yaml"
+    if not config.is_file():
+        return "unrecorded"
+    precision = yaml.safe_load(config.read_text())["train"]["precision"]
+    return "bf16" if precision == "bf16" or (precision == "auto" and record["device"].startswith("cuda")) else "fp32"
 
 
 def held_out_pairs(section: HeldOutSection, bundle: Any, size: Any) -> Any:
@@ -90,8 +111,8 @@ def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
 
 def reuse_entries(bench: LoadedBench, out: Path, source: Path, entries: list[Entry]) -> list[Entry]:
     """Copy the finished entries of the bench at `source` that trained the same policy with the same
-    recipe and seed and were scored the same way (e.g. the runs a length study already made at the
-    chosen length); returns the entries copied."""
+    recipe and seed and were scored the same way (held-out set, cadence, precision; e.g. the runs a
+    length study already made at the chosen length); returns the entries copied."""
     saved = source / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"--reuse {source}: no bench there (no config.yaml); give the --out of an earlier `bench build`")
@@ -100,18 +121,21 @@ def reuse_entries(bench: LoadedBench, out: Path, source: Path, entries: list[Ent
         raise ConfigError(f"--reuse {source}: that bench scores on another held-out set or cadence; its entries cannot be reused")
     copied = []
     for entry in entries:
-        record, run = entry_file(source, entry), source / RUNS / entry.name / f"seed_{entry.seed}"
+        record, run = entry_file(source, entry), entry_run(source, entry)
         theirs, ours = source / POLICIES / f"{entry.name}.json", out / POLICIES / f"{entry.name}.json"
         if entry_file(out, entry).is_file() or not record.is_file() or not theirs.is_file():
             continue
         if json.loads(theirs.read_text()) != json.loads(ours.read_text()):
             continue
+        if entry_score_precision(source, json.loads(record.read_text())) != SCORE_PRECISION:
+            continue
         if _comparable(to_dict(load_config(run / "config.yaml", type(bench.recipe)))) != _comparable(
                 to_dict(load_config(entry_recipe(bench, out, entry.name, entry.seed), type(bench.recipe)))):
             continue
-        target = out / RUNS / entry.name / f"seed_{entry.seed}"
+        target = entry_run(out, entry)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(run, target)
+        entry_file(out, entry).parent.mkdir(parents=True, exist_ok=True)
         atomic.write_json(entry_file(out, entry), json.loads(record.read_text()))
         copied.append(entry)
     return copied
@@ -127,7 +151,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     from trainer.data import build_data
     from trainer.distributed import pick_device
     from trainer.evaluation.heldout import held_out_loss, materialize
-    from trainer.loop import autocast_context, train
+    from trainer.loop import train
     from trainer.sampler import BatchPlan, total_steps
 
     torch.set_num_threads(1)
@@ -143,7 +167,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     total = total_steps(t, plan.steps_per_epoch)
     every = cfg.score_every_epochs * plan.steps_per_epoch
     t.checkpoint_every, t.keep_checkpoints = every, max(1, -(-total // every))
-    run = out_dir / RUNS / name / f"seed_{seed}"
+    run = entry_run(out_dir, Entry(name, seed))
     start = time.perf_counter()
     result = train(train_cfg, run, resume=(run / "config.yaml").is_file())
     seconds = time.perf_counter() - start
@@ -154,7 +178,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     for checkpoint in list_checkpoints(run):
         step = read_state(checkpoint)["step"]
         load_model_weights(model, checkpoint)
-        loss = held_out_loss(model, held_out, device, lambda: autocast_context(device, t.precision))
+        loss = held_out_loss(model, held_out, device)
         curve.append({"step": step, "epoch": round(step / plan.steps_per_epoch, 3), "val_loss": loss})
     if not curve or curve[-1]["step"] != total:
         raise RuntimeError(f"{run}: the final checkpoint (step {total}) is missing; rerun to resume the entry")
@@ -164,7 +188,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
         "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": curve[-1]["val_loss"], "curve": curve,
         "metrics": result.metrics, "chance": result.chance, "heldout_pairs": sum(int(images.shape[0]) for images, _ in held_out),
         "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
-        "train_seconds": round(seconds, 1), "device": str(device),
+        "train_seconds": round(seconds, 1), "device": str(device), "score_precision": SCORE_PRECISION,
     }
     entry = entry_file(out_dir, Entry(name, seed))
     entry.parent.mkdir(parents=True, exist_ok=True)

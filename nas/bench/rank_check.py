@@ -27,6 +27,7 @@ from search_spaces import SharingPolicy
 from trainer import atomic
 from trainer.config import ConfigError, load_config, to_dict
 from trainer.evaluation.chance import contrastive_chance
+from trainer.evaluation.precision import SCORE_PRECISION
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
@@ -110,6 +111,15 @@ def read_bench_table(path: Path) -> dict[str, Any]:
         raise ConfigError(f"bench: cannot read the bench table {path}: {exc}; build it with `sharenas bench show DIR --json`") from None
     if not isinstance(table, dict) or "policies" not in table or "noise_ceiling" not in table:
         raise ConfigError(f"bench: {path} is not a bench table (no policies / noise_ceiling); give the output of `sharenas bench show --json`")
+    precision = table.get("score_precision", "unrecorded")
+    if precision == "unrecorded":
+        print(f"rank-check: {path} does not record the precision its losses were scored in; taking it as {SCORE_PRECISION}, "
+              "which holds for a bench built on the CPU with train.precision auto", file=sys.stderr)
+    elif precision != SCORE_PRECISION:
+        raise ConfigError(
+            f"bench: {path} was scored at {precision}, the proxies at {SCORE_PRECISION}; their losses are not comparable. "
+            "Use a bench table scored at the same precision"
+        )
     return table
 
 
@@ -143,7 +153,6 @@ def supernet_scores(
 
     from trainer.data import build_data
     from trainer.distributed import pick_device
-    from trainer.loop import autocast_context
 
     from nas.bench.build import held_out_pairs
     from nas.scoring import Scorer, materialize
@@ -151,9 +160,11 @@ def supernet_scores(
     from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
 
     h = bench_cfg.heldout
-    keys = {"inherited": json.dumps({"heldout": to_dict(h)}, sort_keys=True)}
+    keys = {"inherited": json.dumps({"heldout": to_dict(h), "precision": SCORE_PRECISION}, sort_keys=True)}
     if finetune is not None:
-        keys["finetuned"] = json.dumps({"heldout": to_dict(h), "finetune": {"steps": finetune.steps, "lr": finetune.lr}}, sort_keys=True)
+        keys["finetuned"] = json.dumps(
+            {"heldout": to_dict(h), "precision": SCORE_PRECISION, "finetune": {"steps": finetune.steps, "lr": finetune.lr}}, sort_keys=True
+        )
     cache_file = run / SCORES_FILE
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     entry = {kind: cached.get(key, {}) for kind, key in keys.items()}
@@ -170,7 +181,7 @@ def supernet_scores(
     scorer = Scorer(
         bundle, materialize(held_out_pairs(h, bundle, size), h.batch_size), device, "val_loss",
         calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
-        autocast=lambda: autocast_context(device, t.precision), context_length=size.context_length,
+        context_length=size.context_length,
     )
     supernet.to(device)
     loaded = None
@@ -301,7 +312,8 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
 
         picks = proxy_picks(Path(runs["supernet"]["run"]), table)
     result = {
-        "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "n": len(names), "picks": picks,
+        "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "score_precision": SCORE_PRECISION,
+        "bench_score_precision": table.get("score_precision", "unrecorded"), "n": len(names), "picks": picks,
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
         "val_loss_chance": (table.get("chance") or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),

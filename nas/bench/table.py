@@ -2,7 +2,7 @@
 mean +- std over seeds, the pooled seed std and each policy's difference from the reference policy
 paired by seed, the chance level of every metric, the noise ceiling (how well two seeds of the same
 training rank the policies alike), the training-length study and the check of the paper's ablation
-directions."""
+directions. Every run records the precision it was scored in; the table states it (`score_precision`)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ import yaml
 
 from trainer.config import load_config
 
+from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
 from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
 from nas.bench.ranking import rank_agreement
@@ -48,7 +49,8 @@ def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNT
     for r in records:
         entry = out.setdefault(r["name"], {"params": r["params"], "policy": r["policy"], "shared_sublayers": r.get("shared_sublayers"), "runs": []})
         entry["runs"].append({"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
-                              **{c: finite(_get(r, p)) for c, p in metrics.items()}, "curve": r["curve"]})
+                              **{c: finite(_get(r, p)) for c, p in metrics.items()}, "curve": r["curve"],
+                              "score_precision": r.get("score_precision", "unrecorded")})
     for entry in out.values():
         entry["runs"].sort(key=lambda run: run["seed"])
     return out
@@ -114,6 +116,14 @@ def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] = (
     return out
 
 
+def score_precision(policies: dict[str, dict[str, Any]]) -> str:
+    """The precision the runs were scored in, or the count of runs per precision when they differ."""
+    counts = pd.Series([run.get("score_precision", "unrecorded") for p in policies.values() for run in p["runs"]]).value_counts().sort_index()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return "mixed (runs per precision): " + ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     out = {}
     for name in names:
@@ -142,7 +152,7 @@ def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, A
     from the entries (recorded by `bench build`), else from the recipe of `chance_config` (the bench
     config the directory was built with)."""
     bench_dir = Path(bench_dir)
-    records = read_entries(bench_dir)
+    records = [{**r, "score_precision": entry_score_precision(bench_dir, r)} for r in read_entries(bench_dir)]
     if not records:
         raise ValueError(f"{bench_dir} holds no finished entries yet; run `sharenas bench build` first")
     config_file = bench_dir / "config.yaml"
@@ -196,6 +206,7 @@ def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: s
         "packages": packages,
         "entries": len(runs),
         "train_wall_seconds": round(float(runs["train_seconds"].sum()), 1),
+        "score_precision": score_precision(policies),
         "policies": table_policies,
         "noise_ceiling": ceilings["val_loss"],
         "noise_ceiling_by_metric": ceilings,

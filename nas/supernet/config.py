@@ -141,6 +141,8 @@ class DeriveSection:
     weights, within the budget, starting from the gates' argmax and random policies.
     `finetune_steps` > 0: each candidate is scored after that many AdamW steps at constant
     `finetune_lr` on its inherited weights, standalone (cost: that many training steps per candidate).
+    `wait_hours`: under torchrun, how long the other processes wait for process 0 to derive (a dead
+    process 0 ends them at once; this bounds only a hung one).
     """
 
     method: Literal["gates", "evolution"] = "gates"
@@ -155,8 +157,11 @@ class DeriveSection:
     bn_recalibration_batches: int = 4
     retrain: bool = False
     seed: int = 0
+    wait_hours: float = 24.0
 
     def __post_init__(self) -> None:
+        if self.wait_hours <= 0:
+            raise ConfigError(f"derive.wait_hours must be > 0, got {self.wait_hours}")
         if self.samples < 0 or self.batch_size < 2 or self.bn_recalibration_batches < 0:
             raise ConfigError("derive.samples and derive.bn_recalibration_batches must be >= 0, derive.batch_size >= 2")
         if self.finetune_steps < 0 or self.finetune_lr <= 0:

@@ -10,7 +10,11 @@ straight-through weights (plus the budget term), Adam (decoupled weight decay) o
 
 Gate samples are a function of (seed, step), so every process samples the same path; gradients are
 averaged over processes explicitly (the unsampled paths have no gradient, and every process skips
-the same ones, which DDP's bucketed reduction cannot express without `find_unused_parameters`).
+the same ones, which DDP's bucketed reduction cannot express without `find_unused_parameters`),
+together with the running statistics of the BatchNorms that ran (conv stem, parallel branch,
+adapters; see `trainer.distributed.BatchNormStats`), so every process holds the same supernet.
+Process 0 derives the policy while the others wait (`trainer.distributed.run_on_main`, up to
+`derive.wait_hours`).
 
 Options (see `SearchSection`): sandwich paths, paths held for K steps, whole-batch paths, soft
 LayerNorm gates, weight entanglement (`space.entangle`), decoupled weight training with an
@@ -35,14 +39,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from trainer import atomic
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
-from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown
+from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
+from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
@@ -95,6 +99,7 @@ class GumbelSearch:
         seed_everything(cfg.train.seed)
         self.space = build_space(cfg)
         self.supernet = build_supernet(cfg).to(self.device)
+        self.norm_stats = BatchNormStats(self.supernet)
         layers = range(self.space.size.layers)
         soft = cfg.search.ln_gates == "soft"
         self.soft_gates = frozenset(self.space.layer_gate(i, sub) for i in layers for sub in ("ln1", "ln2")) if soft else frozenset()
@@ -176,17 +181,11 @@ class GumbelSearch:
         probs = probabilities(self.logits)
         return probs.detach() if detach else probs
 
-    def _sync(self, tensors: list[torch.Tensor]) -> None:
-        """Average gradients (every process holds the same set) over processes in one collective."""
-        if not self.world.distributed or not tensors:
-            return
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.all_reduce(flat)
-        flat /= self.world.world_size
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
+    def _sync(self, grads: list[torch.Tensor]) -> None:
+        """Average `grads` (every process holds the same set) and the running statistics of the
+        BatchNorms that ran since the last call over processes, in one collective."""
+        if self.world.distributed:
+            average_over_ranks_(grads + self.norm_stats.ran(), self.world)
 
     def weight_step(self, images: torch.Tensor, tokens: torch.Tensor, step: int) -> float:
         paths = self._weight_paths(step)
@@ -363,11 +362,7 @@ class GumbelSearch:
             bar.close()
             metrics.close()
         search_seconds = time.perf_counter() - start
-        arch: dict[str, Any] = {}
-        if world.is_main:
-            self._save()
-            arch = self._derive(search_seconds)
-        barrier(world)
+        arch = run_on_main(world, lambda: self._save_and_derive(search_seconds), cfg.derive.wait_hours * 3600) or {}
         if retrain:
             arch = self._retrain(arch)
         return SearchResult(self.out, arch, search_seconds)
@@ -396,12 +391,16 @@ class GumbelSearch:
             record["few_shot"] = {"gate": gate, "files": {str(v): child_file(gate, v) for v in (0, 1)}}
         atomic.write_json(self.out / GATES_FILE, record)
 
+    def _save_and_derive(self, search_seconds: float) -> dict[str, Any]:
+        self._save()
+        return self._derive(search_seconds)
+
     def _derive(self, search_seconds: float) -> dict[str, Any]:
         d, size = self.cfg.derive, self.space.size
         scorer = Scorer(
             self.bundle, materialize(self.bundle.arch, d.batch_size), self.device, d.metric,
             calibration=materialize(self.bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
-            autocast=self.autocast, context_length=size.context_length,
+            context_length=size.context_length,
         )
         budget = self.cfg.search.budget_params
         finetune = None
@@ -426,7 +425,7 @@ class GumbelSearch:
             "config": to_dict(self.cfg),
             "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
             "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True,
-                          "finetune_steps": d.finetune_steps},
+                          "finetune_steps": d.finetune_steps, "score_precision": SCORE_PRECISION},
             "search_seconds": round(search_seconds, 2),
         }
         inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}

@@ -25,6 +25,7 @@ from trainer.evaluation.features import encode_batched, evaluating, num_batches
 from trainer.evaluation.heldout import held_out_loss, materialize
 from trainer.evaluation.linear_probe import linear_probe
 from trainer.evaluation.nmi import layerwise_nmi
+from trainer.evaluation.precision import scoring_precision
 from trainer.evaluation.retrieval import retrieval_recall
 from trainer.evaluation.zeroshot import zero_shot_accuracy, zero_shot_batches
 
@@ -55,8 +56,9 @@ def evaluate(
     """Run retrieval, zero-shot, linear probe and layer-wise NMI; see the module docstring for keys.
 
     `bundle` needs `val_pairs` (PairSet list), `zeroshot` (ZeroShotTask list) and `linear_probe`
-    (LinearProbeTask list). The model runs in eval mode without autograd and gets its previous
-    train/eval mode back. The progress bar shows only when `progress` is set and stderr is a tty.
+    (LinearProbeTask list). The model runs in eval mode without autograd, at the scoring precision
+    (`trainer.evaluation.precision`), and gets its previous train/eval mode back. The progress bar
+    shows only when `progress` is set and stderr is a tty.
     """
     missing = [field for field in _BUNDLE_FIELDS if not hasattr(bundle, field)]
     if missing:
@@ -72,7 +74,7 @@ def evaluate(
         unit="batch",
         disable=not (progress and sys.stderr.isatty()),
     )
-    with bar, evaluating(model):
+    with bar, evaluating(model), scoring_precision(device):
         for pairs in bundle.val_pairs:
             image = encode_batched(model.encode_image, pairs.images, batch_size, device, bar.update)
             text = encode_batched(model.encode_text, pairs.tokens, batch_size, device, bar.update)

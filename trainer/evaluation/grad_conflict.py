@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from trainer.evaluation.precision import scoring_precision
 from trainer.loss import contrastive_loss
 
 
@@ -18,18 +19,20 @@ def modality_gradient_cosines(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], groups: dict[str, list[nn.Parameter]], device: torch.device
 ) -> dict[str, float]:
     """Cosine per group between the image-side and text-side gradients summed over `batches`
-    (groups that get no gradient on one side are left out). The model's parameters' `.grad` is untouched."""
+    (groups that get no gradient on one side are left out), at the scoring precision. The model's
+    parameters' `.grad` is untouched."""
     params = [p for ps in groups.values() for p in ps]
     sums: list[list[torch.Tensor | None]] = [[None] * len(params), [None] * len(params)]
-    for images, tokens in batches:
-        image, text, scale = model(images.to(device), tokens.to(device))
-        image, text, scale = image.float(), text.float(), scale.float().detach()
-        sides = (contrastive_loss(image, text.detach(), scale), contrastive_loss(image.detach(), text, scale))
-        for side, loss in enumerate(sides):
-            grads = torch.autograd.grad(loss, params, retain_graph=side == 0, allow_unused=True)
-            for i, g in enumerate(grads):
-                if g is not None:
-                    sums[side][i] = g.detach() if sums[side][i] is None else sums[side][i] + g.detach()
+    with scoring_precision(device):  # the backward passes' matmuls too (TF32 is read when they run)
+        for images, tokens in batches:
+            image, text, scale = model(images.to(device), tokens.to(device))
+            image, text, scale = image.float(), text.float(), scale.float().detach()
+            sides = (contrastive_loss(image, text.detach(), scale), contrastive_loss(image.detach(), text, scale))
+            for side, loss in enumerate(sides):
+                grads = torch.autograd.grad(loss, params, retain_graph=side == 0, allow_unused=True)
+                for i, g in enumerate(grads):
+                    if g is not None:
+                        sums[side][i] = g.detach() if sums[side][i] is None else sums[side][i] + g.detach()
     out, i = {}, 0
     for name, ps in groups.items():
         gi, gt = sums[0][i : i + len(ps)], sums[1][i : i + len(ps)]

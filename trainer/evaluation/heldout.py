@@ -2,9 +2,6 @@
 metric of ShareBench and of short search trials; recall among thousands of candidates is too coarse)."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -12,6 +9,7 @@ from torch import nn
 from trainer.data.collate import collate_pairs
 from trainer.data.pairs import PairDataset
 from trainer.evaluation.features import evaluating
+from trainer.evaluation.precision import scoring_precision
 from trainer.loss import contrastive_loss
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -32,16 +30,13 @@ def materialize(dataset: PairDataset, batch_size: int, limit: int | None = None,
     return batches
 
 
-def held_out_loss(
-    model: nn.Module, batches: Batches, device: torch.device | str,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> float:
-    """The symmetric contrastive loss over fixed batches, averaged per pair (eval mode, no autograd)."""
+def held_out_loss(model: nn.Module, batches: Batches, device: torch.device | str) -> float:
+    """The symmetric contrastive loss over fixed batches, averaged per pair (eval mode, no autograd,
+    at the scoring precision)."""
     total, rows = 0.0, 0
-    with evaluating(model):
+    with evaluating(model), scoring_precision(device):
         for images, tokens in batches:
-            with autocast():
-                image, text, scale = model(images.to(device), tokens.to(device))
+            image, text, scale = model(images.to(device), tokens.to(device))
             total += float(contrastive_loss(image.float(), text.float(), scale.float())) * images.shape[0]
             rows += images.shape[0]
     return total / rows
