@@ -47,8 +47,8 @@ def chance_levels(bundle: Any, heldout_batch_size: int = 128, ks: tuple[int, ...
     for task in bundle.linear_probe:
         counts = torch.bincount(task.test_labels)
         out[f"linear_probe/{task.name}/acc"] = 100.0 * float(counts.max()) / int(counts.sum())
-    heldout = bundle.heldout
+    heldout = getattr(bundle, "heldout", None)  # optional: bundles without held-out pairs need not carry it
     if heldout is not None:
-        out[f"heldout/{bundle.heldout_name}/loss"] = contrastive_chance(len(heldout), heldout_batch_size)
+        out[f"heldout/{getattr(bundle, 'heldout_name', 'shapes')}/loss"] = contrastive_chance(len(heldout), heldout_batch_size)
     return out
 

@@ -88,9 +88,9 @@ def evaluate(
             metrics[f"linear_probe/{task.name}/acc"] = linear_probe(
                 train, task.train_labels, test, task.test_labels, C=probe_C, seed=seed
             )
-        heldout = bundle.heldout
+        heldout = getattr(bundle, "heldout", None)  # optional: bundles without held-out pairs need not carry it
         if heldout is not None:
-            metrics[f"heldout/{bundle.heldout_name}/loss"] = held_out_loss(model, materialize(heldout, heldout_batch_size), device)
+            metrics[f"heldout/{getattr(bundle, 'heldout_name', 'shapes')}/loss"] = held_out_loss(model, materialize(heldout, heldout_batch_size), device)
         if nmi_set is not None:
             scores = layerwise_nmi(
                 model, nmi_set.images[:nmi_count], nmi_set.tokens[:nmi_count], seed, batch_size, device, bar.update
