@@ -3,6 +3,7 @@ differences by hand, computed chance levels, the table's JSON shape and its reco
 it records, rank checks, reusing another bench's entries."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -438,3 +439,47 @@ def test_reuse_copies_entries_trained_the_same_way_and_trains_the_rest(tmp_path)
     from nas.bench.build import reuse_entries
 
     assert reuse_entries(load_bench_config(changed), other / "out", first_dir / "out", prepared) == []  # another recipe: nothing to reuse
+
+
+def test_rank_check_on_a_data_split_scores_its_held_out_pairs_and_one_seed_of_a_table(tmp_path, monkeypatch):
+    """A bench scored on its data's own held-out split (the real set): the supernet's paths are scored on
+    those pairs, and a table proxy can stand for one seed of a two-seed table (`table_seeds`)."""
+    from search_spaces import count_params, get_preset
+    from tests.realset_fixtures import RULES, glyph, write_packages
+    from trainer.data.realset.build import build_realset
+
+    build_realset(tmp_path / "set", write_packages(tmp_path / "packages"), RULES, workers=1, glyphs=glyph)
+    search = {**SEARCH, "data": {"source": "real", "path": str(tmp_path / "set"), "arch_fraction": 0.2}}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
+    names = ["msclip", "share-all", "clip-t768"]
+
+    def policies(losses):
+        return {n: {"params": count_params(n, "tiny").total, "policy": get_preset(n, "tiny").to_dict(), "mean": {"val_loss": sum(v) / 2},
+                    "runs": [{"seed": s, "val_loss": v[s]} for s in (0, 1)]} for n, v in zip(names, losses)}
+
+    table = {"config": yaml.safe_dump({"heldout": {"source": "data", "batch_size": 8}}), "chance": {"val_loss": 2.0},
+             "noise_ceiling": {"kendall": 0.5, "kendall_ci": [0.2, 0.7], "spearman": 0.6, "top5_overlap": 1.0},
+             "policies": policies([(1.0, 1.0), (1.1, 1.1), (1.2, 1.2)])}
+    (tmp_path / "bench.json").write_text(json.dumps(table))
+    # seed 0 ranks msclip < share-all < clip-t768 like the bench, the mean over both seeds reverses it
+    (tmp_path / "short.json").write_text(json.dumps({**table, "policies": policies([(1.0, 3.0), (1.1, 2.0), (1.2, 1.0)])}))
+    config = tmp_path / "rank.yaml"
+    config.write_text(yaml.safe_dump({"bench": "bench.json", "search": "search.yaml", "bootstrap": 100,
+                                      "tables": {"short-seed0": "short.json", "short": "short.json"}, "table_seeds": {"short-seed0": [0]}}))
+    import nas.bench.build
+
+    scored_sets = []
+    original = nas.bench.build.held_out_pairs
+
+    def recording(section, bundle, size):
+        scored_sets.append(pairs := original(section, bundle, size))
+        return pairs
+
+    monkeypatch.setattr(nas.bench.build, "held_out_pairs", recording)
+    result = run_rank_check(config, tmp_path / "out")
+    held = len(list(csv.DictReader((tmp_path / "set" / "heldout.csv").open())))
+    assert scored_sets and all(len(p) == held for p in scored_sets)  # the set's held-out pairs, not generated shapes
+    assert result["proxies"]["short-seed0"]["kendall"] == pytest.approx(1.0) and result["proxies"]["short"]["kendall"] == pytest.approx(-1.0)
+    assert result["val_loss_chance"] == 2.0  # the bench's own chance level, not that of generated pairs
+    scored = json.loads((tmp_path / "out" / "supernet" / "rank_scores.json").read_text())
+    assert len(scored) == 1 and all(np.isfinite(result["policies"][n]["supernet"]["val_loss"]) for n in names)
