@@ -214,6 +214,8 @@ def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_d
     assert (tmp_path / "runs" / f".failed-once-{retried}-4").is_file()
     assert reported_steps(tmp_path, retried) == [2, 4, 6]  # retried from the step-2 checkpoint: step 2 was not trained and reported again
     assert not trials[retried].user_attrs["stopped_early"]
+    if moment != "between-trials":  # the held trial went on from the checkpoint Tune's snapshot holds
+        assert reported_steps(tmp_path, int(env[HOLD].split(":")[0])) == [2, 4, 6]
 
 
 def test_resume_does_not_run_a_trial_the_study_finished_after_the_snapshot_and_retries_one_no_ray_trial_has(tmp_path):

@@ -3,6 +3,8 @@ study finished after the snapshot is not reported into; one asked for after it i
 queued again. The searcher alone (no Ray runtime): its snapshot is what `Tuner.restore` gives it."""
 from __future__ import annotations
 
+import logging
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -29,7 +31,7 @@ def result(value: float, iteration: int) -> dict:
     return {"objective": value, "training_iteration": iteration}
 
 
-def test_a_trial_finished_after_the_snapshot_is_not_reported_into_and_an_unowned_running_one_is_retried(tmp_path):
+def test_a_trial_finished_after_the_snapshot_is_not_reported_into_and_an_unowned_running_one_is_retried(tmp_path, caplog):
     url = f"sqlite:///{tmp_path}/study.db"
     first = searcher(url)
     a, b = first.suggest("a"), first.suggest("b")
@@ -48,8 +50,11 @@ def test_a_trial_finished_after_the_snapshot_is_not_reported_into_and_an_unowned
 
     resumed = searcher(url)
     resumed.restore(str(tmp_path / "snapshot.pkl"))
+    caplog.clear()
     resumed.on_trial_result("a", result(2.5, 2))
     resumed.on_trial_complete("a", result(9.0, 3))
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not warned  # not even a refused attempt to tell it
     resumed.on_trial_result("b", result(4.0, 1))
     trials = {t.number: t for t in study.get_trials()}
     assert trials[number["a"]].state == TrialState.COMPLETE and trials[number["a"]].value == 2.5

@@ -9,8 +9,8 @@ records a trial the moment Tune finishes it. A driver killed in between leaves t
 
 The study is the record of what a trial did. On --resume:
 - a trial finished in the study is not trained again: its trainable replays the last result the
-  study recorded (`Settled.replay`), so Tune's record ends with that value, and the searcher
-  (`ReconciledOptunaSearch`) and the progress callback write nothing into the finished trial;
+  study recorded (`Settled.replay`; a FAIL one raises again), so Tune's record ends with that value,
+  and the searcher (`ReconciledOptunaSearch`) and the progress callback write nothing into it;
 - a RUNNING trial of this experiment that no restored Tune trial continues is failed and queued
   again with its parameters, as the Optuna driver does with a trial whose worker stopped beating
   (`RetryHeartbeatStaleTrialCallback`); as there, the failed one does not count;
@@ -20,7 +20,9 @@ The study is the record of what a trial did. On --resume:
   (`nas.discrete.trials.counts_toward_budget`), so a finished trial the snapshot missed is not
   replaced by another.
 
-A trial is the experiment's by its `ray_experiment` user attribute, set as soon as it is asked for.
+A trial is the experiment's by its `ray_experiment` user attribute, set right after it is asked for
+(a driver killed between those two writes leaves a RUNNING trial nobody owns, as an Optuna worker
+killed without heartbeats does).
 """
 from __future__ import annotations
 
