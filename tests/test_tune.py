@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
 
+from search_spaces import SharingPolicy
 from test_optuna_search import TRAIN, search_config
 
 ray = pytest.importorskip("ray", reason="ray[default,tune] is not installed")
@@ -22,9 +24,10 @@ ray = pytest.importorskip("ray", reason="ray[default,tune] is not installed")
 ROOT = Path(__file__).resolve().parents[1]
 SHARENAS = [sys.executable, "-m", "nas.cli"]
 EVALUATIONS = 3  # 6 steps, evaluated every 2
+HOLD, FAIL_ONCE = "SHARENAS_TUNE_HOLD", "SHARENAS_TUNE_FAIL_ONCE"
 
 
-def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha") -> Path:
+def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha", max_concurrent: int = 2) -> Path:
     """A short study on a continuous objective (the held-out loss: no ties for ASHA to keep)."""
     train = {
         **TRAIN, "data": {"source": "shapes", "num_shapes": 120, "shapes_zeroshot_per_class": 2, "max_eval_images": 40, "heldout_shapes": 64},
@@ -36,7 +39,7 @@ def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha") -> Path:
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
     config = tmp_path / "tune.yaml"
     config.write_text(yaml.safe_dump({
-        "search": "search.yaml", "experiment": "t", "storage_path": str(tmp_path / "ray"), "num_samples": n, "max_concurrent": 2,
+        "search": "search.yaml", "experiment": "t", "storage_path": str(tmp_path / "ray"), "num_samples": n, "max_concurrent": max_concurrent,
         # A trial reaching the first rung goes on only if it is the best there so far (reduction factor 4):
         # with 6 trials, the chance that ASHA stops none is 1/720.
         "scheduler": {"kind": scheduler, "grace_period": 1, "reduction_factor": 4}, "max_failures": 2,
@@ -73,46 +76,178 @@ def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None) -> s
     return output
 
 
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def stop_group(process: subprocess.Popen) -> None:
-    """The driver and the local Ray it started (its own session), and nothing else."""
+    """The driver and the local Ray it started (its own session), and nothing else; returns once they are gone."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.wait(timeout=60)
+    wait_until(lambda: not _group_members(process.pid), f"the processes of group {process.pid} have not ended")
 
 
-def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_driver_is_killed(tmp_path):
-    config = experiment(tmp_path, n=4, scheduler="fifo")  # every trial runs to the end: the injected failure is reached
-    # Optuna trial 1 (the clip baseline) fails once at its evaluation of step 4: retried from step 2.
-    env = {"SHARENAS_TUNE_FAIL_ONCE": "1:4", "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # Tune saves its state every second
-    driver = start(config, env=env)
-    deadline = time.time() + 600
+def wait_until(condition, what: str, driver: subprocess.Popen | None = None) -> None:
+    """Poll until `condition()` holds: an event the run produces, never a fixed wait."""
+    deadline = time.monotonic() + 900
+    while not condition():
+        if driver is not None and driver.poll() is not None:
+            pytest.fail(f"the driver ended before {what}:\n{driver.stdout.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"not within 15 minutes: {what}"
+        time.sleep(0.5)
+
+
+def held(tmp_path: Path, trial: int, step: int) -> bool:
+    """Trial `trial` stopped after its step `step` and waits for the driver to be killed (SHARENAS_TUNE_HOLD)."""
+    return (tmp_path / "runs" / f".held-{trial}-{step}").is_file()
+
+
+def snapshot(tmp_path: Path) -> dict[int, tuple[str, int | None]]:
+    """Tune's latest experiment snapshot, what --resume restores: Optuna trial -> (Tune status, step of its last result)."""
+    from ray.tune import ExperimentAnalysis
+
     try:
-        while len(completed(tmp_path)) < 2:
-            assert driver.poll() is None, driver.stdout.read()[-3000:]
-            assert time.time() < deadline, "no two trials finished within 10 minutes"
-            time.sleep(2)
-        time.sleep(4)  # Tune has recorded those trials as finished
+        trials = ExperimentAnalysis(str(tmp_path / "ray" / "t")).trials
+    except Exception:  # not written yet, or being written
+        return {}
+    return {t.config["optuna_trial"]: (t.status, t.run_metadata.last_result.get("step")) for t in trials}
+
+
+def reported_steps(tmp_path: Path, number: int) -> list[int]:
+    """The steps Tune's record of Optuna trial `number` holds, in order."""
+    ray_dir = next((tmp_path / "ray" / "t").glob(f"optuna_trial_*optuna_trial={number}_*"))
+    return [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
+
+
+def ray_values(tmp_path: Path) -> dict[int, float]:
+    """Optuna trial -> the objective of its last result in Tune's record (the driver's ray_results.csv)."""
+    frame = pd.read_csv(tmp_path / "runs" / "ray_results.csv")
+    return dict(zip(frame["config/optuna_trial"], frame["objective"]))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The objective of a policy trained in one go, in this process, with the experiment's recipe."""
+    from nas.discrete.config import load_search_config
+    from nas.trial import TrialObjective
+
+    values: dict[str, float] = {}
+
+    def value(search_yaml: Path, trial: optuna.trial.FrozenTrial) -> float:
+        key = trial.user_attrs["policy_key"]
+        if key not in values:
+            cfg = load_search_config(search_yaml)
+            template = cfg.train_template
+            template.train.checkpoint_on_eval = True  # as the trainable trains
+            policy = SharingPolicy.from_dict(trial.user_attrs["policy"])
+            values[key] = TrialObjective(template, cfg.objective.metric).run(policy, tmp_path_factory.mktemp("uninterrupted"))[1]
+        return values[key]
+
+    return value
+
+
+# moment the driver is killed at -> (environment of both runs, the event that is that moment)
+MOMENTS = {
+    # trial 0 has reported step 2, and Tune's snapshot holds that step's checkpoint
+    "mid-trial": ({HOLD: "0:2", FAIL_ONCE: "1:4", "TUNE_GLOBAL_CHECKPOINT_S": "1"},
+                  lambda tmp: held(tmp, 0, 2) and snapshot(tmp).get(0, ("", None))[1] == 2),
+    # trial 0 is COMPLETE in the study and trial 1 was asked for, while Tune's last snapshot (forced every
+    # 2 trial checkpoints, num_to_keep) still has trial 0 running: the race --resume must reconcile
+    "between-trials": ({HOLD: "1:0", FAIL_ONCE: "2:4", "TUNE_GLOBAL_CHECKPOINT_S": "3600"},
+                       lambda tmp: held(tmp, 1, 0)),
+    # trial 1 failed at step 4, was retried from its step-2 checkpoint, has reported step 4 again, and
+    # Tune's snapshot holds that checkpoint
+    "during-a-retry": ({HOLD: "1:4", FAIL_ONCE: "1:4", "TUNE_GLOBAL_CHECKPOINT_S": "1"},
+                       lambda tmp: held(tmp, 1, 4) and snapshot(tmp).get(1, ("", None))[1] == 4),
+}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_driver_is_killed(tmp_path, moment, uninterrupted):
+    """Killed at a moment its trials define, the driver resumes to the full number of trials, each counted
+    once, with every value what training that policy in one go gives; the trial with an injected failure
+    is retried from its checkpoint."""
+    env, reached = MOMENTS[moment]
+    config = experiment(tmp_path, n=3, scheduler="fifo", max_concurrent=1)  # one trial at a time: the moments are well defined
+    driver = start(config, env=env)
+    try:
+        wait_until(lambda: reached(tmp_path), f"the moment {moment}", driver)
     finally:
-        stop_group(driver)  # interrupt the experiment mid-way
-    finished = {t.number: (tmp_path / "runs" / f"trial_{t.number:04d}" / "metrics.jsonl").stat().st_mtime_ns for t in completed(tmp_path)}
-    assert len(finished) < 4, "the experiment finished before it could be interrupted"
+        stop_group(driver)
+    if moment == "between-trials":
+        assert [t.number for t in completed(tmp_path)] == [0]
+        assert snapshot(tmp_path)[0][0] != "TERMINATED"  # Tune's snapshot lags behind the study
+    finished = {t.number: (t.value, t.intermediate_values, (tmp_path / "runs" / f"trial_{t.number:04d}" / "metrics.jsonl").stat().st_mtime_ns)
+                for t in completed(tmp_path)}
     output = run_to_end(config, "--resume", env=env)
+
     trials = study(tmp_path).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, output[-3000:]
-    assert [t.user_attrs.get("baseline") for t in trials[:2]] == ["msclip", "clip"]
-    for number, mtime in finished.items():  # finished trials were not run again
+    counted = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert len(counted) == 3, output[-3000:]
+    assert sorted(t.user_attrs["baseline"] for t in counted if "baseline" in t.user_attrs) == ["clip", "msclip"]
+    for lost in failed:  # asked for by the killed driver after Tune's last snapshot: failed and queued again, not counted
+        assert lost.state == TrialState.FAIL and "fail_reason" not in lost.user_attrs
+        (retry,) = [t for t in counted if t.system_attrs.get("failed_trial") == lost.number]
+        assert retry.params == lost.params
+    assert len(failed) == (1 if moment == "between-trials" else 0)
+    for number, (value, intermediate, mtime) in finished.items():  # finished trials were neither run again nor reported into
+        assert trials[number].value == value and trials[number].intermediate_values == intermediate
         assert (tmp_path / "runs" / f"trial_{number:04d}" / "metrics.jsonl").stat().st_mtime_ns == mtime
-    assert (tmp_path / "runs" / ".failed-once-1-4").is_file()
-    retried = trials[1]
-    assert retried.user_attrs["evaluations"] == f"{EVALUATIONS}/{EVALUATIONS}" and not retried.user_attrs["stopped_early"]
-    ray_dir = next((tmp_path / "ray" / "t").glob("optuna_trial_*optuna_trial=1_*"))
-    reported = [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
-    assert reported == [2, 4, 6]  # the retry resumed from the step-2 checkpoint: step 2 was not trained and reported again
-    for t in trials:
-        assert t.user_attrs["policy"]["schema"] == "sharenas/policy/v1" and t.user_attrs["evaluations"] == "3/3"
-    assert (tmp_path / "runs" / "ray_results.csv").read_text().count("\n") >= 4
+    for t in counted:
+        assert t.user_attrs["policy"]["schema"] == "sharenas/policy/v1" and t.user_attrs["evaluations"] == f"{EVALUATIONS}/{EVALUATIONS}"
+        assert t.value == uninterrupted(tmp_path / "search.yaml", t), t.number
+    assert ray_values(tmp_path) == {t.number: t.value for t in counted}  # Tune's record: each trial once, with the study's value
+    retried = int(env[FAIL_ONCE].split(":")[0])
+    assert (tmp_path / "runs" / f".failed-once-{retried}-4").is_file()
+    assert reported_steps(tmp_path, retried) == [2, 4, 6]  # retried from the step-2 checkpoint: step 2 was not trained and reported again
+    assert not trials[retried].user_attrs["stopped_early"]
+    if moment != "between-trials":  # the held trial went on from the checkpoint Tune's snapshot holds
+        assert reported_steps(tmp_path, int(env[HOLD].split(":")[0])) == [2, 4, 6]
+
+
+def test_resume_does_not_run_a_trial_the_study_finished_after_the_snapshot_and_retries_one_no_ray_trial_has(tmp_path):
+    """Deterministic: trial 0 stops after step 2 and Tune's snapshot holds it running; the driver is
+    killed; the study then records trial 0 finished (as OptunaSearch does when a trial ends) and a
+    trial asked for after the snapshot, before its Ray trial existed (as the searcher does)."""
+    from nas.tune.reconcile import OWNER_ATTR
+
+    config = experiment(tmp_path, n=2, scheduler="fifo", max_concurrent=1)
+    env = {HOLD: "0:2", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    driver = start(config, env=env)
+    try:
+        wait_until(lambda: held(tmp_path, 0, 2) and snapshot(tmp_path).get(0, ("", None))[1] == 2, "trial 0 held in the snapshot", driver)
+    finally:
+        stop_group(driver)
+    assert snapshot(tmp_path)[0][0] != "TERMINATED"
+    s = study(tmp_path)
+    s.tell(0, 0.125)
+    orphan = s.ask()  # the clip baseline, waiting in the queue
+    orphan.set_user_attr(OWNER_ATTR, s.trials[0].user_attrs[OWNER_ATTR])
+    metrics = tmp_path / "runs" / "trial_0000" / "metrics.jsonl"
+    mtime = metrics.stat().st_mtime_ns
+    output = run_to_end(config, "--resume", env=env)
+
+    trials = study(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], output[-3000:]
+    assert trials[0].value == 0.125 and list(trials[0].intermediate_values) == [1]  # not run again: only its first evaluation reported
+    assert metrics.stat().st_mtime_ns == mtime
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines() if "heldout/shapes/loss" in line] == [2]
+    assert trials[2].system_attrs["failed_trial"] == 1 and trials[2].user_attrs["baseline"] == "clip"
+    assert "Optuna trial 1 was running but no restored Ray trial continues it" in output
+    assert ray_values(tmp_path) == {0: 0.125, 2: trials[2].value}  # trial 0 counts once, with its recorded value
 
 
 def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
@@ -137,15 +272,19 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
     assert report.exit_code == 0 and "3 figures" in report.output, report.output
 
 
-def test_a_study_with_another_direction_is_refused(tmp_path):
-    from nas.tune.driver import run_tune
-
-    config = experiment(tmp_path)
-    optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db", direction="minimize")
+def test_a_study_with_another_direction_is_refused(tmp_path, monkeypatch):
+    """A study sharenas created for this very config, except that it maximizes: only the direction check stands in the way."""
+    from nas.discrete.config import load_search_config
+    from nas.discrete.trials import fingerprint
+    from nas.tune import driver
     from trainer.config import ConfigError
 
-    with pytest.raises(ConfigError, match="not created by sharenas|optimizes minimize"):
-        run_tune(config)
+    config = experiment(tmp_path)
+    other = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db", direction="maximize")
+    other.set_user_attr("sharenas_config", fingerprint(load_search_config(tmp_path / "search.yaml")))
+    monkeypatch.setattr(driver, "_init_ray", lambda address: pytest.fail("the experiment started on a study that maximizes"))
+    with pytest.raises(ConfigError, match="study 't' optimizes maximize but the config says minimize"):
+        driver.run_tune(config)
 
 
 @pytest.mark.ray_cluster
@@ -183,17 +322,36 @@ def test_job_submission_to_a_token_authenticated_head(tmp_path):
     shutil.rmtree(cluster, ignore_errors=True)
 
 
-def test_gumbel_searches_as_a_ray_workload_each_write_an_arch_json(tmp_path):
+def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_continues_from_its_saved_state(tmp_path):
+    """The search of grid point seed=0 fails once right after saving its state at step 4; Tune's retry
+    continues from there (`search gumbel --resume`) and ends where the search run in one go ends."""
     from test_gumbel_search import SHORT
 
-    (tmp_path / "gumbel.yaml").write_text(yaml.safe_dump({**SHORT, "eval": {"nmi_pairs": 0, "every_epochs": None}}))
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.search import run_gumbel_search
+    from trainer.config import load_config
+
+    gumbel = {**SHORT, "train": {**SHORT["train"], "checkpoint_every": 4}, "eval": {"nmi_pairs": 0, "every_epochs": None}}
+    (tmp_path / "gumbel.yaml").write_text(yaml.safe_dump(gumbel))
     config = tmp_path / "tune.yaml"
     config.write_text(yaml.safe_dump({"search": "gumbel.yaml", "kind": "gumbel", "experiment": "g", "storage_path": str(tmp_path / "ray"),
-                                      "grid": {"train.seed": [0, 1]}, "max_concurrent": 2}))
-    run = subprocess.run([*SHARENAS, "tune", str(config)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                      "grid": {"train.seed": [0, 1]}, "max_concurrent": 2, "max_failures": 1}))
+    run = subprocess.run([*SHARENAS, "tune", str(config)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), FAIL_ONCE: "seed=0:4"},
                          capture_output=True, text=True, timeout=900, start_new_session=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    archs = sorted((tmp_path / "ray" / "g-searches").glob("*/arch.json"))
+    root = tmp_path / "ray" / "g-searches"
+    archs = sorted(root.glob("*/arch.json"))
     assert [a.parent.name for a in archs] == ["seed=0", "seed=1"]
     for arch in archs:
         assert json.loads(arch.read_text())["schema"] == "sharenas/arch/v1"
+    assert (root / ".failed-once-seed=0-4").is_file()
+    frame = pd.read_csv(root / "ray_results.csv")
+    assert dict(zip(frame["config/train.seed"], frame["resumed_from_step"])) == {0: 4, 1: 0}
+
+    reference = tmp_path / "uninterrupted"
+    run_gumbel_search(load_config(tmp_path / "gumbel.yaml", GumbelConfig, ["train.seed=0"]), reference, retrain=False)
+    for name in ("gates.json", "policy.json"):
+        assert (root / "seed=0" / name).read_text() == (reference / name).read_text(), name
+    retried, whole = (json.loads((d / "arch.json").read_text()) for d in (root / "seed=0", reference))
+    assert retried["metrics"] == whole["metrics"]
+    assert retried["provenance"]["candidates"] == whole["provenance"]["candidates"]

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -73,14 +73,18 @@ class SearchResult:
     run_dir: Path
     arch: dict[str, Any]
     seconds: float
+    resumed_from: int | None = None
+    """The (global) step a resumed search continued from; None for a search that started at step 0."""
 
 
-def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None, resume: bool = False) -> SearchResult:
+def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None, resume: bool = False,
+                      on_saved: Callable[[int], None] | None = None) -> SearchResult:
     """Search into `out_dir` (refused when it already holds a search, unless `resume` continues it from
-    its last saved state); under torchrun every process calls this."""
+    its last saved state); under torchrun every process calls this. `on_saved(step)` runs on process 0
+    after each resumable state the training loop saves (step: the global step it holds)."""
     world = init_distributed(cfg.train.device)
     try:
-        return GumbelSearch(cfg, Path(out_dir), world, resume).run(cfg.derive.retrain if retrain is None else retrain)
+        return GumbelSearch(cfg, Path(out_dir), world, resume, on_saved).run(cfg.derive.retrain if retrain is None else retrain)
     finally:
         shutdown(world)
 
@@ -88,8 +92,10 @@ def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | No
 class GumbelSearch:
     """One search: the supernet, its gate logits, both optimizers, the data and the schedule."""
 
-    def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World, resume: bool = False) -> None:
+    def __init__(self, cfg: GumbelConfig, out_dir: Path, world: World, resume: bool = False,
+                 on_saved: Callable[[int], None] | None = None) -> None:
         self.cfg, self.out, self.world, self.device, self.resume = cfg, out_dir, world, world.device, resume
+        self.on_saved = on_saved
         if resume and not (out_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"--resume: {out_dir} holds no search to resume (no {CONFIG_FILE}); drop --resume to start one there")
         if not resume and (out_dir / CONFIG_FILE).exists():
@@ -350,6 +356,8 @@ class GumbelSearch:
                         losses = {key: [] for key in losses}
                     if world.is_main and ((every and done % every == 0) or done == end):
                         self.save_state(done, losses, index)
+                        if self.on_saved is not None:
+                            self.on_saved(logged)
                 if world.is_main and self.split_gate is not None:
                     if option is None:
                         self.save_state(end, losses, index, PARENT_FILE)
@@ -365,7 +373,7 @@ class GumbelSearch:
         arch = run_on_main(world, lambda: self._save_and_derive(search_seconds), cfg.derive.wait_hours * 3600) or {}
         if retrain:
             arch = self._retrain(arch)
-        return SearchResult(self.out, arch, search_seconds)
+        return SearchResult(self.out, arch, search_seconds, self._global_step(first_segment, first) if self.resume else None)
 
     def _global_step(self, segment: int, step: int) -> int:
         """Steps taken in all segments before `step` of `segment` (children run one after the other)."""

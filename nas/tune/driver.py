@@ -4,34 +4,29 @@ Optuna experiments: `OptunaSearch` on the same Optuna storage and study as `shar
 (so optuna-dashboard shows Ray-run trials beside the others), a define-by-run space that records each
 trial's policy exactly as the Optuna driver does, the baselines enqueued first as baseline trials, an
 ASHA scheduler over the trial's evaluations, and one function trainable around the shared trial
-objective (`nas.trial`). The trainable reports each evaluation with the trainer's checkpoint of that
-step, so a failed trial is retried from there (`FailureConfig(max_failures)`) and `--resume`
-continues an interrupted experiment without re-running finished trials. Trials that ASHA stops are
-COMPLETE in Optuna with their last value; they get `stopped_early` and `evaluations` attributes and
-the results table lists them apart. Gumbel experiments run one supernet search per grid point.
-
-Failure injection for testing fault tolerance: `SHARENAS_TUNE_FAIL_ONCE=TRIAL:STEP` in the driver's
-environment makes Optuna trial TRIAL raise once at its evaluation of STEP.
+objective (`nas.tune.trainables`). A failed trial is retried from its last checkpoint
+(`FailureConfig(max_failures)`); `--resume` continues an interrupted experiment from Tune's last
+snapshot, reconciled with the study (`nas.tune.reconcile`): a trial the study has finished is not run
+again. Trials that ASHA stops are COMPLETE in Optuna with their last value; they get `stopped_early`
+and `evaluations` attributes and the results table lists them apart. Gumbel experiments run one
+supernet search per grid point; a retried one continues from its saved state. Fault injection for
+testing all this: `nas.tune.faults`.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces import SharingPolicy
-from trainer import atomic
-from trainer.config import ConfigError, TrainConfig, load_config, to_dict
+from trainer.config import ConfigError, TrainConfig, to_dict
 
 from nas.tune.config import TuneConfig, load_tune_config
+from nas.tune.faults import Faults
+from nas.tune.trainables import gumbel_trial, json_metrics, optuna_trial
 
-FAIL_ONCE_ENV = "SHARENAS_TUNE_FAIL_ONCE"
 RAY_RESULTS = "ray_results.csv"
 
 
@@ -43,105 +38,6 @@ class TuneResult:
     out_dir: Path | None = None
     storage: str | None = None
     study: str | None = None
-
-
-def _json_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-# ---- the trainable (runs in Ray workers) ---------------------------------------------------------
-
-
-def _pack(run_dir: Path, into: Path) -> None:
-    """The run's config, policy, metrics and latest trainer checkpoint: what a retry resumes from."""
-    from trainer.checkpoint import CHECKPOINTS, LATEST, latest_checkpoint
-
-    for name in ("config.yaml", "policy.json", "metrics.jsonl"):
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, into / name)
-    latest = latest_checkpoint(run_dir)
-    if latest is not None:
-        shutil.copytree(latest, into / CHECKPOINTS / latest.name)
-        atomic.write_text(into / CHECKPOINTS / LATEST, latest.name)
-
-
-def _maybe_fail(wanted: str | None, trial: int, step: int, root: Path) -> None:
-    if not wanted or wanted != f"{trial}:{step}":
-        return
-    marker = root / f".failed-once-{trial}-{step}"
-    if not marker.exists():
-        marker.write_text("injected")
-        raise RuntimeError(f"injected failure ({FAIL_ONCE_ENV}={wanted})")
-
-
-def trial_policy(config: dict[str, Any], space: Any, size: str) -> SharingPolicy:
-    """The policy of a Ray trial's sampled parameters: a baseline's preset, else the space's point
-    (replayed with Optuna's FixedTrial, so it equals what the define-by-run space recorded)."""
-    import optuna
-
-    from search_spaces import get_preset
-
-    from nas.discrete.space import SearchSpace
-
-    params = {k: v for k, v in config.items() if k != "optuna_trial"}
-    if "baseline" in params:
-        return get_preset(params["baseline"], size)
-    return SearchSpace(space, size).suggest(optuna.trial.FixedTrial(params))
-
-
-def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any, metric: str, root: str, fail_once: str | None = None) -> None:
-    """Train the trial's policy with the shared objective, reporting every evaluation to Tune."""
-    from ray import tune
-
-    from nas.trial import TrialObjective
-
-    from search_spaces import count_params
-
-    number = int(config["optuna_trial"])
-    train_cfg = load_config(template, TrainConfig)
-    policy = trial_policy(config, space, train_cfg.model.size)
-    params = count_params(policy, train_cfg.model.size).total
-    run_dir = Path(root) / f"trial_{number:04d}"
-    checkpoint = tune.get_checkpoint()
-    resume = checkpoint is not None
-    if resume:
-        with checkpoint.as_directory() as saved:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            shutil.copytree(saved, run_dir)
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)  # an attempt that failed before its first checkpoint: start over
-
-    def report(step: int, value: float, metrics: dict[str, float]) -> None:
-        _maybe_fail(fail_once, number, step, Path(root))
-        with tempfile.TemporaryDirectory() as tmp:
-            _pack(run_dir, Path(tmp))
-            tune.report({"objective": value, "step": step, "run_dir": str(run_dir), "params_total": params, **_json_metrics(metrics)},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
-
-    train_cfg.train.checkpoint_on_eval = True  # every report carries the checkpoint of its own step
-    TrialObjective(train_cfg, metric).run(policy, run_dir, report, resume=resume)
-
-
-def gumbel_trial(config: dict[str, Any], *, search: str, root: str) -> None:
-    """One Gumbel supernet search with the grid point's overrides; reports the derived policy's scores."""
-    from ray import tune
-
-    from nas.supernet.config import GumbelConfig
-    from nas.supernet.search import run_gumbel_search
-
-    overrides = [f"{key}={json.dumps(value)}" for key, value in sorted(config.items())]
-    name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config.items()))
-    out = Path(root) / name
-    if out.exists():
-        shutil.rmtree(out)  # the search has no mid-run resume yet: a retry searches again
-    result = run_gumbel_search(load_config(search, GumbelConfig, overrides), out, retrain=False)
-    metrics = _json_metrics(result.arch.get("metrics", {}))
-    tune.report({"objective": metrics.get("inherited/val_loss", float("nan")), "search_seconds": result.seconds,
-                 "params": float(result.arch["params"]["total"]), "run_dir": str(out), **metrics})
-
-
-# ---- the driver ----------------------------------------------------------------------------------
 
 
 def _progress_callback(storage_url: str, study_name: str, root: Path, evaluations: int) -> Any:
@@ -171,9 +67,11 @@ def _progress_callback(storage_url: str, study_name: str, root: Path, evaluation
                 self._study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.url).storage)
             storage, study_id = self._study._storage, self._study._study_id
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
+            if storage.get_trial(trial_id).state.is_finished():  # a trial settled before --resume replays its result
+                return
             done = int(result.get("training_iteration", 0))
             attrs = {"run_dir": str(Path(self.root) / f"trial_{int(number):04d}"), "evaluations": f"{done}/{self.evaluations}",
-                     "stopped_early": done < self.evaluations, "ray_trial": trial.trial_id, "metrics": _json_metrics(result)}
+                     "stopped_early": done < self.evaluations, "ray_trial": trial.trial_id, "metrics": json_metrics(result)}
             for key, value in attrs.items():
                 storage.set_trial_user_attr(trial_id, key, value)
 
@@ -250,7 +148,8 @@ def _tuner(cfg: TuneConfig, trainable: Any, path: str, resume: bool, tune_config
     if resume:
         if not tune.Tuner.can_restore(path):
             raise ConfigError(f"--resume: no Ray Tune experiment at {path}; run without --resume to start it")
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        # Errored trials stay errored: their Optuna trials are FAIL, finished like any other.
+        return tune.Tuner.restore(path, trainable=trainable)
     if Path(path).exists() and "://" not in path:
         raise ConfigError(f"{path} already holds an experiment: pass --resume to continue it, or change `experiment`")
     run_config = tune.RunConfig(
@@ -265,13 +164,13 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     from nas.discrete.config import load_search_config
     from nas.discrete.samplers import build_sampler
     from nas.discrete.worker import StudyWorker
     from nas.discrete.results import write_results
     from nas.discrete.storage import default_storage_url, open_storage
+    from nas.tune.reconcile import ReconciledOptunaSearch, experiment_id, settled_trials
 
     search = load_search_config(search_path)
     if search.objective.kind != "single":
@@ -284,8 +183,10 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     if study.direction != (optuna.study.StudyDirection.MINIMIZE if mode == "min" else optuna.study.StudyDirection.MAXIMIZE):
         raise ConfigError(f"study {search.study_name!r} optimizes {study.direction.name.lower()} but the config says {search.objective.direction}; use another --study")
 
-    searcher = OptunaSearch(space=TrialSpace(search), metric="objective", mode=mode, sampler=build_sampler(search, search.sampler.seed),
-                            study_name=search.study_name, storage=handle.storage)
+    searcher = ReconciledOptunaSearch(
+        space=TrialSpace(search), metric="objective", mode=mode, sampler=build_sampler(search, search.sampler.seed), study_name=search.study_name,
+        storage=handle.storage, experiment=experiment_id(cfg.experiment), num_samples=cfg.num_samples, max_retry=search.heartbeat.max_retry,
+    )
     evaluations = _evaluations(search.train_template)
     s = cfg.scheduler
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=evaluations, grace_period=min(s.grace_period, evaluations),
@@ -294,7 +195,7 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     root.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
         tune.with_parameters(optuna_trial, template=to_dict(search.train_template), space=search.space, metric=search.objective.metric,
-                             root=str(root), fail_once=os.environ.get(FAIL_ONCE_ENV)),
+                             root=str(root), faults=Faults.from_env(root), settled=settled_trials(study) if resume else {}),
         {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
     )
     path = str(Path(_storage_path(cfg, address)) / cfg.experiment)
@@ -315,8 +216,10 @@ def run_gumbel_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     path = str(Path(_storage_path(cfg, address)) / cfg.experiment)
     root = Path(f"{path}-searches") if "://" not in path else Path("runs").resolve() / f"{cfg.experiment}-searches"
     root.mkdir(parents=True, exist_ok=True)
-    trainable = tune.with_resources(tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), root=str(root)),
-                                    {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+    trainable = tune.with_resources(
+        tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), root=str(root), faults=Faults.from_env(root)),
+        {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
+    )
     _init_ray(address)
     tune_config = tune.TuneConfig(metric="objective", mode="min", max_concurrent_trials=cfg.max_concurrent, num_samples=1)
     param_space = {key: tune.grid_search(values) for key, values in cfg.grid.items()}
