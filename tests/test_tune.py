@@ -355,3 +355,30 @@ def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_
     retried, whole = (json.loads((d / "arch.json").read_text()) for d in (root / "seed=0", reference))
     assert retried["metrics"] == whole["metrics"]
     assert retried["provenance"]["candidates"] == whole["provenance"]["candidates"]
+
+
+def test_a_local_ray_start_that_times_out_is_tried_again(monkeypatch):
+    """Ray's fixed 30 s node-registration limit can pass on an overloaded machine: the driver retries
+    that failure of a local start, and only that one."""
+    import ray
+
+    from nas.tune import driver
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append("init")
+        if len(calls) == 1:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    driver._init_ray(None)
+    assert calls == ["init", "shutdown", "init"]
+
+    def broken(**kwargs):
+        raise RuntimeError("some other failure")
+
+    monkeypatch.setattr(ray, "init", broken)
+    with pytest.raises(RuntimeError, match="some other failure"):
+        driver._init_ray(None)

@@ -103,13 +103,28 @@ def _local_token(address: str | None) -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
+LOCAL_START_ATTEMPTS = 3
+
+
 def _init_ray(address: str | None) -> None:
+    """Connect to `address`, or start a local Ray. Ray gives a local node a fixed 30 s to register
+    with its GCS (not configurable); on an overloaded machine the first start can miss that, so a
+    local start that times out is shut down and tried again."""
     import ray
 
-    if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    else:
+    if address is not None:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+        return
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == LOCAL_START_ATTEMPTS:
+                raise
+            print(f"tune: the local Ray node did not register within Ray's 30 s (attempt {attempt} of {LOCAL_START_ATTEMPTS}); starting it again",
+                  file=sys.stderr)
+            ray.shutdown()
 
 
 def _storage_path(cfg: TuneConfig, address: str | None) -> str:
