@@ -50,13 +50,13 @@ def step_times(args: argparse.Namespace) -> None:
 
     from nas.supernet.gates import GateSample, gate_generator, sample_hard, uniform_choices
     from nas.supernet.model import Supernet
-    from nas.supernet.space import SearchSpace
+    from search_spaces.gate_space import GateSpace
     from search_spaces.presets import paper_fusion_layers
 
     device, size = torch.device(args.device), get_size(args.size)
     autocast = lambda: autocast_context(device, args.precision)
     torch.manual_seed(0)
-    space = SearchSpace(size, early_specialization=True, fusion_layers=paper_fusion_layers(size.layers))
+    space = GateSpace(size, early_specialization=True, fusion_layers=paper_fusion_layers(size.layers))
     supernet = Supernet(space).to(device)
     standalone = build_model(args.policy, size).to(device)
     logits = torch.nn.Parameter(torch.zeros(space.num_gates, 2, device=device))

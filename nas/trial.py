@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_spaces import SharingPolicy
+from search_spaces import POLICY_FILE, SharingPolicy
 from trainer import atomic
 from trainer.config import ConfigError, TrainConfig
 from trainer.loop import TrainingDiverged, TrainResult, train
 
-POLICY_FILE = "policy.json"
 TrainFn = Callable[..., TrainResult]
 Reporter = Callable[[int, float, dict[str, float]], None]
 """`report(step, objective value, all metrics)` after each evaluation; may raise to stop the trial."""

@@ -13,8 +13,10 @@ from typing import Any, Iterable, Literal
 
 from .sizes import SIZES, ModelSize
 
-SCHEMA = "sharenas/policy/v1"
+POLICY_SCHEMA = "sharenas/policy/v1"
 ARCH_SCHEMA = "sharenas/arch/v1"
+POLICY_FILE = "policy.json"
+"""A run directory's policy: what `SharingPolicy.load` and `sharenas params` read."""
 SUBLAYERS: tuple[str, ...] = ("attn", "ffn", "ln1", "ln2")
 SHARED = "shared"
 SPECIFIC = "specific"
@@ -210,7 +212,7 @@ class SharingPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
+            "schema": POLICY_SCHEMA,
             "name": self.name,
             "layers": [layer.to_dict() for layer in self.layers],
             "text_width": self.text_width,
@@ -229,9 +231,9 @@ class SharingPolicy:
         if not isinstance(data, dict):
             raise PolicyError(f"policy: expected a JSON object, got {type(data).__name__}")
         _check_keys(data, {"schema", "name", "layers", "text_width", "early_specialization", "parallel_branch"}, "policy")
-        schema = data.get("schema", SCHEMA)
-        if schema != SCHEMA:
-            raise PolicyError(f"schema: {schema!r} is not supported; this version reads {SCHEMA!r}")
+        schema = data.get("schema", POLICY_SCHEMA)
+        if schema != POLICY_SCHEMA:
+            raise PolicyError(f"schema: {schema!r} is not supported; this version reads {POLICY_SCHEMA!r}")
         if "layers" not in data:
             raise PolicyError("layers: missing; give one {attn, ffn, ln1, ln2} object per transformer layer")
         layers_raw = data["layers"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .policy import SHARED, SPECIFIC, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
-from .policy import default_adapter_kernels as policy_default_kernels
+from .policy import SHARED, SPECIFIC, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy, default_adapter_kernels
 from .sizes import ModelSize, get_size
 
 ALL_SHARED = LayerSharing.uniform(SHARED)
@@ -18,14 +17,9 @@ def paper_fusion_layers(num_layers: int) -> tuple[int, ...]:
     return tuple(range(2, num_layers - 1, 2))[:5]
 
 
-def default_adapter_kernels(size: ModelSize, stages: int) -> tuple[int, ...]:
-    """Halve the adapter kernel at every stage from `patch_size // 2` down to 1 (paper Table 2)."""
-    return policy_default_kernels(size.patch_size, stages)
-
-
 def default_parallel_branch(size: ModelSize) -> ParallelBranchSpec:
     fusion = paper_fusion_layers(size.layers)
-    return ParallelBranchSpec(fusion, default_adapter_kernels(size, len(fusion)), dwconv=True)
+    return ParallelBranchSpec(fusion, default_adapter_kernels(size.patch_size, len(fusion)), dwconv=True)
 
 
 def share_last(k: int, size: ModelSize) -> SharingPolicy:

@@ -16,7 +16,7 @@ from nas.supernet.search import run_gumbel_search
 from nas.discrete.config import load_search_config
 from nas.discrete.search import run_search
 from search_spaces import ExportError, build_model, count_model_params, load_exported, save_exported
-from search_spaces.exported import weights_size
+from search_spaces.model.exported import weights_size
 
 from test_gumbel_search import short_config
 from test_optuna_search import load_study, search_config

@@ -10,9 +10,10 @@ import yaml
 from optuna.trial import FixedTrial
 
 from nas.discrete.config import load_search_config, parse_param_budget
-from nas.discrete.space import ALL_COMBOS, SearchSpace, SpaceConfig, combo_name, parse_combo
-from search_spaces import SUBLAYERS, get_preset, get_size
-from search_spaces.presets import default_adapter_kernels
+from nas.discrete.samplers import grid_order
+from search_spaces import SUBLAYERS, LayoutSpace, LayoutSpaceConfig, PolicyError, get_preset, get_size
+from search_spaces.layout_space import ALL_COMBOS, combo_name, parse_combo
+from search_spaces.policy import default_adapter_kernels
 from trainer.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ BASELINES = ["msclip", "clip", "msclip-s"]
 TINY = get_size("tiny")
 
 
-def _sample(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[dict, object]]:
+def _sample(space: LayoutSpace, n: int, seed: int = 0) -> list[tuple[dict, object]]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     out = []
@@ -33,7 +34,7 @@ def _sample(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[dict, objec
 
 
 def test_random_samples_are_valid_policies_covering_every_dimension() -> None:
-    space = SearchSpace(SpaceConfig(), "tiny")
+    space = LayoutSpace(LayoutSpaceConfig(), "tiny")
     samples = _sample(space, 400)
     layouts = {params["layout"] for params, _ in samples}
     assert layouts == set(space.layout_choices)
@@ -58,8 +59,8 @@ def test_random_samples_are_valid_policies_covering_every_dimension() -> None:
 
 
 def test_share_last_k_12_never_offers_early_specialization() -> None:
-    space = SearchSpace(SpaceConfig(layouts=["share_last"], parallel_branch=False), "tiny")
-    grid = space.enumerate(1000)
+    space = LayoutSpace(LayoutSpaceConfig(layouts=["share_last"], parallel_branch=False), "tiny")
+    grid = list(space.assignments())
     k12 = [p for p in grid if p.get("share_last_k") == 12]
     assert k12 == [{"layout": "share_last", "share_last_k": 12}]
     # 13 values of K, 12 of them with ES on/off
@@ -68,14 +69,14 @@ def test_share_last_k_12_never_offers_early_specialization() -> None:
 
 @pytest.mark.parametrize("name", ["msclip-s", "share-attn-ffn-ln2"])
 def test_preset_layouts_are_exactly_the_presets(name: str) -> None:
-    space = SearchSpace(SpaceConfig(presets=["msclip-s", "share-attn-ffn-ln2"]), "tiny")
+    space = LayoutSpace(LayoutSpaceConfig(presets=["msclip-s", "share-attn-ffn-ln2"]), "tiny")
     assert space.layout_choices == ["share_last", "mask", "sublayers", "preset:msclip-s", "preset:share-attn-ffn-ln2"]
     policy = space.suggest(FixedTrial({"layout": f"preset:{name}"}))
     assert policy == get_preset(name, "tiny") and policy.name == name
 
 
 def test_parameters_decode_to_the_expected_policy() -> None:
-    space = SearchSpace(SpaceConfig(), "tiny")
+    space = LayoutSpace(LayoutSpaceConfig(), "tiny")
     params = {
         "layout": "sublayers", **{f"sublayers_l{i:02d}": "none" if i < 2 else "attn+ffn+ln2" for i in range(12)},
         "early_specialization": True, "parallel_branch": True, "fusion_layers": "2,6,10",
@@ -90,14 +91,14 @@ def test_parameters_decode_to_the_expected_policy() -> None:
 
 
 def test_fixed_dimensions_are_not_searched() -> None:
-    cfg = SpaceConfig(layouts=["mask"], early_specialization=False, adapter_kernels=False, dwconv=False, fusion_layers=[1, 3, 5, 7, 9, 11])
-    space = SearchSpace(cfg, "tiny")
+    cfg = LayoutSpaceConfig(layouts=["mask"], early_specialization=False, adapter_kernels=False, dwconv=False, fusion_layers=[1, 3, 5, 7, 9, 11])
+    space = LayoutSpace(cfg, "tiny")
     for params, policy in _sample(space, 60):
         assert not {"early_specialization", "dwconv", "adapter_halve_1"} & set(params)
         assert not policy.early_specialization
         if policy.parallel_branch is not None:
             pb = policy.parallel_branch
-            assert pb.dwconv and pb.adapter_kernels == default_adapter_kernels(TINY, len(pb.fusion_layers))
+            assert pb.dwconv and pb.adapter_kernels == default_adapter_kernels(TINY.patch_size, len(pb.fusion_layers))
     assert len(space.fusion_choices) == 6 + 15 + 20 + 15 + 6  # subsets of 1..5 of 6 candidates
 
 
@@ -110,9 +111,9 @@ def test_combos_round_trip() -> None:
 
 
 def test_grid_limit_is_a_clear_error() -> None:
-    space = SearchSpace(SpaceConfig(layouts=["mask"]), "tiny")
+    space = LayoutSpace(LayoutSpaceConfig(layouts=["mask"]), "tiny")
     with pytest.raises(ConfigError, match="more than 500 configurations"):
-        space.enumerate(500)
+        grid_order(space, 0, 500)
 
 
 # config ---------------------------------------------------------------------------------------------
@@ -167,5 +168,5 @@ def test_multi_objective_defaults_to_nsga2_without_pruning() -> None:
 
 
 def test_fusion_layers_outside_the_size_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="space.fusion_layers: 12 is outside 1..11"):
-        SearchSpace(SpaceConfig(fusion_layers=[4, 12]), "tiny")
+    with pytest.raises(PolicyError, match="space.fusion_layers: 12 is outside 1..11"):
+        LayoutSpace(LayoutSpaceConfig(fusion_layers=[4, 12]), "tiny")

@@ -10,8 +10,8 @@ from torch import nn
 
 from nas.supernet.gates import GateSample, gate_generator, sample_hard
 from nas.supernet.model import GatedSlot, PatchOrStem, Supernet
-from nas.supernet.space import ON, SHARED, SPECIFIC, SearchSpace
 from search_spaces import PolicyError, build_model, count_params, get_preset, get_size
+from search_spaces.gate_space import ON, SHARED, SPECIFIC, GateSpace
 
 TINY = get_size("tiny")
 
@@ -19,7 +19,7 @@ TINY = get_size("tiny")
 @pytest.fixture(scope="module")
 def supernet() -> Supernet:
     torch.manual_seed(0)
-    return Supernet(SearchSpace(TINY, early_specialization=True, fusion_layers=(2, 4, 6, 8, 10))).eval()
+    return Supernet(GateSpace(TINY, early_specialization=True, fusion_layers=(2, 4, 6, 8, 10))).eval()
 
 
 def _batch(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,13 +117,13 @@ def test_choices_and_policies_round_trip(supernet):
     assert policy.early_specialization and not policy.layers[0].any_shared
     with pytest.raises(PolicyError, match="text_width"):
         space.from_policy(get_preset("clip", TINY))
-    narrow = SearchSpace(TINY, early_specialization=False, fusion_layers=(2, 4))
+    narrow = GateSpace(TINY, early_specialization=False, fusion_layers=(2, 4))
     with pytest.raises(PolicyError, match="early specialization"):
         narrow.from_policy(get_preset("msclip-es", TINY))
     with pytest.raises(PolicyError, match="fusion layers"):
         narrow.from_policy(get_preset("msclip-pb", TINY))
     with pytest.raises(ValueError, match="fusion_layers"):
-        SearchSpace(TINY, fusion_layers=(4, 2))
+        GateSpace(TINY, fusion_layers=(4, 2))
 
 
 def test_gate_logits_are_not_weights_and_sharing_groups_are_right(supernet):
@@ -138,7 +138,7 @@ def test_gate_logits_are_not_weights_and_sharing_groups_are_right(supernet):
 
 def test_every_sharing_option_starts_as_the_same_function():
     torch.manual_seed(1)
-    fresh = Supernet(SearchSpace(TINY, early_specialization=False)).eval()
+    fresh = Supernet(GateSpace(TINY, early_specialization=False)).eval()
     images, tokens = _batch()
     outputs = []
     for preset in ("share-all", "clip-t768", "share-last-6"):

@@ -13,9 +13,10 @@ from nas.supernet.diagnostics import shared_path
 from nas.supernet.gates import GateSample, probabilities
 from nas.supernet.model import Supernet
 from nas.supernet.search import GumbelSearch, run_gumbel_search
-from nas.supernet.space import SPECIFIC, SearchSpace
 from search_spaces import SharingPolicy, build_model, count_params, get_preset, get_size
+from search_spaces.gate_space import SPECIFIC, GateSpace
 from trainer.distributed import World
+
 from tests.test_gumbel_search import short_config
 
 TINY = get_size("tiny")
@@ -84,7 +85,7 @@ def test_soft_layernorm_gates_run_both_options_and_give_their_logits_a_gradient(
 
 def test_entangled_specific_modules_start_equal_to_the_shared_one_and_fold_into_a_plain_model():
     torch.manual_seed(0)
-    supernet = Supernet(SearchSpace(TINY, early_specialization=True, fusion_layers=(2, 4, 6, 8, 10)), entangle=True).eval()
+    supernet = Supernet(GateSpace(TINY, early_specialization=True, fusion_layers=(2, 4, 6, 8, 10)), entangle=True).eval()
     images, tokens = _batch()
     outputs = []
     for preset in ("share-all", "clip-t768"):

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
-from nas.bench.policies import bench_policies, bench_space, in_space, shared_sublayers
+from nas.bench.policies import bench_policies, in_space, shared_sublayers
 from trainer import atomic
 from trainer.config import ConfigError, dump_config, load_config, to_dict
 from trainer.evaluation.precision import SCORE_PRECISION
@@ -230,7 +230,7 @@ def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(bench.cfg, saved)
     policies = bench_policies(bench)
-    space = bench_space(bench)
+    space = bench.cfg.space.build()
     for name, policy in policies.items():
         path = out / POLICIES / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from search_spaces import GateSpaceConfig
 from trainer.config import ConfigError, TrainConfig, load_config
-
-
-@dataclass
-class SpaceSection:
-    """The supernet search space the bench's policies lie in (random policies are drawn from it)."""
-
-    size: str = "tiny"
-    early_specialization: bool = True
-    fusion_layers: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 10])
 
 
 @dataclass
@@ -76,7 +68,8 @@ class BenchConfig:
     version: int = 1
     train: str = "../tiny/msclip.yaml"
     train_overrides: list[str] = field(default_factory=list)
-    space: SpaceSection = field(default_factory=SpaceSection)
+    space: GateSpaceConfig = field(default_factory=GateSpaceConfig)
+    """The supernet gate space the policies lie in (random policies are drawn from it)."""
     policies: list[str] = field(default_factory=list)
     random: RandomSection = field(default_factory=RandomSection)
     seeds: list[int] = field(default_factory=lambda: [0, 1])

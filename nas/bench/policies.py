@@ -6,14 +6,9 @@ import random
 from pathlib import Path
 
 from search_spaces import SUBLAYERS, PolicyError, SharingPolicy, get_size, resolve_policy
+from search_spaces.gate_space import SHARED, SPECIFIC, GateSpace
 
 from nas.bench.config import LoadedBench
-from nas.supernet.space import SHARED, SPECIFIC, SearchSpace
-
-
-def bench_space(bench: LoadedBench) -> SearchSpace:
-    s = bench.cfg.space
-    return SearchSpace(get_size(s.size), s.early_specialization, tuple(s.fusion_layers))
 
 
 def shared_sublayers(policy: SharingPolicy) -> int:
@@ -24,7 +19,7 @@ def specific_sublayers(policy: SharingPolicy) -> int:
     return len(policy.layers) * len(SUBLAYERS) - shared_sublayers(policy)
 
 
-def in_space(space: SearchSpace, policy: SharingPolicy) -> bool:
+def in_space(space: GateSpace, policy: SharingPolicy) -> bool:
     try:
         space.from_policy(policy)
     except PolicyError:
@@ -32,7 +27,7 @@ def in_space(space: SearchSpace, policy: SharingPolicy) -> bool:
     return True
 
 
-def random_policies(space: SearchSpace, count: int, strata: int, seed: int) -> list[SharingPolicy]:
+def random_policies(space: GateSpace, count: int, strata: int, seed: int) -> list[SharingPolicy]:
     """`count` policies; policy j shares k sublayers with k uniform in stratum j mod `strata` of 0..L*4,
     at uniformly chosen positions, with early specialization and each fusion layer on or off by a coin."""
     rng = random.Random(seed)
@@ -66,7 +61,7 @@ def bench_policies(bench: LoadedBench) -> dict[str, SharingPolicy]:
         except PolicyError as exc:
             raise PolicyError(f"policies: {entry}: {exc}") from None
         out[Path(entry).stem if is_file else entry] = policy
-    space = bench_space(bench)
+    space = cfg.space.build()
     for policy in random_policies(space, cfg.random.count, cfg.random.strata, cfg.random.seed):
         out[policy.name] = policy
     seen: dict[SharingPolicy, str] = {}

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from search_spaces import SharingPolicy
+from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
 from trainer.config import ConfigError, load_config, to_dict
 from trainer.evaluation.chance import contrastive_chance
@@ -125,7 +125,6 @@ def read_bench_table(path: Path) -> dict[str, Any]:
 
 def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
     """`run` holding a finished search: searched now, resumed when interrupted after a save."""
-    from nas.supernet.derive import ARCH_FILE
     from nas.supernet.rundir import STATE_FILE
     from nas.supernet.search import run_gumbel_search
 

@@ -22,7 +22,7 @@ from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
 from nas.bench.ranking import rank_agreement
 from nas.bench.spread import finite, paired_records, pooled_std
 
-SCHEMA = "sharenas/bench/v1"
+BENCH_SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
 LOWER_IS_BETTER = {"val_loss"}
 PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
@@ -201,7 +201,7 @@ def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: s
         }
     ceilings = {c: seed_agreement(runs, c, bootstrap=bootstrap) for c in metrics}
     result: dict[str, Any] = {
-        "schema": SCHEMA,
+        "schema": BENCH_SCHEMA,
         "config": config,
         "packages": packages,
         "entries": len(runs),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SUBLAYERS, LayerSharing, SharingPolicy, count_params, get_size
-from search_spaces.transformer import SUBLAYER_MODULES
+from search_spaces.model.transformer import SUBLAYER_MODULES
 from trainer import atomic
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, load_config, to_dict
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nas.discrete.space import SpaceConfig
-from search_spaces import PRESET_NAMES
+from search_spaces import PRESET_NAMES, LayoutSpaceConfig
 from trainer.config import ConfigError, TrainConfig, load_config, read_yaml
 
 DEFAULT_BASELINES = ["msclip", "clip", "msclip-s"]
@@ -110,7 +109,7 @@ class OptunaSearchConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
+    space: LayoutSpaceConfig = field(default_factory=LayoutSpaceConfig)
     train_template: TrainConfig = field(init=False, repr=False)
     budget: int | None = field(init=False, default=None)
 

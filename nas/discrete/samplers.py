@@ -1,9 +1,14 @@
-"""The Optuna sampler and pruner a study's config names."""
+"""The Optuna sampler and pruner a study's config names, and the trial order of a grid search."""
 from __future__ import annotations
 
+import random
 import warnings
+from typing import Any
 
 import optuna
+
+from search_spaces import LayoutSpace
+from trainer.config import ConfigError
 
 from nas.discrete.config import OptunaSearchConfig
 
@@ -29,3 +34,18 @@ def build_pruner(cfg: OptunaSearchConfig) -> optuna.pruners.BasePruner:
     if cfg.pruner_kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource="auto", reduction_factor=p.reduction_factor)
     return optuna.pruners.NopPruner()
+
+
+def grid_order(space: LayoutSpace, seed: int, limit: int) -> list[dict[str, Any]]:
+    """Every parameter assignment of `space`, shuffled with `seed` so that a partial grid run still
+    covers the space evenly; more than `limit` of them is a `ConfigError` (grid search is for small spaces)."""
+    grid: list[dict[str, Any]] = []
+    for params in space.assignments():
+        if len(grid) == limit:
+            raise ConfigError(
+                f"sampler.kind: grid: the space has more than {limit} configurations; narrow `space` "
+                "(e.g. layouts: [share_last], parallel_branch: false) or use tpe / nsga2 / random"
+            )
+        grid.append(params)
+    random.Random(seed).shuffle(grid)
+    return grid

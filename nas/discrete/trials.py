@@ -12,15 +12,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import ParamCount, SharingPolicy, count_params, get_preset
+from search_spaces import ARCH_SCHEMA, LayoutSpace, ParamCount, SharingPolicy, count_params, get_preset
 from trainer.config import TrainConfig, to_dict
 from trainer.loop import TrainingDiverged
 
 from nas.discrete.config import OptunaSearchConfig
-from nas.discrete.space import SearchSpace
 
-ARCH_SCHEMA = "sharenas/arch/v1"
-ARCH_FILE = "arch.json"
 ARTIFACT_DIR = "artifacts"
 BASELINE_PARAM = "baseline"
 """The one parameter of a baseline trial (enqueued with user attribute `baseline` too)."""
@@ -90,7 +87,7 @@ def arch_record(
     }
 
 
-def describe_trial(cfg: OptunaSearchConfig, space: SearchSpace, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
+def describe_trial(cfg: OptunaSearchConfig, space: LayoutSpace, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
     """The trial's policy (a baseline trial's preset, its one parameter `baseline`; else a point of the
     space) and its parameter counts, recorded as user attributes (and the budget as a constraint).
     Ray Tune's define-by-run space calls this too, so both drivers record trials alike."""

@@ -32,19 +32,18 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import ParamCount, SharingPolicy, get_preset, get_size
+from search_spaces import ARCH_FILE, POLICY_FILE, LayoutSpace, ParamCount, SharingPolicy, get_preset, get_size
 from trainer import atomic
 from trainer.config import ConfigError, TrainConfig
 
 from nas.discrete.config import OptunaSearchConfig
 from nas.discrete.results import write_results
-from nas.discrete.samplers import build_pruner, build_sampler
-from nas.discrete.space import SearchSpace
+from nas.discrete.samplers import build_pruner, build_sampler, grid_order
 from nas.discrete.storage import StorageHandle, StudyLock
 from nas.discrete.trials import (
-    ARCH_FILE, ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, fail_reason, fingerprint,
+    ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, fail_reason, fingerprint,
 )
-from nas.trial import POLICY_FILE, MetricNotFound, TrainFn, TrialObjective
+from nas.trial import MetricNotFound, TrainFn, TrialObjective
 
 
 def log(message: str) -> None:
@@ -59,7 +58,7 @@ class StudyWorker:
         self.objective = TrialObjective(cfg.train_template, cfg.objective.metric, train_fn)
         self.root = cfg.run_root.resolve()
         self.size = cfg.train_template.model.size
-        self.space = SearchSpace(cfg.space, self.size)
+        self.space = LayoutSpace(cfg.space, self.size)
         for name in cfg.baselines:
             get_preset(name, self.size).check_size(get_size(self.size))
         self.lock: StudyLock = handle.lock(cfg.study_name)
@@ -69,7 +68,7 @@ class StudyWorker:
         self.grid: list[dict[str, Any]] | None = None
         self.grid_done = False
         if cfg.sampler_kind == "grid":
-            self.grid = self.space.grid_order(cfg.sampler.seed, cfg.sampler.grid_limit)
+            self.grid = grid_order(self.space, cfg.sampler.seed, cfg.sampler.grid_limit)
         self.artifacts = FileSystemArtifactStore(str(self._mkdir(self.root / ARTIFACT_DIR)))
         self.study = self._open_study()
 

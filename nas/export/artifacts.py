@@ -1,5 +1,5 @@
 """`sharenas export`: turn what a run or search produced into an export directory
-(`search_spaces.exported`): arch.json + model.safetensors + a model card, optionally ONNX encoders.
+(`search_spaces/model/exported.py`): arch.json + model.safetensors + a model card, optionally ONNX encoders.
 
 Sources:
 - a training run (`sharenas train`, a bench entry, an Optuna trial's run): its latest checkpoint;

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from search_spaces import get_size
-from search_spaces.presets import paper_fusion_layers
+from search_spaces import GateSpaceConfig, get_size
 from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
 from trainer.data import DataConfig
 
@@ -28,18 +27,13 @@ def parse_budget(value: str | int | None, key: str) -> int | None:
 
 
 @dataclass
-class SpaceConfig:
-    """The supernet: model size and the optional gates beside the (layer, sublayer) gates.
-
-    `fusion_layers`: candidate layers for the parallel branch's adapters (0-based, fused into the
-    tokens entering that block; the paper's 2, 4, 6, 8, 10); an empty list searches no branch.
+class SupernetSection(GateSpaceConfig):
+    """The supernet: its gate space (model size, the optional gates beside the (layer, sublayer)
+    gates; fusion layers are fused into the tokens entering that block) and its weight layout.
     `entangle`: a specific module is the shared one plus a zero-initialised per-modality delta
     (weight entanglement); derivation and export fold them into plain standalone weights.
     """
 
-    size: str = "tiny"
-    early_specialization: bool = True
-    fusion_layers: list[int] = field(default_factory=lambda: list(paper_fusion_layers(12)))
     entangle: bool = False
 
     def __post_init__(self) -> None:
@@ -174,7 +168,7 @@ class DeriveSection:
 class GumbelConfig:
     """Everything `sharenas search gumbel` needs; written resolved to OUT/config.yaml."""
 
-    space: SpaceConfig = field(default_factory=SpaceConfig)
+    space: SupernetSection = field(default_factory=SupernetSection)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainSection = field(default_factory=lambda: TrainSection(epochs=6, batch_size=128))

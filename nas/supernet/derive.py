@@ -16,18 +16,13 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
-from search_spaces import ARCH_SCHEMA, SharingPolicy, count_params, get_size
+from search_spaces import ARCH_FILE, ARCH_SCHEMA, POLICY_FILE, GateSpace, ParamCostModel, SharingPolicy, count_params, get_size
 from trainer import atomic
 from trainer.config import ConfigError
 
-from nas.supernet.gates import probabilities
 from nas.scoring import Scorer
+from nas.supernet.gates import probabilities
 from nas.supernet.model import Supernet
-from nas.supernet.space import ParamCostModel, SearchSpace
-
-ARCH_FILE = "arch.json"
-POLICY_FILE = "policy.json"
-
 
 @dataclass
 class Candidate:
@@ -58,7 +53,7 @@ def sample_choices(logits: torch.Tensor, count: int, seed: int) -> list[list[int
     return [torch.bernoulli(p_one, generator=generator).long().tolist() for _ in range(count)]
 
 
-def trim_to_budget(space: SearchSpace, cost: ParamCostModel, choices: list[int], probs: torch.Tensor, target: int) -> list[int]:
+def trim_to_budget(space: GateSpace, cost: ParamCostModel, choices: list[int], probs: torch.Tensor, target: int) -> list[int]:
     """Greedily give up the least confident parameter-costing choices (specific -> shared, on -> off)
     until the policy fits `target`; each flip is the one whose current option has the lowest probability."""
     choices = space.normalize(choices)
@@ -77,7 +72,7 @@ def trim_to_budget(space: SearchSpace, cost: ParamCostModel, choices: list[int],
 
 
 def candidates(
-    space: SearchSpace, cost: ParamCostModel, logits: torch.Tensor, samples: int, seed: int, budget: int | None
+    space: GateSpace, cost: ParamCostModel, logits: torch.Tensor, samples: int, seed: int, budget: int | None
 ) -> list[Candidate]:
     """The argmax policy, `samples` sampled ones (duplicates merged) and, when no candidate fits the
     budget, the argmax policy trimmed to it."""
@@ -127,7 +122,7 @@ def best_candidate(found: list[Candidate]) -> Candidate:
     return max((c for c in found if c.within_budget), key=lambda c: c.metrics["score"])
 
 
-def _repair(space: SearchSpace, cost: ParamCostModel, choices: list[int], budget: int | None, rng: random.Random) -> list[int]:
+def _repair(space: GateSpace, cost: ParamCostModel, choices: list[int], budget: int | None, rng: random.Random) -> list[int]:
     """Flip random parameter-costing choices (specific -> shared, on -> off) until `choices` fits."""
     choices = space.normalize(choices)
     while budget is not None and cost.exact(choices) > budget:
@@ -140,7 +135,7 @@ def _repair(space: SearchSpace, cost: ParamCostModel, choices: list[int], budget
 
 
 def evolve(
-    space: SearchSpace, cost: ParamCostModel, logits: torch.Tensor, supernet: Supernet, scorer: Scorer,
+    space: GateSpace, cost: ParamCostModel, logits: torch.Tensor, supernet: Supernet, scorer: Scorer,
     population: int, generations: int, mutation: float, seed: int, budget: int | None, finetune: FineTune | None = None,
 ) -> list[Candidate]:
     """Evolutionary search with inherited weights (as SPOS chooses after training its supernet):
@@ -182,7 +177,7 @@ def evolve(
 
 
 def few_shot_candidates(
-    space: SearchSpace, cost: ParamCostModel, supernet: Supernet, scorer: Scorer, gate: str,
+    space: GateSpace, cost: ParamCostModel, supernet: Supernet, scorer: Scorer, gate: str,
     children: dict[int, tuple[Path, Path]], samples: int, seed: int, budget: int | None,
     finetune: FineTune | None = None,
 ) -> list[Candidate]:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import torch
 
+from search_spaces.gate_space import OFF, SHARED, GateSpace, ParamCostModel
 from trainer.evaluation.grad_conflict import modality_gradient_cosines
 
 from nas.supernet.gates import GateSample, entropy, probabilities
 from nas.supernet.model import Supernet
-from nas.supernet.space import OFF, SHARED, ParamCostModel, SearchSpace
 
 
 def argmax_choices(logits: torch.Tensor) -> list[int]:
     return logits.detach().argmax(dim=-1).tolist()
 
 
-def gate_metrics(space: SearchSpace, logits: torch.Tensor, cost: ParamCostModel) -> dict[str, float]:
+def gate_metrics(space: GateSpace, logits: torch.Tensor, cost: ParamCostModel) -> dict[str, float]:
     probs = probabilities(logits.detach())
     out: dict[str, float] = {}
     for g, name in enumerate(space.gate_names()):
@@ -34,7 +34,7 @@ def gate_metrics(space: SearchSpace, logits: torch.Tensor, cost: ParamCostModel)
     return out
 
 
-def shared_path(space: SearchSpace) -> GateSample:
+def shared_path(space: GateSpace) -> GateSample:
     """Every layer through its shared module, ES and fusion off (the vision tower runs every layer)."""
     choices = [SHARED] * space.num_layer_gates + [OFF] * (space.num_gates - space.num_layer_gates)
     return GateSample(choices)

@@ -30,19 +30,19 @@ from torch import nn
 from torch.func import functional_call
 
 from search_spaces import SUBLAYERS, LayerSharing, SharedCLIP, SharingPolicy
-from search_spaces.conv import Adapter, ConvStem, ParallelBranch, stage_channels
-from search_spaces.model import TextTower, VisionTower
-from search_spaces.transformer import SUBLAYER_MODULES, SharedBlock, run_block, sublayer_factories
+from search_spaces.gate_space import ON, SHARED, SPECIFIC, GateSpace, ParamCostModel, fusion_subsets
+from search_spaces.model.conv import Adapter, ConvStem, ParallelBranch, stage_channels
+from search_spaces.model.shared_clip import TextTower, VisionTower
+from search_spaces.model.transformer import SUBLAYER_MODULES, SharedBlock, run_block, sublayer_factories
 
 from nas.supernet.gates import GateSample
-from nas.supernet.space import ON, SHARED, SPECIFIC, ParamCostModel, SearchSpace, fusion_subsets
 
 
 class Routing:
     """The path the supernet runs: one choice per gate (forced gates already applied) and, while the
     architecture is being trained, the straight-through weights of the chosen options."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: GateSpace) -> None:
         self.space = space
         self.choices: list[int] = space.normalize([SHARED] * space.num_gates)
         self.weights: torch.Tensor | None = None
@@ -132,9 +132,9 @@ class PatchOrStem(nn.Module):
 
 
 class Supernet(SharedCLIP):
-    """All policies of a `SearchSpace` in one model; see the module docstring."""
+    """All policies of a `GateSpace` in one model; see the module docstring."""
 
-    def __init__(self, space: SearchSpace, entangle: bool = False) -> None:
+    def __init__(self, space: GateSpace, entangle: bool = False) -> None:
         nn.Module.__init__(self)
         self.entangle = entangle
         size = space.size

@@ -16,13 +16,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from search_spaces import SharingPolicy, get_size
+from search_spaces import SharingPolicy
+from search_spaces.gate_space import GateSpace
 from trainer import atomic
 from trainer.config import ConfigError
 
 from nas.supernet.config import GumbelConfig
 from nas.supernet.model import Supernet
-from nas.supernet.space import SearchSpace
 
 SUPERNET_FILE = "supernet.safetensors"
 STATE_FILE = "search_state.pt"
@@ -31,9 +31,9 @@ GATES_FILE = "gates.json"
 CONFIG_FILE = "config.yaml"
 
 
-def build_space(cfg: GumbelConfig) -> SearchSpace:
+def build_space(cfg: GumbelConfig) -> GateSpace:
     try:
-        return SearchSpace(get_size(cfg.space.size), cfg.space.early_specialization, tuple(cfg.space.fusion_layers))
+        return cfg.space.build()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -53,7 +53,7 @@ def child_logits_file(gate: str, option: int) -> str:
     return f"{child_file(gate, option)}.logits.pt"
 
 
-def weights_file(run: Path, policy: SharingPolicy, space: SearchSpace) -> Path:
+def weights_file(run: Path, policy: SharingPolicy, space: GateSpace) -> Path:
     """The supernet weights of a finished search that hold `policy`'s path: the one supernet, or
     for a few-shot search the child whose split gate takes `policy`'s option."""
     gates = json.loads((run / GATES_FILE).read_text()) if (run / GATES_FILE).is_file() else {}

@@ -42,6 +42,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from search_spaces import ARCH_FILE, POLICY_FILE
+from search_spaces.gate_space import SPECIFIC
 from trainer import atomic
 from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
 from trainer.data import build_data, collate_pairs
@@ -53,17 +55,16 @@ from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 
-from nas.supernet.derive import ARCH_FILE, POLICY_FILE, best_candidate, candidates, evolve, few_shot_candidates, score_candidates, write_arch
-from nas.supernet.finetune import finetuned_standalone
-from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
-from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
-from nas.supernet.config import GumbelConfig
 from nas.scoring import Scorer, materialize
+from nas.supernet.config import GumbelConfig
+from nas.supernet.derive import best_candidate, candidates, evolve, few_shot_candidates, score_candidates, write_arch
+from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
+from nas.supernet.finetune import finetuned_standalone
+from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.rundir import (
     CONFIG_FILE, GATES_FILE, PARENT_FILE, STATE_FILE, SUPERNET_FILE, build_space, build_supernet, child_file, child_logits_file, read_state,
     save_weights, write_state,
 )
-from nas.supernet.space import SPECIFIC
 
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
 

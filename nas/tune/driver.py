@@ -87,9 +87,9 @@ class TrialSpace:
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         from nas.discrete.trials import describe_trial
-        from nas.discrete.space import SearchSpace
+        from search_spaces import LayoutSpace
 
-        describe_trial(self.cfg, SearchSpace(self.cfg.space, self.cfg.train_template.model.size), trial)
+        describe_trial(self.cfg, LayoutSpace(self.cfg.space, self.cfg.train_template.model.size), trial)
         return {"optuna_trial": trial.number}
 
 

@@ -45,14 +45,12 @@ def trial_policy(config: dict[str, Any], space: Any, size: str) -> SharingPolicy
     (replayed with Optuna's FixedTrial, so it equals what the define-by-run space recorded)."""
     import optuna
 
-    from search_spaces import get_preset
-
-    from nas.discrete.space import SearchSpace
+    from search_spaces import LayoutSpace, get_preset
 
     params = {k: v for k, v in config.items() if k != "optuna_trial"}
     if "baseline" in params:
         return get_preset(params["baseline"], size)
-    return SearchSpace(space, size).suggest(optuna.trial.FixedTrial(params))
+    return LayoutSpace(space, size).suggest(optuna.trial.FixedTrial(params))
 
 
 def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any, metric: str, root: str, faults: Faults,

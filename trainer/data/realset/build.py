@@ -37,7 +37,7 @@ from PIL import Image
 from trainer import atomic
 from trainer.data.realset import clipart, emoji
 from trainer.data.realset.images import BlankImage, load_source, prepare
-from trainer.data.realset.manifest import MANIFEST, SCHEMA, ZeroShotSpec
+from trainer.data.realset.manifest import MANIFEST, MANIFEST_SCHEMA, ZeroShotSpec
 
 NON_VISUAL = frozenset({"unsorted", "special"})
 """Clip-art folders that are not a kind of picture: "unsorted", and "special" (gradients, patterns, ...)."""
@@ -287,7 +287,7 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
             counts[f"{split}_{source}"] = sum(p.source == source for p, _ in items)
     write_licenses(out)
     manifest = {
-        "schema": SCHEMA,
+        "schema": MANIFEST_SCHEMA,
         "image_size": size,
         "packages": package_versions(),
         "software": {"pillow": Image.__version__, "zlib": Image.core.zlib_version, "python": sys.version.split()[0],

@@ -9,7 +9,7 @@ from typing import Any
 
 from trainer.data.errors import DataError
 
-SCHEMA = "sharenas/realset/v1"
+MANIFEST_SCHEMA = "sharenas/realset/v1"
 MANIFEST = "manifest.json"
 
 
@@ -37,8 +37,8 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path} is not valid JSON ({error}); rebuild the set (scripts/realdata.sh build {root})") from None
-    if manifest.get("schema") != SCHEMA:
-        raise DataError(f"{path}: schema {manifest.get('schema')!r}, expected {SCHEMA!r}; rebuild the set with this version")
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        raise DataError(f"{path}: schema {manifest.get('schema')!r}, expected {MANIFEST_SCHEMA!r}; rebuild the set with this version")
     return manifest
 
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..policy import SharingPolicy
+from ..sizes import ModelSize
 from .conv import ConvStem, ParallelBranch, build_adapters
-from .policy import SharingPolicy
-from .sizes import ModelSize
 from .transformer import build_blocks, run_block, vision_start
 
 

@@ -1,5 +1,7 @@
-"""The Gumbel supernet's search space: its gates, the mapping between gate choices and
+"""The gate space of the Gumbel supernet search: its gates, the mapping between gate choices and
 `SharingPolicy`s, and the exact parameter count of a choice (and its expectation under the gates).
+The supernet that runs these gates is `nas/supernet/model.py`; the gate math (Gumbel sampling,
+temperatures, the budget term) is `nas/supernet/gates.py`.
 
 Gates, in index order (every gate is binary, option 0 first):
 - one per (layer, sublayer), `L03.attn`: 0 = shared, 1 = specific, layer-major in `SUBLAYERS` order;
@@ -12,12 +14,13 @@ Gates, in index order (every gate is binary, option 0 first):
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from search_spaces import SUBLAYERS, LayerSharing, ModelSize, ParallelBranchSpec, PolicyError, SharingPolicy
-from search_spaces.presets import default_adapter_kernels
+from .policy import SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy, default_adapter_kernels
+from .presets import paper_fusion_layers
+from .sizes import ModelSize, get_size
 
 SHARED, SPECIFIC = 0, 1
 OFF, ON = 0, 1
@@ -25,8 +28,9 @@ MAX_FUSION = 5
 
 
 @dataclass(frozen=True)
-class SearchSpace:
-    """Which gates a supernet at `size` has (the layer gates always; ES and fusion optionally)."""
+class GateSpace:
+    """Which gates a supernet at `size` has (the layer gates always; ES and fusion optionally).
+    A definition that no supernet can realise is a `PolicyError`."""
 
     size: ModelSize
     early_specialization: bool = True
@@ -35,11 +39,11 @@ class SearchSpace:
     def __post_init__(self) -> None:
         fl, n = list(self.fusion_layers), self.size.layers
         if len(fl) > MAX_FUSION:
-            raise ValueError(f"search.fusion_layers: {len(fl)} candidates; the parallel branch has at most {MAX_FUSION} stages")
+            raise PolicyError(f"search.fusion_layers: {len(fl)} candidates; the parallel branch has at most {MAX_FUSION} stages")
         if fl != sorted(set(fl)) or any(not 1 <= layer < n for layer in fl):
-            raise ValueError(f"search.fusion_layers: {fl} must be strictly increasing layer indices in 1..{n - 1}")
+            raise PolicyError(f"search.fusion_layers: {fl} must be strictly increasing layer indices in 1..{n - 1}")
         if fl and self.size.patch_size < 2:
-            raise ValueError(f"search.fusion_layers: size {self.size.name!r} has patch size {self.size.patch_size}; the branch needs >= 2")
+            raise PolicyError(f"search.fusion_layers: size {self.size.name!r} has patch size {self.size.patch_size}; the branch needs >= 2")
 
     # gate layout -----------------------------------------------------------------------------------
 
@@ -71,7 +75,7 @@ class SearchSpace:
         return ("shared", "specific") if gate < self.num_layer_gates else ("off", "on")
 
     def branch_spec(self, layers: tuple[int, ...]) -> ParallelBranchSpec:
-        return ParallelBranchSpec(layers, default_adapter_kernels(self.size, len(layers)), dwconv=True)
+        return ParallelBranchSpec(layers, default_adapter_kernels(self.size.patch_size, len(layers)), dwconv=True)
 
     # choices <-> policies --------------------------------------------------------------------------
 
@@ -132,6 +136,21 @@ class SearchSpace:
         return choices
 
 
+@dataclass
+class GateSpaceConfig:
+    """A gate space as configuration (the `space:` section of a bench, the base of a supernet's):
+    the model size by name and the optional gates. `fusion_layers`: candidate layers for the
+    parallel branch's adapters (0-based; the paper's 2, 4, 6, 8, 10); an empty list searches no branch."""
+
+    size: str = "tiny"
+    early_specialization: bool = True
+    fusion_layers: list[int] = field(default_factory=lambda: list(paper_fusion_layers(12)))
+
+    def build(self) -> GateSpace:
+        """The space itself; an unknown size is a `ValueError`, a bad layout a `PolicyError`."""
+        return GateSpace(get_size(self.size), self.early_specialization, tuple(self.fusion_layers))
+
+
 @dataclass(frozen=True)
 class ParamCostModel:
     """Exact parameter counts of the standalone model of any gate choice, from module sizes.
@@ -141,7 +160,7 @@ class ParamCostModel:
     the ES conv stem; `fusion[S]`: branch stages plus adapters for each set S of enabled fusion layers.
     """
 
-    space: SearchSpace
+    space: GateSpace
     base: int
     sublayer: tuple[int, ...]
     patch: int

@@ -5,10 +5,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .model import SharedCLIP
-from .policy import SharingPolicy
-from .presets import resolve_policy
-from .sizes import ModelSize, get_size
+from ..policy import SharingPolicy
+from ..presets import resolve_policy
+from ..sizes import ModelSize, get_size
+from .shared_clip import SharedCLIP
 
 
 def build_model(policy: str | SharingPolicy, size: str | ModelSize = "b32") -> SharedCLIP:

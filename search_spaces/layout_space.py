@@ -1,4 +1,6 @@
-"""The discrete search space of the Optuna search: Optuna parameters <-> `SharingPolicy`.
+"""The layout space of the Optuna discrete search: trial parameters <-> `SharingPolicy`, declared
+without Optuna (a trial is anything with `suggest_categorical` / `suggest_int`). Optuna's samplers,
+studies and the grid order are `nas/discrete/`.
 
 A trial first picks a `layout`: a layout family or a whole preset listed in `space.presets`
 (`preset:share-attn-ffn-ln2`, ...). The baselines are not part of the space: they are trials of
@@ -15,19 +17,19 @@ since early specialization makes vision layer 0 a conv stem), `parallel_branch`,
 `fusion_layers` (one categorical over every allowed subset, written `"2,4,6"`),
 `adapter_halve_I` (does the adapter kernel of stage I halve; only offered while the kernel is > 1,
 the first kernel is fixed at patch_size / 2) and `dwconv`. Every parameter assignment the space can
-produce is therefore a valid policy; nothing is rejected after sampling.
+produce is therefore a valid policy; nothing is rejected after sampling. A space definition that
+cannot be realised at its size is a `PolicyError` naming the `space.` key.
 """
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from search_spaces import PRESET_NAMES, SUBLAYERS, LayerSharing, ParallelBranchSpec, SharingPolicy, get_preset, get_size, share_last
-from search_spaces.sizes import ModelSize
-from trainer.config import ConfigError
+from .policy import SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
+from .presets import PRESET_NAMES, get_preset, share_last
+from .sizes import ModelSize, get_size
 
 Layout = Literal["share_last", "mask", "sublayers"]
 LAYOUTS: tuple[str, ...] = ("share_last", "mask", "sublayers")
@@ -49,7 +51,7 @@ def parse_combo(text: str, where: str = "combo") -> LayerSharing:
     parts = text.split("+")
     unknown = [p for p in parts if p not in SUBLAYERS]
     if unknown or len(set(parts)) != len(parts):
-        raise ConfigError(
+        raise PolicyError(
             f"{where}: {text!r} is not a sublayer combination; join distinct sublayers of {', '.join(SUBLAYERS)} "
             f"with '+' (e.g. 'attn+ffn') or write '{NO_SUBLAYER}'"
         )
@@ -63,7 +65,7 @@ ALL_COMBOS: tuple[str, ...] = tuple(
 
 
 @dataclass
-class SpaceConfig:
+class LayoutSpaceConfig:
     """Which dimensions are searched (the `space:` section of a search config).
 
     Booleans switch a dimension between searched (true) and fixed (false): early specialization
@@ -88,26 +90,26 @@ class SpaceConfig:
 
     def __post_init__(self) -> None:
         if len(set(self.layouts)) != len(self.layouts) or len(set(self.presets)) != len(self.presets):
-            raise ConfigError(f"space: {self.layouts} / {self.presets} list a layout or preset twice")
+            raise PolicyError(f"space: {self.layouts} / {self.presets} list a layout or preset twice")
         unknown = [p for p in self.presets if p not in PRESET_NAMES]
         if unknown:
-            raise ConfigError(f"space.presets: {unknown[0]!r} is not a preset; presets: {', '.join(PRESET_NAMES)}")
+            raise PolicyError(f"space.presets: {unknown[0]!r} is not a preset; presets: {', '.join(PRESET_NAMES)}")
         parse_combo(self.mask_combo, "space.mask_combo")
         if not self.sublayer_combos:
-            raise ConfigError("space.sublayer_combos: empty; list at least one combination such as 'attn+ffn'")
+            raise PolicyError("space.sublayer_combos: empty; list at least one combination such as 'attn+ffn'")
         canonical = [combo_name(parse_combo(c, "space.sublayer_combos")) for c in self.sublayer_combos]
         if len(set(canonical)) != len(canonical):
-            raise ConfigError(f"space.sublayer_combos: {self.sublayer_combos} names a combination twice")
+            raise PolicyError(f"space.sublayer_combos: {self.sublayer_combos} names a combination twice")
         self.sublayer_combos = canonical
         if self.share_last_k is not None and not 0 <= self.share_last_k[0] <= self.share_last_k[1]:
-            raise ConfigError(f"space.share_last_k: {list(self.share_last_k)} must be [low, high] with 0 <= low <= high")
+            raise PolicyError(f"space.share_last_k: {list(self.share_last_k)} must be [low, high] with 0 <= low <= high")
         if not 1 <= self.max_fusion_layers <= MAX_FUSION_LAYERS:
-            raise ConfigError(f"space.max_fusion_layers: {self.max_fusion_layers} must be in 1..{MAX_FUSION_LAYERS}")
+            raise PolicyError(f"space.max_fusion_layers: {self.max_fusion_layers} must be in 1..{MAX_FUSION_LAYERS}")
         if self.parallel_branch:
             if not self.fusion_layers:
-                raise ConfigError("space.fusion_layers: empty; list candidate fusion layers or set space.parallel_branch: false")
+                raise PolicyError("space.fusion_layers: empty; list candidate fusion layers or set space.parallel_branch: false")
             if sorted(set(self.fusion_layers)) != list(self.fusion_layers) or self.fusion_layers[0] < 1:
-                raise ConfigError(
+                raise PolicyError(
                     f"space.fusion_layers: {self.fusion_layers} must be strictly increasing layer indices >= 1 "
                     "(layer 0 becomes the conv stem under early specialization)"
                 )
@@ -121,10 +123,10 @@ class TrialLike(Protocol):
     def suggest_int(self, name: str, low: int, high: int) -> int: ...
 
 
-class SearchSpace:
+class LayoutSpace:
     """Maps trial parameters to a `SharingPolicy` at one model size."""
 
-    def __init__(self, cfg: SpaceConfig, size: str | ModelSize) -> None:
+    def __init__(self, cfg: LayoutSpaceConfig, size: str | ModelSize) -> None:
         self.cfg = cfg
         self.size = get_size(size)
         n = self.size.layers
@@ -132,13 +134,13 @@ class SearchSpace:
             get_preset(name, self.size).check_size(self.size)
         self.layout_choices: list[str] = [*cfg.layouts, *(PRESET_PREFIX + p for p in cfg.presets)]
         if not self.layout_choices:
-            raise ConfigError("space.layouts: empty and space.presets too; list at least one layout")
+            raise PolicyError("space.layouts: empty and space.presets too; list at least one layout")
         low, high = cfg.share_last_k if cfg.share_last_k is not None else (0, n)
         if high > n:
-            raise ConfigError(f"space.share_last_k: {high} exceeds the {n} layers of size {self.size.name!r}")
+            raise PolicyError(f"space.share_last_k: {high} exceeds the {n} layers of size {self.size.name!r}")
         self.share_last_range = (low, high)
         if cfg.parallel_branch and cfg.fusion_layers[-1] >= n:
-            raise ConfigError(f"space.fusion_layers: {cfg.fusion_layers[-1]} is outside 1..{n - 1} for size {self.size.name!r}")
+            raise PolicyError(f"space.fusion_layers: {cfg.fusion_layers[-1]} is outside 1..{n - 1} for size {self.size.name!r}")
         limit = min(cfg.max_fusion_layers, len(cfg.fusion_layers))
         self.fusion_choices: list[str] = [
             ",".join(map(str, subset))
@@ -190,26 +192,10 @@ class SearchSpace:
         dwconv = trial.suggest_categorical("dwconv", [True, False]) if self.cfg.dwconv else True
         return ParallelBranchSpec(fusion, tuple(kernels), dwconv)
 
-    def enumerate(self, limit: int) -> list[dict[str, Any]]:
-        """Every distinct parameter assignment (conditional parameters only where offered).
-
-        Raises `ConfigError` when there are more than `limit`: grid search is for small spaces.
-        """
-        out: list[dict[str, Any]] = []
-        for params in _walk(self.suggest):
-            if len(out) == limit:
-                raise ConfigError(
-                    f"sampler.kind: grid: the space has more than {limit} configurations; narrow `space` "
-                    "(e.g. layouts: [share_last], parallel_branch: false) or use tpe / nsga2 / random"
-                )
-            out.append(params)
-        return out
-
-    def grid_order(self, seed: int, limit: int) -> list[dict[str, Any]]:
-        """`enumerate()` shuffled with `seed`, so a partial grid run still covers the space evenly."""
-        grid = self.enumerate(limit)
-        random.Random(seed).shuffle(grid)
-        return grid
+    def assignments(self) -> Iterator[dict[str, Any]]:
+        """Every distinct parameter assignment (conditional parameters only where offered), lazily:
+        a grid over a large space is cut off by its consumer."""
+        return _walk(self.suggest)
 
 
 class _Replay:

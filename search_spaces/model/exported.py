@@ -23,11 +23,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..policy import ARCH_SCHEMA, PolicyError, SharingPolicy
+from ..sizes import SIZES, ModelSize
 from .factory import count_model_params
-from .model import SharedCLIP
 from .open_clip_import import source_key
-from .policy import ARCH_SCHEMA, PolicyError, SharingPolicy
-from .sizes import SIZES, ModelSize
+from .shared_clip import SharedCLIP
 
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -8,11 +8,11 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..policy import PolicyError, SharingPolicy
+from ..presets import get_preset
+from ..sizes import ModelSize, get_size
 from .factory import build_model
-from .model import SharedCLIP
-from .policy import PolicyError, SharingPolicy
-from .presets import get_preset
-from .sizes import ModelSize, get_size
+from .shared_clip import SharedCLIP
 
 log = logging.getLogger(__name__)
 

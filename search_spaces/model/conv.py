@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .policy import ParallelBranchSpec
-from .sizes import ModelSize
+from ..policy import ParallelBranchSpec
+from ..sizes import ModelSize
 
 STAGES = 5
 

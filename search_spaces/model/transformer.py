@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..policy import SharingPolicy
+from ..sizes import ModelSize
 from .layers import Attention, Mlp, SharingSlot
-from .policy import SharingPolicy
-from .sizes import ModelSize
 
 # Module names inside a block (open_clip's) for the policy's sublayer names.
 SUBLAYER_MODULES = {"ln1": "ln_1", "attn": "attn", "ln2": "ln_2", "ffn": "mlp"}
