@@ -110,7 +110,8 @@ def step_times(args: argparse.Namespace) -> None:
 def search_ratio(args: argparse.Namespace) -> "SharingPolicy | str":
     """Time the search and one standalone training; return the standalone policy (for the step timing)."""
     from search_spaces import SharingPolicy
-    from trainer.config import ModelConfig, TrainConfig, load_config
+    from trainer.config import ModelConfig, TrainConfig
+    from trainer.typed_config import load_config
     from trainer.loop import train
 
     from nas.supernet.config import GumbelConfig

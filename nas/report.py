@@ -16,11 +16,12 @@ from plotly.subplots import make_subplots
 
 from search_spaces import SUBLAYERS
 from trainer import atomic
-from trainer.config import ConfigError
 from trainer.metrics import read_metrics
+from trainer.typed_config import ConfigError
+
+from nas.discrete.config import REFERENCE_BASELINE
 
 BASELINES = ("msclip", "clip", "msclip-s")
-REFERENCE = "msclip"
 
 
 @dataclass
@@ -142,10 +143,10 @@ def training_curves(records: list[dict[str, Any]]) -> go.Figure:
 
 def comparison_table(points: list[Point], metric: str, lower_is_better: bool) -> pd.DataFrame:
     """Every policy against `msclip`: score, delta, parameters and their delta, best first."""
-    ref = next((p for p in points if p.name == REFERENCE), None)
+    ref = next((p for p in points if p.name == REFERENCE_BASELINE), None)
     frame = pd.DataFrame([{"policy": p.name, metric: p.value, "params": p.params, **p.extra} for p in points])
     if ref is not None:
-        frame[f"Δ {metric} vs {REFERENCE}"] = frame[metric] - ref.value
+        frame[f"Δ {metric} vs {REFERENCE_BASELINE}"] = frame[metric] - ref.value
         frame["Δ params vs msclip"] = frame["params"] - ref.params
     return frame.sort_values(metric, ascending=lower_is_better).reset_index(drop=True)
 
@@ -169,7 +170,7 @@ def bench_report(table: dict[str, Any]) -> Report:
     report = Report("ShareBench")
     report.figures.append(("Pareto front", pareto_front(points, "held-out loss", True)))
     best = sorted(points, key=lambda p: p.value)[:3]
-    chosen = best + [p for p in points if p.name in (REFERENCE, "msclip-s") and p not in best]
+    chosen = best + [p for p in points if p.name in (REFERENCE_BASELINE, "msclip-s") and p not in best]
     report.figures.append(("Sharing of the best policies and the baselines", sharing_heatmap([(p.name, p.policy) for p in chosen])))
     report.tables.append(("Against msclip (mean over seeds)", comparison_table(points, "held-out loss", True)))
     nc = table.get("noise_ceiling")
@@ -237,7 +238,7 @@ def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
     nmi = {k: v for k, v in nmi.items() if v}
     if nmi:
         report.figures.append(("NMI", nmi_curves(nmi, _paper_nmi())))
-    report.tables.append((f"Against {REFERENCE}", comparison_table(points, metric, lower)))
+    report.tables.append((f"Against {REFERENCE_BASELINE}", comparison_table(points, metric, lower)))
     return report, study
 
 
@@ -266,7 +267,7 @@ def ray_report(path: Path) -> Report:
         report.figures.append(("Best policies", sharing_heatmap([(p.name, p.policy) for p in ranked if p.policy])))
     ordered = sorted(points, key=lambda p: p.extra["optuna trial"] if p.extra["optuna trial"] is not None else 0)
     report.figures.append(("History", history([(int(p.extra["optuna trial"] or 0), p.value) for p in ordered], "objective", lower)))
-    report.tables.append((f"Against {REFERENCE} (trials stopped early by the scheduler included, marked)", comparison_table(points, "objective", lower)))
+    report.tables.append((f"Against {REFERENCE_BASELINE} (trials stopped early by the scheduler included, marked)", comparison_table(points, "objective", lower)))
     return report
 
 

@@ -24,13 +24,14 @@ import torch
 from search_spaces import build_model, get_preset, get_size
 from trainer import atomic
 from trainer.checkpoint import list_checkpoints, load_model_weights
-from trainer.config import ModelConfig, TrainConfig, load_config
+from trainer.config import ModelConfig, TrainConfig
 from trainer.data import build_data, fresh_shapes
 from trainer.distributed import World
 from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.heldout import held_out_loss, materialize
 from trainer.loop import train
 from trainer.sampler import BatchPlan
+from trainer.typed_config import load_config
 
 from nas.supernet.config import GumbelConfig
 from nas.supernet.search import GumbelSearch

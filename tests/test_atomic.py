@@ -131,7 +131,7 @@ def test_a_writer_that_raises_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
 
 
-@pytest.mark.parametrize("site", ["save_weights", "write_state"])
+@pytest.mark.parametrize("site", ["save_weights", "write_search_state"])
 def test_the_supernet_weights_and_search_state_are_written_through_the_helper(tmp_path, monkeypatch, site):
     """A failure after the new bytes are written but before they are in place (here: the fsync)
     leaves the previous file, which a write in place would already have overwritten."""
@@ -143,8 +143,8 @@ def test_the_supernet_weights_and_search_state_are_written_through_the_helper(tm
     target = tmp_path / "file"
     torch.manual_seed(0)
     old, new = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    write = {"save_weights": lambda m: rundir.save_weights(m, target), "write_state": lambda m: rundir.write_state(target, m.state_dict())}[site]
-    read = {"save_weights": lambda: load_file(str(target)), "write_state": lambda: torch.load(target, weights_only=True)}[site]
+    write = {"save_weights": lambda m: rundir.save_weights(m, target), "write_search_state": lambda m: rundir.write_search_state(target, m.state_dict())}[site]
+    read = {"save_weights": lambda: load_file(str(target)), "write_search_state": lambda: torch.load(target, weights_only=True)}[site]
     write(old)
 
     def dies(fd: int) -> None:

@@ -259,7 +259,7 @@ def test_chance_levels_are_computed_for_the_bench_and_kept_in_its_json(tmp_path)
 
 
 def test_chance_levels_of_a_bench_built_before_they_were_recorded_come_from_its_config(tmp_path):
-    from trainer.config import dump_config
+    from trainer.typed_config import dump_config
 
     config = tiny_bench(tmp_path)
     bench = spread_bench(tmp_path / "bench", chance=None)
@@ -329,7 +329,7 @@ def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
     written = json.loads((tmp_path / "out" / "rank_check.json").read_text())
     assert written["n"] == len(names) and written["score_precision"] == "fp32" and written["bench_score_precision"] == "unrecorded"
     (tmp_path / "bench.json").write_text(json.dumps({**table, "score_precision": "bf16"}))
-    from trainer.config import ConfigError
+    from trainer.typed_config import ConfigError
 
     with pytest.raises(ConfigError, match="scored at bf16, the proxies at fp32"):
         run_rank_check(config, tmp_path / "out")
@@ -390,7 +390,7 @@ def test_rank_check_searches_and_scores_a_supernet(tmp_path):
 
 def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
     from nas.bench.build import build_lock
-    from trainer.config import ConfigError
+    from trainer.typed_config import ConfigError
 
     config = tiny_bench(tmp_path)
     out = tmp_path / "bench"

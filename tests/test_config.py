@@ -7,7 +7,8 @@ from typing import Literal, Optional
 
 import pytest
 
-from trainer.config import ConfigError, OptimConfig, TrainConfig, config_diff, dump_config, load_config, to_dict
+from trainer.config import OptimConfig, TrainConfig
+from trainer.typed_config import ConfigError, config_diff, dump_config, load_config, parse_budget, to_dict
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -89,6 +90,22 @@ def test_yaml_file_errors(tmp_path):
     listed.write_text("- 1\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(listed, Outer)
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [("130M", 130_000_000), ("3.94M", 3_940_000), ("4.1M", 4_100_000), ("2.01k", 2_010), ("900k", 900_000), ("800k", 800_000), ("1.5G", 1_500_000_000),
+     ("1.2B", 1_200_000_000), (" 130 m ", 130_000_000), ("1.3e8", 130_000_000), (12345, 12345), (125_000_000, 125_000_000),
+     (1.3e8, 130_000_000), (None, None)],
+)
+def test_parameter_budgets_parse_to_the_nearest_count(value, count):
+    assert parse_budget(value, "search.budget") == count
+
+
+@pytest.mark.parametrize("value", ["lots", "-3M", "130MB", "1_000", "nan", True, 0, "0k", float("inf")])
+def test_bad_parameter_budgets_name_the_key(value):
+    with pytest.raises(ConfigError, match=r"^param_budget: .* (is not a|must be a positive) parameter count"):
+        parse_budget(value, "param_budget")
 
 
 def test_train_config_round_trips_through_yaml(tmp_path):

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.config import TrainConfig, load_config, to_dict
+from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.metrics import read_metrics
+from trainer.typed_config import load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

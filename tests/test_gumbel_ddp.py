@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trainer.config import load_config
+from trainer.typed_config import load_config
 
 SEARCH = {
     "space": {"size": "tiny", "fusion_layers": [2, 4]},

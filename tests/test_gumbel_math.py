@@ -12,7 +12,6 @@ from nas.supernet.gates import (
     entropy,
     gate_generator,
     gumbel_noise,
-    parse_count,
     sample_hard,
     temperature_at,
     uniform_choices,
@@ -104,12 +103,3 @@ def test_budget_penalty_and_lagrange_multiplier():
     lagrange.update(torch.tensor(0.0))
     assert lagrange.lam == 0.0
 
-
-def test_parse_count():
-    assert parse_count("130M") == 130_000_000
-    assert parse_count("3.94M") == 3_940_000
-    assert parse_count("900k") == 900_000
-    assert parse_count(12345) == 12345
-    for bad in ("lots", "-3M", True):
-        with pytest.raises(ValueError, match="parameter count"):
-            parse_count(bad)

@@ -10,13 +10,13 @@ import typer
 from typer.testing import CliRunner
 
 from nas.cli import app as sharenas
+from nas.cli.search_gumbel import gumbel
 from nas.supernet.config import GumbelConfig
 from nas.supernet.search import GumbelSearch, run_gumbel_search
-from nas.cli.search_gumbel import gumbel
 from search_spaces import SharingPolicy, count_params
-from trainer.config import ConfigError, load_config
 from trainer.distributed import World
 from trainer.metrics import read_metrics
+from trainer.typed_config import ConfigError, load_config
 
 SHORT: dict[str, dict] = {
     "space": {"size": "tiny"},

@@ -23,11 +23,11 @@ from optuna.trial import TrialState
 from nas.discrete.config import load_search_config
 from nas.discrete.samplers import build_pruner, build_sampler
 from nas.discrete.search import run_search
-from nas.trial import MetricNotFound
 from nas.discrete.storage import open_storage
+from nas.objective import MetricNotFound
 from search_spaces import SharingPolicy, count_params, get_preset
-from trainer.config import ConfigError
 from trainer.loop import train
+from trainer.typed_config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from optuna.trial import FixedTrial
 
-from nas.discrete.config import load_search_config, parse_param_budget
+from nas.discrete.config import load_search_config
 from nas.discrete.samplers import grid_order
 from search_spaces import SUBLAYERS, LayoutSpace, LayoutSpaceConfig, PolicyError, get_preset, get_size
 from search_spaces.layout_space import ALL_COMBOS, combo_name, parse_combo
 from search_spaces.policy import default_adapter_kernels
-from trainer.config import ConfigError
+from trainer.typed_config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ["msclip", "clip", "msclip-s"]
@@ -131,13 +131,6 @@ def test_shipped_tiny_config_loads_and_resolves_its_base() -> None:
     assert (cfg.objective.metric, cfg.objective.direction) == ("heldout/shapes/loss", "minimize")  # the ShareBench metric
     assert cfg.budget == 4_000_000 and cfg.baselines == BASELINES
     assert (cfg.sampler_kind, cfg.pruner_kind) == ("tpe", "median")
-
-
-@pytest.mark.parametrize(
-    ("text", "value"), [("130M", 130_000_000), ("800k", 800_000), ("1.5G", 1_500_000_000), (125_000_000, 125_000_000), (1.3e8, 130_000_000), (None, None)]
-)
-def test_param_budget_parsing(text, value) -> None:
-    assert parse_param_budget(text) == value
 
 
 @pytest.mark.parametrize(

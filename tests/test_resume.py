@@ -9,10 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from trainer.checkpoint import latest_checkpoint, list_checkpoints
-from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged, _Trainer, train
 from trainer.metrics import read_metrics
 from trainer.sampler import BatchPlan
+from trainer.typed_config import ConfigError, load_config
 
 
 def tiny_config(**train_overrides) -> TrainConfig:

@@ -126,7 +126,7 @@ def test_decoupled_search_trains_no_gates_and_evolves_a_policy_within_the_budget
 
 
 def test_decoupled_mode_needs_the_evolutionary_derivation():
-    from trainer.config import ConfigError
+    from trainer.typed_config import ConfigError
 
     with pytest.raises(ConfigError, match="derive.method: evolution"):
         short_config(search={"mode": "decoupled"})
@@ -159,7 +159,7 @@ def test_a_killed_search_resumes_to_the_same_gates_and_weights(tmp_path, monkeyp
 
 
 def test_resume_refuses_a_directory_without_a_search(tmp_path):
-    from trainer.config import ConfigError
+    from trainer.typed_config import ConfigError
 
     with pytest.raises(ConfigError, match="no search to resume"):
         run_gumbel_search(short_config(eval=NO_EVAL), tmp_path / "nothing", resume=True)
@@ -167,7 +167,7 @@ def test_resume_refuses_a_directory_without_a_search(tmp_path):
 
 def _conflict_config(budget):
     from nas.conflict.config import ConflictConfig
-    from trainer.config import load_config
+    from trainer.typed_config import load_config
 
     return load_config({
         "size": "tiny",

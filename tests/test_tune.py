@@ -141,7 +141,7 @@ def ray_values(tmp_path: Path) -> dict[int, float]:
 def uninterrupted(tmp_path_factory):
     """The objective of a policy trained in one go, in this process, with the experiment's recipe."""
     from nas.discrete.config import load_search_config
-    from nas.trial import TrialObjective
+    from nas.objective import TrialObjective
 
     values: dict[str, float] = {}
 
@@ -275,9 +275,9 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
 def test_a_study_with_another_direction_is_refused(tmp_path, monkeypatch):
     """A study sharenas created for this very config, except that it maximizes: only the direction check stands in the way."""
     from nas.discrete.config import load_search_config
-    from nas.discrete.trials import fingerprint
+    from nas.discrete.records import fingerprint
     from nas.tune import driver
-    from trainer.config import ConfigError
+    from trainer.typed_config import ConfigError
 
     config = experiment(tmp_path)
     other = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db", direction="maximize")
@@ -329,7 +329,7 @@ def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_
 
     from nas.supernet.config import GumbelConfig
     from nas.supernet.search import run_gumbel_search
-    from trainer.config import load_config
+    from trainer.typed_config import load_config
 
     gumbel = {**SHORT, "train": {**SHORT["train"], "checkpoint_every": 4}, "eval": {"nmi_pairs": 0, "every_epochs": None}}
     (tmp_path / "gumbel.yaml").write_text(yaml.safe_dump(gumbel))

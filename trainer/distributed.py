@@ -43,7 +43,7 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        from trainer.config import ConfigError
+        from trainer.typed_config import ConfigError
 
         raise ConfigError("train.device is 'cuda' but no CUDA device is visible; set train.device=cpu or auto")
     return torch.device("cuda", local_rank)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
-from trainer.config import ConfigError, TrainConfig, config_diff, dump_config, load_config
+from trainer.config import TrainConfig
 from trainer.data import collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
 from trainer.evaluation.chance import chance_levels
@@ -38,8 +38,8 @@ from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan, total_steps
+from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, dump_config, load_config
 
-CONFIG_FILE = "config.yaml"
 
 RESUME_FIXED = ("model.", "data.", "train.seed", "train.batch_size")
 """Config keys a resumed run must keep: they define the model and the data order."""

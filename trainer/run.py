@@ -15,9 +15,10 @@ from typing import Any
 from search_spaces import PolicyError
 from trainer import atomic
 from trainer.checkpoint import CheckpointError, read_state, resolve_checkpoint
-from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.config import TrainConfig
 from trainer.data.errors import DataError
-from trainer.loop import CONFIG_FILE, TrainingDiverged, TrainResult, train
+from trainer.loop import TrainingDiverged, TrainResult, train
+from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, load_config, to_dict
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, PolicyError, DataError)
 """Errors caused by user input: reported as one line with exit code 2."""
@@ -42,8 +43,6 @@ def resolve_resume(
     """The config (of dataclass `schema`) a resumed run continues with: its own `config.yaml`, or
     `config` + overrides when they change nothing or `allow_changes` is given (the changes are then
     printed and appended to `RUN/resume_changes.jsonl`)."""
-    from trainer.config import config_diff, to_dict
-
     saved_file = run_dir / CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE}); drop --resume to start a new run there")

@@ -26,11 +26,12 @@ from typing import Any
 
 import yaml
 
+from trainer import atomic
+from trainer.evaluation.precision import SCORE_PRECISION
+from trainer.typed_config import ConfigError, dump_config, load_config, to_dict
+
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, in_space, shared_sublayers
-from trainer import atomic
-from trainer.config import ConfigError, dump_config, load_config, to_dict
-from trainer.evaluation.precision import SCORE_PRECISION
 
 ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
 

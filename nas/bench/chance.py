@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from trainer.config import ConfigError, config_diff
 from trainer.evaluation.chance import chance_levels, contrastive_chance
+from trainer.typed_config import ConfigError, config_diff
 
 from nas.bench.config import BenchConfig, HeldOutSection, load_bench_config
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from search_spaces import GateSpaceConfig
-from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.config import TrainConfig
+from trainer.typed_config import ConfigError, load_config
 
 
 @dataclass

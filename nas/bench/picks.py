@@ -16,13 +16,13 @@ import pandas as pd
 import yaml
 
 from search_spaces import SharingPolicy
-from trainer.config import load_config
+from trainer.typed_config import CONFIG_FILE, load_config
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
 from nas.bench.rank_check import supernet_scores
 from nas.supernet.config import GumbelConfig
-from nas.supernet.rundir import CONFIG_FILE, build_space
+from nas.supernet.rundir import build_space
 
 REFERENCES = ("msclip", "msclip-s")
 DERIVED = "gumbel-derived"

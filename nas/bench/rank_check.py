@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
-from trainer.config import ConfigError, load_config, to_dict
 from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.precision import SCORE_PRECISION
+from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
@@ -125,12 +125,12 @@ def read_bench_table(path: Path) -> dict[str, Any]:
 
 def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
     """`run` holding a finished search: searched now, resumed when interrupted after a save."""
-    from nas.supernet.rundir import STATE_FILE
+    from nas.supernet.rundir import SEARCH_STATE_FILE
     from nas.supernet.search import run_gumbel_search
 
     if (run / ARCH_FILE).is_file():
         return run
-    if (run / STATE_FILE).is_file():
+    if (run / SEARCH_STATE_FILE).is_file():
         print(f"rank-check: resuming the interrupted search in {run}", file=sys.stderr)
         run_gumbel_search(search_cfg, run, retrain=False, resume=True)
         return run
@@ -156,7 +156,7 @@ def supernet_scores(
     from nas.bench.build import held_out_pairs
     from nas.scoring import Scorer, materialize
     from nas.supernet.finetune import finetuned_standalone
-    from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
+    from nas.supernet.rundir import build_supernet, weights_file
 
     h = bench_cfg.heldout
     keys = {"inherited": json.dumps({"heldout": to_dict(h), "precision": SCORE_PRECISION}, sort_keys=True)}
@@ -213,7 +213,7 @@ def _table_loss(entry: dict[str, Any], seeds: list[int] | None, proxy: str) -> f
 
 
 def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
-    from nas.supernet.rundir import CONFIG_FILE, build_space
+    from nas.supernet.rundir import build_space
 
     config, out = Path(config), Path(out)
     cfg = load_config(config, RankCheckConfig, list(overrides))

@@ -6,7 +6,6 @@ directions. Every run records the precision it was scored in; the table states i
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from trainer.config import load_config
+from trainer.typed_config import load_config
 
 from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
 from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
 from nas.bench.ranking import rank_agreement
 from nas.bench.spread import finite, paired_records, pooled_std
+from nas.provenance import package_versions
 
 BENCH_SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
 LOWER_IS_BETTER = {"val_loss"}
-PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
+BENCH_PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
+"""The packages whose versions a bench table records."""
 
 
 def read_entries(bench_dir: str | Path) -> list[dict[str, Any]]:
@@ -124,16 +125,6 @@ def score_precision(policies: dict[str, dict[str, Any]]) -> str:
     return "mixed (runs per precision): " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def _bench_config(text: str | None) -> BenchConfig:
     return load_config(yaml.safe_load(text or "") or {}, BenchConfig)
 
@@ -161,7 +152,7 @@ def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, A
     metrics = _bench_config(config).metrics
     pairs = next((r["heldout_pairs"] for r in records if r.get("heldout_pairs")), None)
     chance = column_chance(metrics, _heldout(config), recorded, heldout_pairs=pairs)
-    return summarize(entry_policies(records, metrics), list(metrics), config, package_versions(), chance, bootstrap, paper)
+    return summarize(entry_policies(records, metrics), list(metrics), config, package_versions(BENCH_PACKAGES), chance, bootstrap, paper)
 
 
 def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[str, Any] | None = None,

@@ -33,7 +33,7 @@ def picks_note(table: dict[str, Any], pairs: int) -> str:
     set, and how long the bench's standalone trainings ran."""
     import yaml
 
-    from trainer.config import load_config
+    from trainer.typed_config import load_config
     from trainer.evaluation.chance import contrastive_chance
 
     from nas.bench.config import BenchConfig
@@ -51,7 +51,7 @@ def picks_note(table: dict[str, Any], pairs: int) -> str:
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folder; each demo run writes a new timestamped folder in it.")) -> None:
     """Run a tiny Gumbel search and a tiny Optuna study on the embedded data (CPU, a few minutes)."""
     from trainer import atomic
-    from trainer.config import load_config
+    from trainer.typed_config import load_config
 
     from nas.bench.picks import picks_frame, proxy_picks
     from nas.bench.rank_check import read_bench_table

@@ -27,7 +27,7 @@ def gumbel(
     allow_changes: bool = typer.Option(False, "--allow-changes", help="With --resume: apply a config that differs from the run's own."),
 ) -> None:
     """Gumbel-softmax supernet search over shared/specific per layer and sublayer; writes OUT/arch.json and OUT/policy.json."""
-    from trainer.config import ConfigError, load_config
+    from trainer.typed_config import ConfigError, load_config
     from trainer.loop import TrainingDiverged
     from trainer.run import default_run_dir, resolve_resume
 
@@ -60,7 +60,7 @@ def conflict(
     from rich.console import Console
     from rich.table import Table
 
-    from trainer.config import load_config
+    from trainer.typed_config import load_config
     from trainer.loop import TrainingDiverged
     from trainer.run import default_run_dir
 

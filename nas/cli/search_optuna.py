@@ -10,7 +10,7 @@ import typer
 from nas.cli.console import error_exit
 
 if TYPE_CHECKING:
-    from nas.discrete.search import SearchResult
+    from nas.discrete.search import OptunaSearchResult
 
 
 
@@ -39,7 +39,7 @@ def optuna_search(
     _print_result(result)
 
 
-def _print_result(result: SearchResult) -> None:
+def _print_result(result: OptunaSearchResult) -> None:
     from rich.console import Console
     from rich.table import Table
 

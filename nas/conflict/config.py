@@ -1,4 +1,4 @@
-"""Typed configuration of `sharenas search conflict` (YAML via `trainer.config.load_config`).
+"""Typed configuration of `sharenas search conflict` (YAML via `trainer.typed_config.load_config`).
 
 Sections `data`, `optim`, `train` and `eval` are the trainer's own, for the brief `share-all` run."""
 from __future__ import annotations
@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from search_spaces import SUBLAYERS, get_size
-from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
+from trainer.config import EvalConfig, OptimConfig, TrainSection
 from trainer.data import DataConfig
-
-from nas.supernet.config import parse_budget
+from trainer.typed_config import ConfigError, parse_budget
 
 
 @dataclass

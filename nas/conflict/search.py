@@ -16,12 +16,12 @@ from typing import Any
 from search_spaces import SUBLAYERS, LayerSharing, SharingPolicy, count_params, get_size
 from search_spaces.model.transformer import SUBLAYER_MODULES
 from trainer import atomic
-from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, load_config, to_dict
+from trainer.config import ModelConfig, TrainConfig
+from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config, load_config, to_dict
 
 from nas.conflict.config import ConflictConfig
 
 CONFLICT_FILE = "conflict.json"
-CONFIG_FILE = "config.yaml"
 TRAIN_DIR = "share-all"
 
 

@@ -6,7 +6,6 @@ by key. Each trial then sets `model.policy` to its own policy JSON.
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from search_spaces import PRESET_NAMES, LayoutSpaceConfig
-from trainer.config import ConfigError, TrainConfig, load_config, read_yaml
+from trainer.config import TrainConfig
+from trainer.typed_config import ConfigError, load_config, parse_budget, read_yaml
 
 DEFAULT_BASELINES = ["msclip", "clip", "msclip-s"]
 REFERENCE_BASELINE = "msclip"
@@ -127,7 +127,7 @@ class OptunaSearchConfig:
             )
         if self.pruner.kind in ("median", "hyperband") and self.objective.kind == "multi":
             raise ConfigError(f"pruner.kind: {self.pruner.kind} needs objective.kind: single (Optuna cannot prune multi-objective studies); use none or auto")
-        self.budget = parse_param_budget(self.param_budget)
+        self.budget = parse_budget(self.param_budget, "param_budget")
 
     @property
     def pruner_kind(self) -> str:
@@ -144,23 +144,6 @@ class OptunaSearchConfig:
     @property
     def run_root(self) -> Path:
         return Path(self.out_dir) if self.out_dir is not None else Path("runs") / "optuna" / self.study_name
-
-
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
-def parse_param_budget(value: int | float | str | None) -> int | None:
-    """`"130M"` -> 130_000_000; ints (and floats such as 1.3e8) pass through; null means no budget."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgb]?)\s*", value.lower())
-        if not match:
-            raise ConfigError(f"param_budget: {value!r} is not a parameter count; write e.g. 130M, 800k or 125000000")
-        value = float(match.group(1)) * _SUFFIX[match.group(2)]
-    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"param_budget: {value!r} must be a positive parameter count")
-    return int(value)
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainer import atomic
 
-REFERENCE = "msclip"
+from nas.discrete.config import REFERENCE_BASELINE
+
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 
@@ -60,7 +61,7 @@ class ResultsTable:
 
 
 def _reference(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("baseline") == REFERENCE]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("baseline") == REFERENCE_BASELINE]
     return done[0] if done else None
 
 
@@ -173,14 +174,14 @@ def fail_reason(trial: FrozenTrial, trials: list[FrozenTrial]) -> str:
 def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) -> str:
     """A markdown report: the table, then pruned and failed trials. `trials` (all trials of the
     study) lets failed trials name the trial that retried them."""
-    lines = [f"## {table.study_name}: {len(table.rows)} completed trials vs `{REFERENCE}`", ""]
+    lines = [f"## {table.study_name}: {len(table.rows)} completed trials vs `{REFERENCE_BASELINE}`", ""]
     if table.reference is None:
-        lines += [f"The `{REFERENCE}` baseline has not completed yet: no deltas.", ""]
+        lines += [f"The `{REFERENCE_BASELINE}` baseline has not completed yet: no deltas.", ""]
     else:
         ref = table.reference
         lines += [
-            f"Reference: trial {ref.number} (`{REFERENCE}`), {table.metric} = {ref.values[0]:.{_digits(ref.values[0])}f}, "
-            f"{_millions(ref.user_attrs.get('params_total'))} parameters. Δ = trial − {REFERENCE}.",
+            f"Reference: trial {ref.number} (`{REFERENCE_BASELINE}`), {table.metric} = {ref.values[0]:.{_digits(ref.values[0])}f}, "
+            f"{_millions(ref.user_attrs.get('params_total'))} parameters. Δ = trial − {REFERENCE_BASELINE}.",
             "",
         ]
     display = pd.DataFrame([

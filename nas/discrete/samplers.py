@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from search_spaces import LayoutSpace
-from trainer.config import ConfigError
+from trainer.typed_config import ConfigError
 
 from nas.discrete.config import OptunaSearchConfig
 

@@ -7,18 +7,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import ConfigError
 from trainer.loop import train
+from trainer.typed_config import ConfigError
 
 from nas.discrete.config import OptunaSearchConfig
 from nas.discrete.results import ResultsTable, write_results
 from nas.discrete.storage import default_storage_url, open_storage
 from nas.discrete.worker import StudyWorker, log
-from nas.trial import TrainFn
+from nas.objective import TrainFn
 
 
 @dataclass
-class SearchResult:
+class OptunaSearchResult:
     study_name: str
     storage: str
     out_dir: Path
@@ -33,7 +33,7 @@ def run_search(
     study_name: str | None = None,
     n_trials: int | None = None,
     train_fn: TrainFn = train,
-) -> SearchResult:
+) -> OptunaSearchResult:
     """Run one worker of the study until it holds `n_trials` finished trials; returns the results.
 
     `storage`, `study_name` and `n_trials` override the config. `train_fn` is the trainer's `train`
@@ -59,4 +59,4 @@ def run_search(
     states: dict[str, int] = {}
     for t in worker.study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    return SearchResult(cfg.study_name, handle.display_url, worker.root, table, states, time.perf_counter() - start)
+    return OptunaSearchResult(cfg.study_name, handle.display_url, worker.root, table, states, time.perf_counter() - start)

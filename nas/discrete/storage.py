@@ -28,7 +28,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
-from trainer.config import ConfigError
+from trainer.typed_config import ConfigError
 
 JOURNAL_PREFIX = "journal:"
 LOCK_SUFFIX = ".sharenas-lock"

@@ -34,16 +34,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import ARCH_FILE, POLICY_FILE, LayoutSpace, ParamCount, SharingPolicy, get_preset, get_size
 from trainer import atomic
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
+from trainer.typed_config import ConfigError
 
 from nas.discrete.config import OptunaSearchConfig
 from nas.discrete.results import write_results
 from nas.discrete.samplers import build_pruner, build_sampler, grid_order
 from nas.discrete.storage import StorageHandle, StudyLock
-from nas.discrete.trials import (
-    ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, fail_reason, fingerprint,
+from nas.discrete.records import (
+    ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, exception_reason, fingerprint,
 )
-from nas.trial import MetricNotFound, TrainFn, TrialObjective
+from nas.objective import MetricNotFound, TrainFn, TrialObjective
 
 
 def log(message: str) -> None:
@@ -184,7 +185,7 @@ class StudyWorker:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("fail_reason", fail_reason(exc))
+            trial.set_user_attr("fail_reason", exception_reason(exc))
             if isinstance(exc, MetricNotFound):
                 self.fatal = exc
             import torch

@@ -19,12 +19,14 @@ from typing import Any
 from search_spaces import SharedCLIP, build_model, save_exported
 from trainer import atomic
 from trainer.checkpoint import latest_checkpoint, load_model_weights, read_state
-from trainer.config import ConfigError, TrainConfig, load_config, to_dict
+from trainer.config import TrainConfig
 from trainer.metrics import read_metrics
+from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
 
-from nas.bench.table import package_versions
+from nas.provenance import package_versions
 
-PACKAGES = ("torch", "safetensors", "open-clip-torch", "optuna", "sharenas")
+EXPORT_PACKAGES = ("torch", "safetensors", "open-clip-torch", "optuna", "sharenas")
+"""The packages whose versions an exported arch.json records."""
 
 
 @dataclass
@@ -65,7 +67,7 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     from safetensors.torch import load_file
 
     from nas.supernet.config import GumbelConfig
-    from nas.supernet.rundir import CONFIG_FILE, build_supernet, weights_file
+    from nas.supernet.rundir import build_supernet, weights_file
 
     arch_file = run_dir / "arch.json"
     if not arch_file.is_file():
@@ -162,7 +164,7 @@ def export(source: Path | None, out: Path, storage: str | None = None, study: st
            onnx: bool = False) -> dict[str, Any]:
     """Write the export directory; returns its arch.json record."""
     exported = resolve_source(source, storage, study, trial)
-    record = save_exported(exported.model, out, exported.provenance, exported.metrics, package_versions(PACKAGES), exported.weights_origin)
+    record = save_exported(exported.model, out, exported.provenance, exported.metrics, package_versions(EXPORT_PACKAGES), exported.weights_origin)
     if onnx:
         from nas.export.onnx import export_onnx
 

@@ -1,4 +1,4 @@
-"""Typed configuration of `sharenas search gumbel` (YAML via `trainer.config.load_config`).
+"""Typed configuration of `sharenas search gumbel` (YAML via `trainer.typed_config.load_config`).
 
 Sections `data`, `optim`, `train` and `eval` are the trainer's own: the supernet's weights train
 with the same recipe as a standalone model, and `--retrain` trains the winner with exactly these
@@ -10,20 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from search_spaces import GateSpaceConfig, get_size
-from trainer.config import ConfigError, EvalConfig, OptimConfig, TrainSection
+from trainer.config import EvalConfig, OptimConfig, TrainSection
 from trainer.data import DataConfig
+from trainer.typed_config import ConfigError, parse_budget
 
-from nas.supernet.gates import parse_count
-
-
-def parse_budget(value: str | int | None, key: str) -> int | None:
-    """A budget setting as a parameter count (None: no budget); a bad value is a `ConfigError` naming `key`."""
-    if value is None:
-        return None
-    try:
-        return parse_count(value)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from search_spaces import ARCH_FILE, ARCH_SCHEMA, POLICY_FILE, GateSpace, ParamCostModel, SharingPolicy, count_params, get_size
 from trainer import atomic
-from trainer.config import ConfigError
+from trainer.typed_config import ConfigError
 
 from nas.scoring import Scorer
 from nas.supernet.gates import probabilities

@@ -11,7 +11,6 @@ GDAS's `one_hot - p.detach() + p` at the sampled entry, reordered so the forward
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -133,22 +132,3 @@ class BudgetTerm:
 
     def load_state(self, state: dict[str, float]) -> None:
         self.lam = float(state["lambda"])
-
-
-def parse_count(value: int | float | str) -> int:
-    """A parameter count from an int or a string such as "130M", "3.9M", "900k", "1.2B"."""
-    if isinstance(value, bool):
-        raise ValueError(f"parameter count {value!r} is not a number; write e.g. 130M or 130000000")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        text = value.strip().upper()
-        scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}.get(text[-1:], 1.0)
-        digits = text[:-1] if text[-1:] in "KMBG" else text
-        try:
-            number = float(digits) * scale
-        except ValueError:
-            raise ValueError(f"parameter count {value!r} is not a number; write e.g. 130M, 3.9M or 900k") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"parameter count {value!r} must be a positive number")
-    return int(round(number))

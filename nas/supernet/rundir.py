@@ -19,16 +19,15 @@ from torch import nn
 from search_spaces import SharingPolicy
 from search_spaces.gate_space import GateSpace
 from trainer import atomic
-from trainer.config import ConfigError
+from trainer.typed_config import ConfigError
 
 from nas.supernet.config import GumbelConfig
 from nas.supernet.model import Supernet
 
 SUPERNET_FILE = "supernet.safetensors"
-STATE_FILE = "search_state.pt"
+SEARCH_STATE_FILE = "search_state.pt"
 PARENT_FILE = "parent_state.pt"
 GATES_FILE = "gates.json"
-CONFIG_FILE = "config.yaml"
 
 
 def build_space(cfg: GumbelConfig) -> GateSpace:
@@ -70,12 +69,12 @@ def save_weights(module: nn.Module, path: Path) -> None:
     atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
-def write_state(path: Path, state: dict[str, Any]) -> None:
+def write_search_state(path: Path, state: dict[str, Any]) -> None:
     """`state` saved atomically: a killed write leaves the previous file."""
     atomic.write_with(path, lambda tmp: torch.save(state, tmp))
 
 
-def read_state(path: Path, device: torch.device) -> dict[str, Any]:
+def read_search_state(path: Path, device: torch.device) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
             f"--resume: {path.parent} holds no {path.name} (the search stopped before its first save); start it again without --resume"

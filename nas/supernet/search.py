@@ -45,7 +45,7 @@ from tqdm import tqdm
 from search_spaces import ARCH_FILE, POLICY_FILE
 from search_spaces.gate_space import SPECIFIC
 from trainer import atomic
-from trainer.config import ConfigError, ModelConfig, TrainConfig, dump_config, to_dict
+from trainer.config import ModelConfig, TrainConfig
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
 from trainer.evaluation.precision import SCORE_PRECISION
@@ -54,6 +54,7 @@ from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
+from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config, to_dict
 
 from nas.scoring import Scorer, materialize
 from nas.supernet.config import GumbelConfig
@@ -62,15 +63,15 @@ from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared
 from nas.supernet.finetune import finetuned_standalone
 from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.rundir import (
-    CONFIG_FILE, GATES_FILE, PARENT_FILE, STATE_FILE, SUPERNET_FILE, build_space, build_supernet, child_file, child_logits_file, read_state,
-    save_weights, write_state,
+    GATES_FILE, PARENT_FILE, SEARCH_STATE_FILE, SUPERNET_FILE, build_space, build_supernet, child_file, child_logits_file, read_search_state,
+    save_weights, write_search_state,
 )
 
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
 
 
 @dataclass
-class SearchResult:
+class GumbelSearchResult:
     run_dir: Path
     arch: dict[str, Any]
     seconds: float
@@ -79,7 +80,7 @@ class SearchResult:
 
 
 def run_gumbel_search(cfg: GumbelConfig, out_dir: str | Path, retrain: bool | None = None, resume: bool = False,
-                      on_saved: Callable[[int], None] | None = None) -> SearchResult:
+                      on_saved: Callable[[int], None] | None = None) -> GumbelSearchResult:
     """Search into `out_dir` (refused when it already holds a search, unless `resume` continues it from
     its last saved state); under torchrun every process calls this. `on_saved(step)` runs on process 0
     after each resumable state the training loop saves (step: the global step it holds)."""
@@ -278,17 +279,17 @@ class GumbelSearch:
             return [(None, 0, self.total_steps)]
         return [(None, 0, self.split_step)] + [(option, self.split_step, self.total_steps) for option in (0, 1)]
 
-    def save_state(self, step: int, losses: dict[str, list[float]], segment: int = 0, file: str = STATE_FILE) -> None:
+    def save_state(self, step: int, losses: dict[str, list[float]], segment: int = 0, file: str = SEARCH_STATE_FILE) -> None:
         """The resumable state after `step` steps of training segment `segment` (process 0)."""
-        write_state(self.out / file, {
+        write_search_state(self.out / file, {
             "segment": segment, "step": step, "supernet": self.supernet.state_dict(), "logits": self.logits.detach().cpu(),
             "weight_opt": self.weight_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
             "budget": self.budget.state() if self.budget is not None else None, "losses": losses,
         })
 
-    def load_state(self, file: str = STATE_FILE) -> tuple[int, int, dict[str, list[float]]]:
+    def load_state(self, file: str = SEARCH_STATE_FILE) -> tuple[int, int, dict[str, list[float]]]:
         """Restore a saved state; returns its (segment, step, running losses)."""
-        state = read_state(self.out / file, self.device)
+        state = read_search_state(self.out / file, self.device)
         self.supernet.load_state_dict(state["supernet"])
         with torch.no_grad():
             self.logits.copy_(state["logits"].to(self.device))
@@ -298,7 +299,7 @@ class GumbelSearch:
             self.budget.load_state(state["budget"])
         return int(state.get("segment", 0)), int(state["step"]), state["losses"]
 
-    def run(self, retrain: bool) -> SearchResult:
+    def run(self, retrain: bool) -> GumbelSearchResult:
         cfg, world, start = self.cfg, self.world, time.perf_counter()
         barrier(world)  # every process has checked the run directory before process 0 fills it
         if world.is_main and not self.resume:
@@ -374,7 +375,7 @@ class GumbelSearch:
         arch = run_on_main(world, lambda: self._save_and_derive(search_seconds), cfg.derive.wait_hours * 3600) or {}
         if retrain:
             arch = self._retrain(arch)
-        return SearchResult(self.out, arch, search_seconds, self._global_step(first_segment, first) if self.resume else None)
+        return GumbelSearchResult(self.out, arch, search_seconds, self._global_step(first_segment, first) if self.resume else None)
 
     def _global_step(self, segment: int, step: int) -> int:
         """Steps taken in all segments before `step` of `segment` (children run one after the other)."""

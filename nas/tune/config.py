@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainer.config import ConfigError, load_config
+from trainer.typed_config import ConfigError, load_config
 
 
 @dataclass

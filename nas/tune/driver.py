@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.config import ConfigError, TrainConfig, to_dict
+from trainer.config import TrainConfig
+from trainer.typed_config import ConfigError, to_dict
 
 from nas.tune.config import TuneConfig, load_tune_config
 from nas.tune.faults import Faults
@@ -86,7 +87,7 @@ class TrialSpace:
         self.cfg = cfg
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        from nas.discrete.trials import describe_trial
+        from nas.discrete.records import describe_trial
         from search_spaces import LayoutSpace
 
         describe_trial(self.cfg, LayoutSpace(self.cfg.space, self.cfg.train_template.model.size), trial)

@@ -17,7 +17,7 @@ The study is the record of what a trial did. On --resume:
 - a RUNNING trial that a restored Tune trial continues resumes from that trial's last checkpoint,
   in the same Optuna trial;
 - the experiment stops asking for trials once the study holds `num_samples` of its own that count
-  (`nas.discrete.trials.counts_toward_budget`), so a finished trial the snapshot missed is not
+  (`nas.discrete.records.counts_toward_budget`), so a finished trial the snapshot missed is not
   replaced by another.
 
 A trial is the experiment's by its `ray_experiment` user attribute, set right after it is asked for
@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from nas.discrete.trials import counts_toward_budget
+from nas.discrete.records import counts_toward_budget
 
 OWNER_ATTR = "ray_experiment"
 

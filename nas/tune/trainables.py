@@ -1,6 +1,6 @@
 """The function trainables of `sharenas tune` (they run in Ray workers).
 
-`optuna_trial` trains one Optuna trial's policy with the shared trial objective (`nas.trial`) and
+`optuna_trial` trains one Optuna trial's policy with the shared trial objective (`nas.objective`) and
 reports each evaluation with the trainer's checkpoint of that step, so a retried trial resumes from
 there. `gumbel_trial` runs one Gumbel supernet search per grid point in a directory that outlives
 the attempt, so a retried search continues from the state it saved last.
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces import SharingPolicy
 from trainer import atomic
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig
+from trainer.typed_config import load_config
 
 from nas.tune.faults import Faults
 
@@ -59,7 +60,7 @@ def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any
     the study has finished already (`settled`, on --resume) only replays what the study recorded."""
     from ray import tune
 
-    from nas.trial import TrialObjective
+    from nas.objective import TrialObjective
 
     from search_spaces import count_params
 
@@ -103,13 +104,13 @@ def gumbel_trial(config: dict[str, Any], *, search: str, root: str, faults: Faul
     from trainer.run import resolve_resume
 
     from nas.supernet.config import GumbelConfig
-    from nas.supernet.rundir import STATE_FILE
+    from nas.supernet.rundir import SEARCH_STATE_FILE
     from nas.supernet.search import run_gumbel_search
 
     overrides = [f"{key}={json.dumps(value)}" for key, value in sorted(config.items())]
     name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config.items()))
     out = Path(root) / name
-    resume = (out / STATE_FILE).is_file()
+    resume = (out / SEARCH_STATE_FILE).is_file()
     if resume:
         cfg = resolve_resume(out, search, overrides, False, GumbelConfig)
     else:

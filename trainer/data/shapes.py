@@ -38,7 +38,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 135, 25),
 }
 SHAPES = ("circle", "square", "triangle", "cross")
-SIZES = {"small": 0.11, "large": 0.18}  # half-extent as a fraction of the canvas
+SIZE_EXTENTS = {"small": 0.11, "large": 0.18}  # half-extent as a fraction of the canvas
 RELATIONS = ("left of", "right of", "above", "below")
 HELDOUT_COMBOS: tuple[tuple[str, str], ...] = (("red", "triangle"), ("green", "square"), ("blue", "circle"), ("yellow", "cross"))
 SHAPE_CLASSES: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
@@ -100,21 +100,21 @@ def sample_scene(rng: np.random.Generator, combos: tuple[tuple[str, str], ...], 
     """A random scene of `n_objects` (1 or 2) objects whose colour-shape pairs come from `combos`."""
     grey = int(rng.integers(215, 246))
     background = _jitter(rng, (grey, grey, grey), 6)
-    sizes = [str(rng.choice(list(SIZES))) for _ in range(n_objects)]
+    sizes = [str(rng.choice(list(SIZE_EXTENTS))) for _ in range(n_objects)]
     picks = [combos[int(rng.integers(len(combos)))] for _ in range(n_objects)]
     if n_objects == 1:
-        r = SIZES[sizes[0]]
+        r = SIZE_EXTENTS[sizes[0]]
         obj = _sample_object(rng, picks[0], float(rng.uniform(r + 0.02, 1 - r - 0.02)), float(rng.uniform(r + 0.02, 1 - r - 0.02)), sizes[0])
         caption = str(rng.choice(_SINGLE_TEMPLATES)).format(obj.phrase)
         return Scene((obj,), None, background, caption)
     relation = str(rng.choice(RELATIONS))
     # Slot 0 is left (or top), slot 1 right (or bottom); the two halves never overlap.
-    along = [float(rng.uniform(SIZES[s] + 0.01, 0.49 - SIZES[s])) for s in sizes]
+    along = [float(rng.uniform(SIZE_EXTENTS[s] + 0.01, 0.49 - SIZE_EXTENTS[s])) for s in sizes]
     first_slot = 0 if relation in ("left of", "above") else 1
     along[0] = along[0] + 0.5 * first_slot
     along[1] = along[1] + 0.5 * (1 - first_slot)
     band = float(rng.uniform(0.3, 0.7))
-    across = [float(np.clip(band + rng.uniform(-0.06, 0.06), SIZES[s] + 0.01, 1 - SIZES[s] - 0.01)) for s in sizes]
+    across = [float(np.clip(band + rng.uniform(-0.06, 0.06), SIZE_EXTENTS[s] + 0.01, 1 - SIZE_EXTENTS[s] - 0.01)) for s in sizes]
     horizontal = relation in ("left of", "right of")
     objects = tuple(
         _sample_object(rng, picks[i], along[i] if horizontal else across[i], across[i] if horizontal else along[i], sizes[i])
@@ -130,7 +130,7 @@ def render_scene(scene: Scene, canvas: int) -> Image.Image:
     image = Image.new("RGB", (canvas, canvas), scene.background)
     draw = ImageDraw.Draw(image)
     for obj in scene.objects:
-        x, y, r = obj.x * canvas, obj.y * canvas, SIZES[obj.size] * canvas
+        x, y, r = obj.x * canvas, obj.y * canvas, SIZE_EXTENTS[obj.size] * canvas
         if obj.shape == "circle":
             draw.ellipse((x - r, y - r, x + r, y + r), fill=obj.rgb)
         elif obj.shape == "square":

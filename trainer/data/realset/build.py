@@ -43,7 +43,7 @@ NON_VISUAL = frozenset({"unsorted", "special"})
 """Clip-art folders that are not a kind of picture: "unsorted", and "special" (gradients, patterns, ...)."""
 CLIPART_TEMPLATES = ("clip art of {}.", "a drawing of {}.", "an illustration of {}.", "a clip art image from the {} category.")
 EMOJI_TEMPLATES = ("an emoji of {}.", "a {} emoji.", "an emoji from the {} group.")
-PACKAGES = ("openclipart-png", "openclipart-svg", "fonts-noto-color-emoji", "unicode-data", "unicode-cldr-core")
+DEBIAN_PACKAGES = ("openclipart-png", "openclipart-svg", "fonts-noto-color-emoji", "unicode-data", "unicode-cldr-core")
 FIELDS = ("filepath", "caption", "source", "category", "subgroup", "id")
 Glyphs = Callable[[str], "Image.Image | None"]
 
@@ -219,10 +219,10 @@ def write_csv(path: Path, pairs: list[Pair]) -> None:
     atomic.write_text(path, buffer.getvalue())
 
 
-def package_versions() -> dict[str, str]:
+def debian_versions() -> dict[str, str]:
     """Debian versions of the source packages (None where dpkg does not know one: fixtures, other systems)."""
     out = {}
-    for package in PACKAGES:
+    for package in DEBIAN_PACKAGES:
         try:
             result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
             out[package] = result.stdout.strip() or None
@@ -235,7 +235,7 @@ def write_licenses(out: Path) -> None:
     target = out / "LICENSES"
     target.mkdir(exist_ok=True)
     copied = []
-    for package in PACKAGES:
+    for package in DEBIAN_PACKAGES:
         source = Path("/usr/share/doc") / package / "copyright"
         if source.is_file():
             shutil.copyfile(source, target / f"{package}.copyright")
@@ -289,7 +289,7 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "image_size": size,
-        "packages": package_versions(),
+        "packages": debian_versions(),
         "software": {"pillow": Image.__version__, "zlib": Image.core.zlib_version, "python": sys.version.split()[0],
                      "sharenas": metadata.version("sharenas")},
         "rules": {**asdict(rules), "non_visual_categories": sorted(NON_VISUAL), "clipart_collection_size": clipart.COLLECTION_SIZE},

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from search_spaces import POLICY_FILE, SharingPolicy
 from trainer import atomic
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged, TrainResult, train
+from trainer.typed_config import ConfigError
 
 TrainFn = Callable[..., TrainResult]
 Reporter = Callable[[int, float, dict[str, float]], None]

@@ -13,8 +13,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import ARCH_SCHEMA, LayoutSpace, ParamCount, SharingPolicy, count_params, get_preset
-from trainer.config import TrainConfig, to_dict
+from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged
+from trainer.typed_config import to_dict
 
 from nas.discrete.config import OptunaSearchConfig
 
@@ -38,7 +39,7 @@ def policy_key(policy: SharingPolicy) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def fail_reason(exc: BaseException) -> str:
+def exception_reason(exc: BaseException) -> str:
     """One line for the `fail_reason` attribute."""
     import torch
 
