@@ -111,8 +111,8 @@ def search_ratio(args: argparse.Namespace) -> "SharingPolicy | str":
     """Time the search and one standalone training; return the standalone policy (for the step timing)."""
     from search_spaces import SharingPolicy
     from trainer.config import ModelConfig, TrainConfig
-    from trainer.typed_config import load_config
     from trainer.loop import train
+    from trainer.typed_config import load_config
 
     from nas.supernet.config import GumbelConfig
     from nas.supernet.search import run_gumbel_search

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from nas.bench.build import Entry, build_bench, entry_file, prepare, run_entry
 from nas.bench.config import load_bench_config
 from nas.bench.policies import bench_policies, shared_sublayers
-from nas.bench.rank_check import run_rank_check
-from nas.bench.ranking import kendall_tau
+from nas.ranking.rank_check import run_rank_check
+from nas.ranking.statistics import kendall_tau
 from nas.bench.table import bench_table, entry_policies, recompute_table, runs_frame, seed_agreement
 from nas.cli import app
 
@@ -214,7 +214,7 @@ def spread_bench(bench_dir: Path, chance: dict | None = TRAINER_CHANCE, **config
 
 def test_pooled_seed_std_and_differences_paired_by_seed_by_hand(tmp_path):
     from nas.bench.render import bench_markdown
-    from nas.cli.bench import json_safe
+    from nas.cli.console import json_safe
 
     table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
     # Within-policy sums of squares: msclip 0.08 (mean 1.2), x 0.78/9 (mean 3.2/3), y 0.005 (mean 1.35), z 0; df 2+2+1+0.
@@ -241,7 +241,7 @@ def test_pooled_seed_std_and_differences_paired_by_seed_by_hand(tmp_path):
 
 def test_chance_levels_are_computed_for_the_bench_and_kept_in_its_json(tmp_path):
     from nas.bench.render import policy_frame
-    from nas.cli.bench import json_safe
+    from nas.cli.console import json_safe
 
     table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
     # 100 pairs in batches of 32: three batches of 32 and one of 4, averaged per pair.
@@ -278,7 +278,7 @@ def test_chance_levels_of_a_bench_built_before_they_were_recorded_come_from_its_
 
 def test_bench_show_of_a_json_recomputes_it_from_its_runs(tmp_path):
     from nas.bench.table import load_paper_results
-    from nas.cli.bench import json_safe
+    from nas.cli.console import json_safe
 
     table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100, paper=load_paper_results()))
     legacy = json.loads(json.dumps(table))
@@ -403,7 +403,7 @@ def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
 
 def test_markdown_of_a_one_seed_table_with_the_paper_check(tmp_path):
     from nas.bench.render import bench_markdown
-    from nas.cli.bench import json_safe
+    from nas.cli.console import json_safe
 
     for record in hand_made_records():
         if record["seed"] == 0:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas.bench.agreement import bench_agreement
-from nas.bench.lengths import length_comparison
+from nas.ranking.agreement import bench_agreement
+from nas.ranking.lengths import length_comparison
 
 
 def _table(losses: dict[str, float], paper_check: list[dict] | None = None) -> dict:

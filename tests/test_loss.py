@@ -94,9 +94,9 @@ def test_two_processes_score_their_rows_against_the_gathered_rows_like_one_globa
 def test_accumulation_keeps_the_global_batch_objective(tmp_path):
     """accum_steps=2 recomputes each half against the cached other half: same losses as one batch."""
     from trainer.config import TrainConfig
-    from trainer.typed_config import load_config
     from trainer.loop import train
     from trainer.metrics import read_metrics
+    from trainer.typed_config import load_config
 
     def run(accum: int) -> list[float]:
         cfg = load_config(
@@ -123,9 +123,9 @@ def test_bf16_autocast_and_activation_checkpointing_train(tmp_path):
     """The mixed-precision path (bf16 autocast, fp32 loss) and activation checkpointing run and
     start from the fp32 loss."""
     from trainer.config import TrainConfig
-    from trainer.typed_config import load_config
     from trainer.loop import train
     from trainer.metrics import read_metrics
+    from trainer.typed_config import load_config
 
     def first_losses(name: str, **train_section) -> list[float]:
         cfg = load_config(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nas.bench.ranking import bootstrap_ci, kendall_tau, null_kendall_sd, rank_agreement, spearman_rho, top_k_overlap
+from nas.ranking.statistics import bootstrap_ci, kendall_tau, null_kendall_sd, rank_agreement, spearman_rho, top_k_overlap
 
 
 # Two scorings of five candidates, with a tie in the second (the bench's hand-made noise-ceiling table).

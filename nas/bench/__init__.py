@@ -1,6 +1,8 @@
-"""ShareBench: sharing policies trained standalone with several seeds, as data (the ground truth every
-search is scored against), its seed-to-seed noise ceiling, and rank agreement of proxies with it."""
+"""ShareBench, the ground truth every search is scored against: sharing policies trained standalone
+with several seeds (`build.py`, its config `config.py`, the policy set `policies.py`), as data in a
+table (`table.py`: means, seed spread `spread.py`, chance levels `chance.py`, the noise ceiling, the
+paper check) and its markdown (`render.py`). How proxies and other benches rank against it is
+`nas/ranking/`."""
 from nas.bench.config import BenchConfig, load_bench_config
-from nas.bench.ranking import rank_agreement
 
-__all__ = ["BenchConfig", "load_bench_config", "rank_agreement"]
+__all__ = ["BenchConfig", "load_bench_config"]

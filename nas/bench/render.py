@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 
-def _ci(agreement: dict[str, Any] | None, key: str = "kendall") -> str:
+def ci_text(agreement: dict[str, Any] | None, key: str = "kendall") -> str:
+    """`value [low, high]` of a rank agreement measure (`-` where there is none)."""
     if not agreement or agreement.get(key) is None:
         return "-"
     low, high = agreement[f"{key}_ci"]
@@ -101,7 +102,7 @@ def paired_frame(table: dict[str, Any]) -> pd.DataFrame:
 
 def ceiling_frame(table: dict[str, Any]) -> pd.DataFrame:
     rows = [
-        {"metric": metric, "policies": int(a["n"]) if a else 0, "Kendall tau [95% CI]": _ci(a), "Spearman rho [95% CI]": _ci(a, "spearman"),
+        {"metric": metric, "policies": int(a["n"]) if a else 0, "Kendall tau [95% CI]": ci_text(a), "Spearman rho [95% CI]": ci_text(a, "spearman"),
          "top-5 overlap": "-" if not a else f"{a['top5_overlap']:.2f}"}
         for metric, a in table["noise_ceiling_by_metric"].items()
     ]
@@ -110,8 +111,8 @@ def ceiling_frame(table: dict[str, Any]) -> pd.DataFrame:
 
 def length_frame(table: dict[str, Any]) -> pd.DataFrame:
     rows = [
-        {"epoch": r["epoch"], "step": r["step"], "seed 0 vs seed 1 Kendall tau [95% CI]": _ci(r), "Spearman rho": f"{r['spearman']:.3f}",
-         "mean over seeds vs the final mean, Kendall tau [95% CI]": _ci(r, "kendall_vs_final"),
+        {"epoch": r["epoch"], "step": r["step"], "seed 0 vs seed 1 Kendall tau [95% CI]": ci_text(r), "Spearman rho": f"{r['spearman']:.3f}",
+         "mean over seeds vs the final mean, Kendall tau [95% CI]": ci_text(r, "kendall_vs_final"),
          "range of policy means": f"{r['val_loss_policy_range']:.3f}", "mean seed std": f"{r['val_loss_seed_std']:.3f}"}
         for r in table["length_study"]
     ]
@@ -147,8 +148,8 @@ def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
 def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str = "") -> str:
     nc = table["noise_ceiling"]
     ceiling = (
-        f"**Noise ceiling** (held-out loss, seed 0 vs seed 1 over {int(nc['n'])} policies): Kendall tau {_ci(nc)}, "
-        f"Spearman rho {_ci(nc, 'spearman')}; no-agreement spread of tau ±{nc['null_kendall_sd']:.3f} (1 sd)."
+        f"**Noise ceiling** (held-out loss, seed 0 vs seed 1 over {int(nc['n'])} policies): Kendall tau {ci_text(nc)}, "
+        f"Spearman rho {ci_text(nc, 'spearman')}; no-agreement spread of tau ±{nc['null_kendall_sd']:.3f} (1 sd)."
         if nc else "One seed per policy: no noise ceiling."
     )
     reference, paired = table["reference"], paired_frame(table)
@@ -201,7 +202,7 @@ def _lengths_section(table: dict[str, Any]) -> str:
     study = table["lengths"]
     metrics = list(study["rows"][0]["kendall"])
     rows = [{"epochs": f"{r['epochs']:g}", "steps": r["steps"], "runs": r["runs"], "training wall hours": f"{r['train_hours']:.2f}",
-             **{f"{LABELS.get(m, (m,))[0]} tau": _ci({"kendall": r["kendall"][m], "kendall_ci": r["kendall_ci"][m]}) for m in metrics},
+             **{f"{LABELS.get(m, (m,))[0]} tau": ci_text({"kendall": r["kendall"][m], "kendall_ci": r["kendall_ci"][m]}) for m in metrics},
              "held-out loss pooled seed std": _pm(r["pooled_std"].get("val_loss"), None, 4)}
             for r in study["rows"]]
     return "\n".join([
@@ -225,8 +226,8 @@ def _agreement_section(a: dict[str, Any]) -> str:
     agree = sum(r["benches_agree"] for r in a["paper_directions"])
     return "\n".join([
         f"## Does {bench_title(a['against'])} predict this bench?", "",
-        f"Policy means of the held-out loss over the {a['n']} policies both benches trained: Kendall tau {_ci(a)}, "
-        f"Spearman rho {_ci(a, 'spearman')}, top-5 overlap {a['top5_overlap']:.2f} (95% bootstrap intervals over policies; "
+        f"Policy means of the held-out loss over the {a['n']} policies both benches trained: Kendall tau {ci_text(a)}, "
+        f"Spearman rho {ci_text(a, 'spearman')}, top-5 overlap {a['top5_overlap']:.2f} (95% bootstrap intervals over policies; "
         f"no-agreement spread of tau ±{a['null_kendall_sd']:.3f}).", "",
         f"Paper ablations (effect: held-out loss of B minus A, positive = A better, ± standard error over seeds; the share-last-K row "
         f"is the Spearman of K with the score): the two benches agree in direction on {agree} of {len(rows)}.", "",
@@ -234,44 +235,6 @@ def _agreement_section(a: dict[str, Any]) -> str:
     ])
 
 
-def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
-    nc, runs = result["noise_ceiling"], result.get("runs", {})
-    rows = [{"proxy": "noise ceiling (seed 0 vs seed 1)", "Kendall tau [95% CI]": _ci(nc), "Spearman rho [95% CI]": _ci(nc, "spearman"),
-             "top-5 overlap": f"{nc['top5_overlap']:.2f}", "tau / ceiling": "1.00", "search s": "-", "overrides of the search config": ""}]
-    for name, a in result["proxies"].items():
-        ratio = a.get("ratio_to_ceiling")
-        run = runs.get(name.split("+")[0], {})
-        seconds = run.get("search_seconds")
-        rows.append({"proxy": name, "Kendall tau [95% CI]": _ci(a), "Spearman rho [95% CI]": _ci(a, "spearman"),
-                     "top-5 overlap": f"{a['top5_overlap']:.2f}", "tau / ceiling": "-" if ratio is None else f"{ratio:.2f}",
-                     "search s": "-" if seconds is None else f"{seconds:.0f}", "overrides of the search config": " ".join(run.get("set", []))})
-    return pd.DataFrame(rows)
-
-
 def bench_title(name: str) -> str:
     """A bench's name as a heading: "sharebench-real-tiny" -> "ShareBench-real-tiny"."""
     return "ShareBench" + name.removeprefix("sharebench") if name.startswith("sharebench") else name
-
-
-def rank_check_markdown(result: dict[str, Any], command: str, bench_name: str = "sharebench-tiny") -> str:
-    skipped = result.get("skipped_outside_space") or []
-    return "\n".join([
-        f"# Rank check against {bench_title(bench_name)}", "",
-        f"Regenerate: `{command}`. Ground truth: {result['truth']} of the {result['n']} bench policies in the supernet's space"
-        + (f" ({', '.join(skipped)} lie outside it)." if skipped else "."),
-        f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
-        f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n.", "",
-        rank_check_frame(result).to_markdown(index=False), "",
-        *(_picks_section(result["picks"], result.get("val_loss_chance")) if result.get("picks") else []),
-    ])
-
-
-def _picks_section(rows: list[dict[str, Any]], chance: float | None) -> list[str]:
-    from nas.bench.picks import picks_frame
-
-    return [
-        "## What each proxy would pick within the search's budget", "",
-        "Among the bench policies in the space and within the budget; standalone: the bench's mean ± std over seeds "
-        f"(held-out loss in nats, lower is better{'' if chance is None else f'; chance {chance:.3g}'}).", "",
-        picks_frame(rows).to_markdown(index=False), "",
-    ]

@@ -18,9 +18,9 @@ from trainer.typed_config import load_config
 from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
 from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
-from nas.bench.ranking import rank_agreement
 from nas.bench.spread import finite, paired_records, pooled_std
 from nas.provenance import package_versions
+from nas.ranking.statistics import rank_agreement
 
 BENCH_SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"

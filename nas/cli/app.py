@@ -1,4 +1,7 @@
-"""The `sharenas` command line (typer). Commands import their heavy dependencies when they run."""
+"""The `sharenas` command line (typer): one module per command group (`train.py`: train and eval;
+`search_gumbel.py`, `search_conflict.py`, `search_optuna.py`, `rank_check.py`: the `search` group;
+`bench.py`, `data.py`, `tune.py`, `export.py`, `report.py`, `dashboard.py`, `demo.py`), shared helpers in
+`console.py`. Commands import their heavy dependencies when they run."""
 from __future__ import annotations
 
 import json
@@ -8,7 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas.cli import bench as bench_commands, data as data_commands, demo, export as export_commands, search_gumbel as search_commands_gumbel, search_optuna as search_commands_optuna, train as run_commands, tune as tune_commands
+from nas.cli import (
+    bench as bench_commands, dashboard as dashboard_commands, data as data_commands, demo, export as export_commands,
+    rank_check as rank_check_commands, report as report_commands, search_conflict as conflict_commands,
+    search_gumbel as gumbel_commands, search_optuna as optuna_commands, train as run_commands, tune as tune_commands,
+)
 from nas.cli.console import error_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
@@ -87,10 +94,10 @@ app.command("train")(run_commands.train)
 app.command("eval")(run_commands.evaluate)
 
 search_app = typer.Typer(no_args_is_help=True, help="Search sharing policies: Gumbel supernet, gradient conflict or Optuna.")
-search_app.command("gumbel")(search_commands_gumbel.gumbel)
-search_app.command("conflict")(search_commands_gumbel.conflict)
-search_app.command("rank-check")(search_commands_gumbel.rank_check)
-search_app.command("optuna")(search_commands_optuna.optuna_search)
+search_app.command("gumbel")(gumbel_commands.gumbel)
+search_app.command("conflict")(conflict_commands.conflict)
+search_app.command("rank-check")(rank_check_commands.rank_check)
+search_app.command("optuna")(optuna_commands.optuna_search)
 app.add_typer(search_app, name="search")
 bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained standalone with several seeds, the ground truth of every search.")
 bench_app.command("build")(bench_commands.build)
@@ -102,7 +109,7 @@ data_app.command("check")(data_commands.check)
 app.add_typer(data_app, name="data")
 app.command("tune")(tune_commands.tune)
 app.command("export")(export_commands.export)
-app.command("report")(export_commands.report)
-app.command("dashboard")(search_commands_optuna.dashboard)
+app.command("report")(report_commands.report)
+app.command("dashboard")(dashboard_commands.dashboard)
 app.command("demo")(demo.demo)
 

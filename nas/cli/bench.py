@@ -2,25 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 import yaml
 
-from nas.cli.console import error_exit
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and inf become null, so the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+from nas.cli.console import error_exit, json_safe
 
 
 def build(
@@ -67,8 +55,8 @@ def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = Non
 
 
 def _cross_bench(table: dict[str, Any], lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
-    from nas.bench.agreement import bench_agreement
-    from nas.bench.lengths import length_comparison
+    from nas.ranking.agreement import bench_agreement
+    from nas.ranking.lengths import length_comparison
 
     if lengths:
         table["lengths"] = length_comparison([load_table(p, bootstrap) for p in lengths])

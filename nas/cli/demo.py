@@ -33,8 +33,8 @@ def picks_note(table: dict[str, Any], pairs: int) -> str:
     set, and how long the bench's standalone trainings ran."""
     import yaml
 
-    from trainer.typed_config import load_config
     from trainer.evaluation.chance import contrastive_chance
+    from trainer.typed_config import load_config
 
     from nas.bench.config import BenchConfig
 
@@ -53,14 +53,14 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     from trainer import atomic
     from trainer.typed_config import load_config
 
-    from nas.bench.picks import picks_frame, proxy_picks
-    from nas.bench.rank_check import read_bench_table
+    from nas.discrete.config import load_search_config
+    from nas.discrete.search import run_search
+    from nas.export.artifacts import export
+    from nas.ranking.picks import picks_frame, proxy_picks
+    from nas.ranking.rank_check import read_bench_table
+    from nas.report import write_report
     from nas.supernet.config import GumbelConfig
     from nas.supernet.search import run_gumbel_search
-    from nas.discrete.config import load_search_config
-    from nas.export.artifacts import export
-    from nas.discrete.search import run_search
-    from nas.report import write_report
 
     if not EXPERIMENTS.is_dir():
         typer.echo(f"error: {EXPERIMENTS} not found; run the demo from a sharenas checkout", err=True)

@@ -1,4 +1,4 @@
-"""`sharenas export` and `sharenas report`: typer callbacks over `nas.export.artifacts` and `nas.report`."""
+"""`sharenas export`: a typer callback over `nas.export.artifacts`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +21,8 @@ def export(
     from search_spaces import ExportError, PolicyError
     from trainer.run import USER_ERRORS
 
-    from nas.export.artifacts import export as run_export
     from nas.discrete.storage import StorageError
+    from nas.export.artifacts import export as run_export
 
     try:
         record = run_export(source, out, storage, study, trial, onnx)
@@ -36,22 +36,3 @@ def export(
         typer.echo(f"  open_clip: open_clip.create_model_and_transforms('local-dir:{out}')")
     if "onnx" in record:
         typer.echo(f"  onnx: {out / record['onnx']['image']}, {out / record['onnx']['text']} (max |diff| vs PyTorch {record['onnx']['max_abs_diff']:.1e})")
-
-
-def report(
-    source: Optional[Path] = typer.Argument(None, help="A training or Gumbel search run, a bench table .json, or nothing with --storage/--study."),
-    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write (self-contained, works offline)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL of a study (its figures also go to optuna-dashboard)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (with --storage)."),
-) -> None:
-    """Write a self-contained plotly HTML report: Pareto front, sharing heatmaps, gates, NMI, history, table vs msclip."""
-    from trainer.run import USER_ERRORS
-
-    from nas.report import write_report
-    from nas.discrete.storage import StorageError
-
-    try:
-        written = write_report(source, out, storage, study)
-    except (*USER_ERRORS, StorageError) as exc:
-        raise error_exit(exc) from None
-    typer.echo(f"report: {out} ({len(written.figures)} figures, {len(written.tables)} tables)")

@@ -1,5 +1,5 @@
-"""`sharenas search optuna` and `sharenas dashboard`: typer callbacks over `nas.discrete.search` and
-`nas.discrete.dashboard`. Bad input prints one line and exits with code 2."""
+"""`sharenas search optuna`: a typer callback over `nas.discrete.search`. Bad input prints one line and
+exits with code 2."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,6 @@ from nas.cli.console import error_exit
 
 if TYPE_CHECKING:
     from nas.discrete.search import OptunaSearchResult
-
 
 
 def optuna_search(
@@ -58,18 +57,3 @@ def _print_result(result: OptunaSearchResult) -> None:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items()))
     console.print(f"{states}; {result.seconds:.0f} s. Results: {result.out_dir / 'results.md'} (and .csv); "
                   f"storage {result.storage}", highlight=False)
-
-
-def dashboard(
-    storage: str = typer.Option(..., "--storage", help="The search's storage URL (see `search optuna --storage`)."),
-    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact folder (default: the folders the studies recorded)."),
-) -> None:
-    """Serve optuna-dashboard for a storage on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from nas.discrete.dashboard import serve_dashboard
-    from trainer.run import USER_ERRORS
-
-    try:
-        serve_dashboard(storage, port, artifacts, on_ready=lambda url: typer.echo(f"optuna-dashboard on {url} (Ctrl-C stops it)", err=True))
-    except USER_ERRORS as exc:
-        raise error_exit(exc) from None

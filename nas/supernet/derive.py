@@ -1,6 +1,8 @@
 """Derive a policy from a trained supernet: the argmax policy and K policies sampled from the final
-gates are scored with inherited weights; the best one (within the budget, if any) becomes
-`arch.json` (schema `sharenas/arch/v1`, the others listed in its provenance) and `policy.json`."""
+gates (or an evolutionary search, or each few-shot child's candidates) are scored with inherited
+weights; the best one (within the budget, if any) becomes `arch.json` (schema `sharenas/arch/v1`,
+the others listed in its provenance) and `policy.json`. `derive_policy` runs the derivation a
+search config asks for."""
 from __future__ import annotations
 
 import math
@@ -8,6 +10,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,16 @@ from tqdm import tqdm
 
 from search_spaces import ARCH_FILE, ARCH_SCHEMA, POLICY_FILE, GateSpace, ParamCostModel, SharingPolicy, count_params, get_size
 from trainer import atomic
-from trainer.typed_config import ConfigError
+from trainer.data import DataBundle
+from trainer.evaluation.precision import SCORE_PRECISION
+from trainer.typed_config import ConfigError, to_dict
 
-from nas.scoring import Scorer
+from nas.scoring import Scorer, materialize
+from nas.supernet.config import GumbelConfig
+from nas.supernet.finetune import finetuned_standalone
 from nas.supernet.gates import probabilities
 from nas.supernet.model import Supernet
+from nas.supernet.rundir import child_file, child_logits_file
 
 @dataclass
 class Candidate:
@@ -221,3 +229,46 @@ def write_arch(
     atomic.write_json(out_dir / ARCH_FILE, record)
     atomic.write_with(out_dir / POLICY_FILE, policy.save)
     return record
+
+
+def derive_policy(
+    cfg: GumbelConfig, out: Path, supernet: Supernet, cost: ParamCostModel, logits: torch.Tensor, bundle: DataBundle,
+    device: torch.device, search_seconds: float,
+) -> dict[str, Any]:
+    """Derive, score and write the policy of a finished search into `out` as its `derive:` section
+    says (gates, evolution, or the few-shot children saved in `out`); returns the arch.json record."""
+    d, space = cfg.derive, supernet.space
+    size = space.size
+    scorer = Scorer(
+        bundle, materialize(bundle.arch, d.batch_size), device, d.metric,
+        calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
+        context_length=size.context_length,
+    )
+    budget = cfg.search.budget_params
+    finetune = None
+    if d.finetune_steps:
+        t = cfg.train
+        batches = materialize(bundle.train, t.batch_size, t.batch_size * d.finetune_steps, seed=t.seed + 2)
+        finetune = partial(finetuned_standalone, batches=batches, lr=d.finetune_lr, optim=cfg.optim, device=device)
+    gate = cfg.search.few_shot_gate
+    if gate is not None:
+        children = {option: (out / child_file(gate, option), out / child_logits_file(gate, option)) for option in (0, 1)}
+        found = few_shot_candidates(space, cost, supernet, scorer, gate, children, d.samples, d.seed, budget, finetune)
+        winner = best_candidate(found)
+    elif d.method == "evolution":
+        found = evolve(space, cost, logits, supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget, finetune)
+        winner = best_candidate(found)
+    else:
+        found = candidates(space, cost, logits, d.samples, d.seed, budget)
+        winner = score_candidates(supernet, found, scorer, finetune)
+    probs = probabilities(logits.detach()).cpu()
+    provenance = {
+        "search": "gumbel",
+        "config": to_dict(cfg),
+        "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(space.gate_names())},
+        "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True,
+                      "finetune_steps": d.finetune_steps, "score_precision": SCORE_PRECISION},
+        "search_seconds": round(search_seconds, 2),
+    }
+    inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
+    return write_arch(out, winner, found, size.name, provenance, inherited)

@@ -2,6 +2,8 @@
 
 - `gate/NAME/p_specific` (layer gates) or `gate/NAME/p_on` (ES, fusion): the gate distribution;
 - `search/entropy` (mean gate entropy, nats), `search/expected_params`, `search/argmax_params`;
+- `search/temperature`, `search/lambda` (the budget multiplier) and the epoch's mean
+  `search/train_loss` and `search/arch_loss`;
 - `grad_cos/NAME` per layer gate: the cosine between the image-side and the text-side gradient of
   its shared module (image side: the contrastive loss with the text features detached, and vice
   versa), measured with every layer routed through its shared module. Near 1: the modalities pull
@@ -53,3 +55,22 @@ def modality_grad_cosines(supernet: Supernet, images: torch.Tensor, tokens: torc
         return modality_gradient_cosines(supernet, [(images, tokens)], groups, images.device)
     finally:
         supernet.routing.choices, supernet.routing.weights = saved
+
+
+def epoch_metrics(
+    supernet: Supernet, logits: torch.Tensor, cost: ParamCostModel, tau: float, lam: float | None,
+    losses: dict[str, list[float]], probe: tuple[torch.Tensor, torch.Tensor] | None,
+) -> dict[str, float]:
+    """Everything a search logs at the end of an epoch (see the module docstring); `probe`: the
+    batch of the gradient cosines (None: not measured), `lam`: the budget multiplier (None: no budget)."""
+    values = gate_metrics(supernet.space, logits, cost)
+    values["search/temperature"] = tau
+    if lam is not None:
+        values["search/lambda"] = lam
+    for key, items in losses.items():
+        if items:
+            values[f"search/{key}"] = sum(items) / len(items)
+    if probe is not None:
+        values.update(modality_grad_cosines(supernet, *probe))
+        supernet.zero_grad(set_to_none=True)
+    return values

@@ -19,9 +19,10 @@ from torch import nn
 from search_spaces import SharingPolicy
 from search_spaces.gate_space import GateSpace
 from trainer import atomic
-from trainer.typed_config import ConfigError
+from trainer.typed_config import ConfigError, to_dict
 
 from nas.supernet.config import GumbelConfig
+from nas.supernet.gates import probabilities
 from nas.supernet.model import Supernet
 
 SUPERNET_FILE = "supernet.safetensors"
@@ -67,6 +68,28 @@ def save_weights(module: nn.Module, path: Path) -> None:
     """`module`'s weights saved atomically: a killed write leaves the previous file."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def save_child(out: Path, gate: str, option: int, supernet: Supernet, logits: torch.Tensor) -> None:
+    """The weights and final gate logits of the few-shot child whose `gate` is fixed to `option`."""
+    save_weights(supernet, out / child_file(gate, option))
+    atomic.write_with(out / child_logits_file(gate, option), lambda tmp: torch.save(logits.detach().cpu(), tmp))
+
+
+def save_supernet(out: Path, supernet: Supernet, logits: torch.Tensor, cfg: GumbelConfig) -> None:
+    """The final supernet weights and `gates.json`: each gate's logits and probability, the space,
+    and for a few-shot search which child holds which option."""
+    save_weights(supernet, out / SUPERNET_FILE)
+    space, probs = supernet.space, probabilities(logits.detach()).cpu()
+    gates = {
+        name: {"logits": logits[g].tolist(), f"p_{space.option_names(g)[1]}": float(probs[g, 1])}
+        for g, name in enumerate(space.gate_names())
+    }
+    record: dict[str, Any] = {"space": to_dict(cfg.space), "gates": gates}
+    gate = cfg.search.few_shot_gate
+    if gate is not None:
+        record["few_shot"] = {"gate": gate, "files": {str(v): child_file(gate, v) for v in (0, 1)}}
+    atomic.write_json(out / GATES_FILE, record)
 
 
 def write_search_state(path: Path, state: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
-"""The Gumbel search: train the supernet's weights and gates alternately (first-order bi-level), log
-diagnostics every epoch, derive the policy, optionally retrain it.
+"""The Gumbel search loop: train the supernet's weights and gates alternately (first-order bi-level),
+log diagnostics every epoch (`nas.supernet.diagnostics`), derive the policy (`nas.supernet.derive`),
+optionally retrain it. The gate space is `search_spaces/gate_space.py`, the supernet
+`nas/supernet/model.py`, the gate math `nas/supernet/gates.py`.
 
 One weight step: a batch of the training split through the path(s) of this step (fair warm-up:
 uniform paths; `fairness: strict`: two complementary uniform paths on the two halves of the batch;
@@ -34,7 +36,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -48,23 +49,20 @@ from trainer import atomic
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
-from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
-from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config, to_dict
+from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config
 
-from nas.scoring import Scorer, materialize
+from nas.scoring import materialize
 from nas.supernet.config import GumbelConfig
-from nas.supernet.derive import best_candidate, candidates, evolve, few_shot_candidates, score_candidates, write_arch
-from nas.supernet.diagnostics import gate_metrics, modality_grad_cosines, shared_path
-from nas.supernet.finetune import finetuned_standalone
+from nas.supernet.derive import derive_policy
+from nas.supernet.diagnostics import epoch_metrics, shared_path
 from nas.supernet.gates import BudgetTerm, GateSample, gate_generator, probabilities, sample_hard, temperature_at, uniform_choices
 from nas.supernet.rundir import (
-    GATES_FILE, PARENT_FILE, SEARCH_STATE_FILE, SUPERNET_FILE, build_space, build_supernet, child_file, child_logits_file, read_search_state,
-    save_weights, write_search_state,
+    PARENT_FILE, SEARCH_STATE_FILE, build_space, build_supernet, read_search_state, save_child, save_supernet, write_search_state,
 )
 
 WEIGHT_STREAM, ARCH_STREAM = 0, 1
@@ -255,17 +253,8 @@ class GumbelSearch:
         return value
 
     def _diagnostics(self, tau: float, losses: dict[str, list[float]], probe: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
-        values = gate_metrics(self.space, self.logits, self.cost)
-        values["search/temperature"] = tau
-        if self.budget is not None:
-            values["search/lambda"] = self.budget.lam
-        for key, items in losses.items():
-            if items:
-                values[f"search/{key}"] = sum(items) / len(items)
-        if probe is not None:
-            values.update(modality_grad_cosines(self.supernet, *probe))
-            self.supernet.zero_grad(set_to_none=True)
-        return values
+        lam = self.budget.lam if self.budget is not None else None
+        return epoch_metrics(self.supernet, self.logits, self.cost, tau, lam, losses, probe)
 
     def arch_steps_before(self, step: int) -> int:
         """How many architecture steps the search has taken before `step` (where the arch batches stand)."""
@@ -364,7 +353,7 @@ class GumbelSearch:
                     if option is None:
                         self.save_state(end, losses, index, PARENT_FILE)
                     else:
-                        self._save_child(option)
+                        save_child(self.out, self.cfg.search.few_shot_gate, option, self.supernet, self.logits)
                     if index + 1 < len(segments):  # the next segment starts fresh (a resume lands there)
                         self.save_state(segments[index + 1][1], {key: [] for key in losses}, index + 1)
                 barrier(world)
@@ -383,63 +372,12 @@ class GumbelSearch:
             return step
         return step + (segment - 1) * (self.total_steps - self.split_step)
 
-    def _save_child(self, option: int) -> None:
-        gate = self.cfg.search.few_shot_gate
-        save_weights(self.supernet, self.out / child_file(gate, option))
-        atomic.write_with(self.out / child_logits_file(gate, option), lambda tmp: torch.save(self.logits.detach().cpu(), tmp))
-
-    def _save(self) -> None:
-        save_weights(self.supernet, self.out / SUPERNET_FILE)
-        probs = probabilities(self.logits.detach()).cpu()
-        gates = {
-            name: {"logits": self.logits[g].tolist(), f"p_{self.space.option_names(g)[1]}": float(probs[g, 1])}
-            for g, name in enumerate(self.space.gate_names())
-        }
-        record: dict[str, Any] = {"space": to_dict(self.cfg.space), "gates": gates}
-        if self.split_gate is not None:
-            gate = self.cfg.search.few_shot_gate
-            record["few_shot"] = {"gate": gate, "files": {str(v): child_file(gate, v) for v in (0, 1)}}
-        atomic.write_json(self.out / GATES_FILE, record)
-
     def _save_and_derive(self, search_seconds: float) -> dict[str, Any]:
-        self._save()
+        save_supernet(self.out, self.supernet, self.logits, self.cfg)
         return self._derive(search_seconds)
 
     def _derive(self, search_seconds: float) -> dict[str, Any]:
-        d, size = self.cfg.derive, self.space.size
-        scorer = Scorer(
-            self.bundle, materialize(self.bundle.arch, d.batch_size), self.device, d.metric,
-            calibration=materialize(self.bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
-            context_length=size.context_length,
-        )
-        budget = self.cfg.search.budget_params
-        finetune = None
-        if d.finetune_steps:
-            t = self.cfg.train
-            batches = materialize(self.bundle.train, t.batch_size, t.batch_size * d.finetune_steps, seed=t.seed + 2)
-            finetune = partial(finetuned_standalone, batches=batches, lr=d.finetune_lr, optim=self.cfg.optim, device=self.device)
-        if self.split_gate is not None:
-            gate = self.cfg.search.few_shot_gate
-            children = {option: (self.out / child_file(gate, option), self.out / child_logits_file(gate, option)) for option in (0, 1)}
-            found = few_shot_candidates(self.space, self.cost, self.supernet, scorer, gate, children, d.samples, d.seed, budget, finetune)
-            winner = best_candidate(found)
-        elif d.method == "evolution":
-            found = evolve(self.space, self.cost, self.logits, self.supernet, scorer, d.population, d.generations, d.mutation, d.seed, budget, finetune)
-            winner = best_candidate(found)
-        else:
-            found = candidates(self.space, self.cost, self.logits, d.samples, d.seed, budget)
-            winner = score_candidates(self.supernet, found, scorer, finetune)
-        probs = probabilities(self.logits.detach()).cpu()
-        provenance = {
-            "search": "gumbel",
-            "config": to_dict(self.cfg),
-            "gate_probabilities": {name: float(probs[g, 1]) for g, name in enumerate(self.space.gate_names())},
-            "selection": {"method": d.method, "metric": d.metric, "budget": budget, "inherited_weights": True,
-                          "finetune_steps": d.finetune_steps, "score_precision": SCORE_PRECISION},
-            "search_seconds": round(search_seconds, 2),
-        }
-        inherited = {f"inherited/{k}": v for k, v in winner.metrics.items() if math.isfinite(v)}
-        return write_arch(self.out, winner, found, size.name, provenance, inherited)
+        return derive_policy(self.cfg, self.out, self.supernet, self.cost, self.logits, self.bundle, self.device, search_seconds)
 
     def _retrain(self, arch: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg

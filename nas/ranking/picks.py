@@ -20,7 +20,7 @@ from trainer.typed_config import CONFIG_FILE, load_config
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
-from nas.bench.rank_check import supernet_scores
+from nas.ranking.supernet_proxy import supernet_scores
 from nas.supernet.config import GumbelConfig
 from nas.supernet.rundir import build_space
 

@@ -9,21 +9,20 @@ supernet's space (from the committed bench table: nothing is retrained). Proxies
 - one per entry of `tables`: the mean held-out loss of another bench table over the same policies
   (e.g. short trials, the cost of a discrete search's objective).
 Each gets Kendall tau, Spearman rho and top-k overlap with bootstrap intervals, and its tau as a
-fraction of the noise ceiling (the seed-to-seed tau of the bench itself).
+fraction of the noise ceiling (the seed-to-seed tau of the bench itself). The config is
+`nas/ranking/config.py`, the supernet proxy `supernet_proxy.py`, the picks within the budget
+`picks.py`, the markdown `render.py`.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from tqdm import tqdm
 
-from search_spaces import ARCH_FILE, SharingPolicy
+from search_spaces import SharingPolicy
 from trainer import atomic
 from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.precision import SCORE_PRECISION
@@ -31,73 +30,12 @@ from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
 
 from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
-from nas.bench.ranking import rank_agreement
+from nas.ranking.config import RankCheckConfig
+from nas.ranking.statistics import rank_agreement
+from nas.ranking.supernet_proxy import searched_run, supernet_scores
 from nas.supernet.config import GumbelConfig
 
 RESULT_FILE = "rank_check.json"
-SCORES_FILE = "rank_scores.json"
-TRIVIAL = ("params", "specific_sublayers")
-
-
-@dataclass
-class FinetuneSection:
-    """Score `of` (supernet proxy names) again after `steps` AdamW steps at constant `lr` on each
-    policy's inherited weights, standalone (proxy `NAME+ft<steps>`). Cost: `steps` training steps
-    per scored policy."""
-
-    steps: int = 20
-    lr: float = 2.0e-4
-    of: list[str] = field(default_factory=lambda: ["supernet"])
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.lr <= 0:
-            raise ConfigError("finetune.steps must be >= 1 and finetune.lr > 0")
-
-
-@dataclass
-class RankCheckConfig:
-    """`bench`: the bench table (JSON from `sharenas bench show --json`, relative to this file).
-    `search`: the Gumbel config whose supernet is scored as proxy `supernet` (searched into
-    OUT/supernet unless `supernet_run` names a finished `search gumbel` output). `options`: proxy
-    `supernet-NAME` per entry, the same search with these `--set` overrides (into OUT/supernet-NAME;
-    an interrupted one is resumed). `only`: search and score just these option names (to run options
-    in parallel processes; a final run without it collects every result). `proxies`: which to
-    score; `tables`: proxy name -> another bench table (relative to this file) scored by its mean
-    held-out loss (over the seeds in `table_seeds[name]` only, when given: e.g. one seed of a
-    two-seed table of short trials). `conflict`: a `search conflict` config (relative to this file) scored as proxy
-    `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific)."""
-
-    bench: str = "../results/sharebench-tiny.json"
-    search: str = "gumbel.yaml"
-    supernet_run: str | None = None
-    options: dict[str, list[str]] = field(default_factory=dict)
-    only: list[str] | None = None
-    finetune: FinetuneSection | None = None
-    conflict: str | None = None
-    proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
-    tables: dict[str, str] = field(default_factory=dict)
-    table_seeds: dict[str, list[int]] = field(default_factory=dict)
-    top_k: int = 5
-    bootstrap: int = 2000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.proxies) - {"supernet", *TRIVIAL})
-        if unknown:
-            raise ConfigError(f"proxies: unknown {', '.join(unknown)}; choose from supernet, {', '.join(TRIVIAL)}")
-        if self.top_k < 1 or self.bootstrap < 100:
-            raise ConfigError("top_k must be >= 1 and bootstrap >= 100")
-        stray = sorted(set(self.table_seeds) - set(self.tables))
-        if stray:
-            raise ConfigError(f"table_seeds: {', '.join(stray)} not among tables ({', '.join(self.tables) or 'none'})")
-        bad = sorted(set(self.only or ()) - set(self.options))
-        if bad:
-            raise ConfigError(f"only: {', '.join(bad)} not among options ({', '.join(self.options) or 'none'})")
-        if self.finetune is not None:
-            names = {"supernet", *(f"supernet-{n}" for n in self.options)}
-            missing = sorted(set(self.finetune.of) - names)
-            if missing:
-                raise ConfigError(f"finetune.of: {', '.join(missing)} is not a supernet proxy; choose from {', '.join(sorted(names))}")
 
 
 def _relative(base: Path, value: str) -> Path:
@@ -121,85 +59,6 @@ def read_bench_table(path: Path) -> dict[str, Any]:
             "Use a bench table scored at the same precision"
         )
     return table
-
-
-def searched_run(run: Path, search_cfg: GumbelConfig) -> Path:
-    """`run` holding a finished search: searched now, resumed when interrupted after a save."""
-    from nas.supernet.rundir import SEARCH_STATE_FILE
-    from nas.supernet.search import run_gumbel_search
-
-    if (run / ARCH_FILE).is_file():
-        return run
-    if (run / SEARCH_STATE_FILE).is_file():
-        print(f"rank-check: resuming the interrupted search in {run}", file=sys.stderr)
-        run_gumbel_search(search_cfg, run, retrain=False, resume=True)
-        return run
-    if run.exists():
-        print(f"rank-check: {run} holds a search stopped before its first save; searching again", file=sys.stderr)
-        shutil.rmtree(run)
-    run_gumbel_search(search_cfg, run, retrain=False)
-    return run
-
-
-def supernet_scores(
-    run: Path, bench_cfg: BenchConfig, policies: dict[str, SharingPolicy], finetune: FinetuneSection | None
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Held-out loss (and zero-shot) of each policy's path through the supernet of `run`, and after
-    a fine-tune when asked: {"inherited": {policy: scores}, "finetuned": ...}. Cached in
-    `run/rank_scores.json` per held-out set and fine-tune setting."""
-    import torch
-    from safetensors.torch import load_file
-
-    from trainer.data import build_data
-    from trainer.distributed import pick_device
-
-    from nas.bench.build import held_out_pairs
-    from nas.scoring import Scorer, materialize
-    from nas.supernet.finetune import finetuned_standalone
-    from nas.supernet.rundir import build_supernet, weights_file
-
-    h = bench_cfg.heldout
-    keys = {"inherited": json.dumps({"heldout": to_dict(h), "precision": SCORE_PRECISION}, sort_keys=True)}
-    if finetune is not None:
-        keys["finetuned"] = json.dumps(
-            {"heldout": to_dict(h), "precision": SCORE_PRECISION, "finetune": {"steps": finetune.steps, "lr": finetune.lr}}, sort_keys=True
-        )
-    cache_file = run / SCORES_FILE
-    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    entry = {kind: cached.get(key, {}) for kind, key in keys.items()}
-    if all(set(policies) <= set(scores) for scores in entry.values()):
-        return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
-    search_cfg = load_config(run / CONFIG_FILE, GumbelConfig)
-    t, d = search_cfg.train, search_cfg.derive
-    if t.num_threads is not None:
-        torch.set_num_threads(t.num_threads)
-    device = pick_device(t.device)
-    supernet = build_supernet(search_cfg)
-    size = supernet.space.size
-    bundle = build_data(search_cfg.data, size.image_size, size.context_length)
-    scorer = Scorer(
-        bundle, materialize(held_out_pairs(h, bundle, size), h.batch_size), device, "val_loss",
-        calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
-        context_length=size.context_length,
-    )
-    supernet.to(device)
-    loaded = None
-    train_batches = materialize(bundle.train, t.batch_size, t.batch_size * finetune.steps) if finetune else None
-    todo = [n for n in policies if any(n not in scores for scores in entry.values())]
-    for name in tqdm(todo, desc=f"score {run.name}", unit="policy", file=sys.stderr):
-        policy = policies[name]
-        weights = weights_file(run, policy, supernet.space)
-        if weights != loaded:
-            supernet.load_state_dict(load_file(str(weights)))
-            loaded = weights
-        supernet.fix(policy)
-        entry["inherited"][name] = scorer.measure(supernet, recalibrate=True)
-        if finetune:
-            model = finetuned_standalone(supernet, policy, train_batches, finetune.lr, search_cfg.optim, device)
-            entry["finetuned"][name] = scorer.measure(model)
-    cached.update({keys[kind]: scores for kind, scores in entry.items()})
-    atomic.write_json(cache_file, cached)
-    return {kind: {n: scores[n] for n in policies} for kind, scores in entry.items()}
 
 
 def _table_loss(entry: dict[str, Any], seeds: list[int] | None, proxy: str) -> float:
@@ -307,7 +166,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         proxies[proxy] = agreement
     picks = None
     if "supernet" in runs:
-        from nas.bench.picks import proxy_picks
+        from nas.ranking.picks import proxy_picks
 
         picks = proxy_picks(Path(runs["supernet"]["run"]), table)
     result = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.bench.ranking import rank_agreement
+from nas.ranking.statistics import rank_agreement
 
 AGREEMENT_METRIC = "val_loss"
 
