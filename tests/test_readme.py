@@ -46,7 +46,7 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict":
         ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict --set train.epochs=null --set train.steps=3 --set conflict.batches=1",
     ".venv/bin/sharenas search rank-check experiments/tiny/rank_check.yaml --out runs/rank-check":
-        ("covered", "tests/test_bench.py::test_rank_check_searches_and_scores_a_supernet"),
+        ("covered", "tests/test_rank_check.py::test_rank_check_searches_and_scores_a_supernet"),
     ".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 6": f".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 3 {OPTUNA}",
     ".venv/bin/sharenas dashboard --storage sqlite:///runs/optuna/tiny-optuna/study.db":
         ("covered", "tests/test_optuna_dashboard.py::test_dashboard_serves_the_study_note_and_artifacts_on_localhost"),
