@@ -87,6 +87,9 @@ class LayoutSpaceConfig:
     max_fusion_layers: int = MAX_FUSION_LAYERS
     adapter_kernels: bool = True
     dwconv: bool = True
+    narrow_text: bool = False
+    """Offer `narrow_text` (the text tower at the size's narrow width, as `clip`) to policies that share
+    nothing and have neither early specialization nor a parallel branch: `clip` becomes a point of the space."""
 
     def __post_init__(self) -> None:
         if len(set(self.layouts)) != len(self.layouts) or len(set(self.presets)) != len(self.presets):
@@ -160,9 +163,14 @@ class LayoutSpace:
         branch = None
         if self.cfg.parallel_branch and trial.suggest_categorical("parallel_branch", [False, True]):
             branch = self._branch(trial)
+        narrow = False
+        if self.cfg.narrow_text and not es and branch is None and not any(layer.any_shared for layer in layers):
+            narrow = trial.suggest_categorical("narrow_text", [False, True])
         name += "+es" if es else ""
         name += f"+pb[{','.join(map(str, branch.fusion_layers))}]" if branch else ""
-        policy = SharingPolicy(layers, early_specialization=es, parallel_branch=branch, name=name)
+        name += "+narrow-text" if narrow else ""
+        text_width = self.size.narrow_text_width if narrow else None
+        policy = SharingPolicy(layers, text_width=text_width, early_specialization=es, parallel_branch=branch, name=name)
         policy.check_size(self.size)
         return policy
 
@@ -192,10 +200,80 @@ class LayoutSpace:
         dwconv = trial.suggest_categorical("dwconv", [True, False]) if self.cfg.dwconv else True
         return ParallelBranchSpec(fusion, tuple(kernels), dwconv)
 
+    def params_of(self, policy: SharingPolicy) -> dict[str, Any] | None:
+        """The parameters under which `suggest` builds `policy` (its name aside), in the first layout
+        family of the config that can express it; None if none can. Enqueuing the baselines with these,
+        rather than a parameter of their own, keeps NSGA-II's intersection search space (taken over
+        every completed trial) from being empty."""
+        target = _unnamed(policy)
+        for layout in self.cfg.layouts:
+            params = self._layer_params(policy, layout)
+            if params is None:
+                continue
+            params.update(self._extra_params(policy))
+            replay = FixedParams(params)
+            try:
+                built = self.suggest(replay)
+            except (KeyError, ValueError, PolicyError):
+                continue
+            if _unnamed(built) == target:
+                return replay.asked
+        return None
+
+    def _layer_params(self, policy: SharingPolicy, layout: str) -> dict[str, Any] | None:
+        combos = [combo_name(layer) for layer in policy.layers]
+        if layout == "sublayers":
+            return {"layout": layout, **{f"sublayers_l{i:02d}": c for i, c in enumerate(combos)}}
+        shared = combo_name(parse_combo(self.cfg.mask_combo))
+        if any(c not in (shared, NO_SUBLAYER) for c in combos):
+            return None
+        bits = [c == shared for c in combos]
+        if layout == "mask":
+            return {"layout": layout, **{f"share_l{i:02d}": b for i, b in enumerate(bits)}}
+        k = sum(bits)
+        return {"layout": layout, "share_last_k": k} if bits == [False] * (len(bits) - k) + [True] * k else None
+
+    def _extra_params(self, policy: SharingPolicy) -> dict[str, Any]:
+        params: dict[str, Any] = {"early_specialization": policy.early_specialization, "narrow_text": policy.text_width is not None}
+        branch = policy.parallel_branch
+        params["parallel_branch"] = branch is not None
+        if branch is not None:
+            params["fusion_layers"] = ",".join(map(str, branch.fusion_layers))
+            params["dwconv"] = branch.dwconv
+            kernels = branch.adapter_kernels
+            params.update({f"adapter_halve_{i}": kernels[i] < kernels[i - 1] for i in range(1, len(kernels))})
+        return params
+
     def assignments(self) -> Iterator[dict[str, Any]]:
         """Every distinct parameter assignment (conditional parameters only where offered), lazily:
         a grid over a large space is cut off by its consumer."""
         return _walk(self.suggest)
+
+
+def _unnamed(policy: SharingPolicy) -> dict[str, Any]:
+    data = policy.to_dict()
+    data.pop("name")
+    return data
+
+
+class FixedParams:
+    """A trial that answers every suggestion from `params` and records the ones asked (`asked`)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params, self.asked = params, {}
+
+    def _get(self, name: str, options: Sequence[Any]) -> Any:
+        value = self.params[name]
+        if value not in options:
+            raise ValueError(f"{name}: {value!r} is not one of {list(options)}")
+        self.asked[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._get(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._get(name, range(low, high + 1))
 
 
 class _Replay:

@@ -155,9 +155,10 @@ def test_bad_configs_fail_with_the_key_named(config: dict, message: str) -> None
         load_search_config(config)
 
 
-def test_multi_objective_defaults_to_nsga2_without_pruning() -> None:
+def test_multi_objective_defaults_to_mo_tpe_without_pruning() -> None:
     cfg = load_search_config({"train": {}, "objective": {"kind": "multi"}})
-    assert (cfg.sampler_kind, cfg.pruner_kind) == ("nsga2", "none")
+    assert (cfg.sampler_kind, cfg.pruner_kind) == ("tpe", "none")
+    assert cfg.objective.names == ["zeroshot/digits/top1", "params"] and cfg.objective.directions == ["maximize", "minimize"]
 
 
 def test_fusion_layers_outside_the_size_are_rejected() -> None:

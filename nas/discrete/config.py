@@ -16,6 +16,8 @@ from search_spaces import PRESET_NAMES, LayoutSpaceConfig
 from trainer.config import TrainConfig
 from trainer.typed_config import ConfigError, load_config, parse_budget, read_yaml
 
+from nas.pareto.objectives import COSTS, Cost, LatencyConfig
+
 DEFAULT_BASELINES = ["msclip", "clip", "msclip-s"]
 REFERENCE_BASELINE = "msclip"
 """Every result is compared with this baseline (the shared-all MS-CLIP)."""
@@ -23,17 +25,40 @@ REFERENCE_BASELINE = "msclip"
 
 @dataclass
 class ObjectiveConfig:
-    """`single`: maximize (or minimize) `metric`. `multi`: that, and minimize the parameter count."""
+    """`single`: maximize (or minimize) `metric`. `multi`: that, and minimize each of `costs`."""
 
     kind: Literal["single", "multi"] = "single"
     metric: str = "zeroshot/digits/top1"
     """An evaluation metric key (see trainer.evaluation.evaluate), reported at every evaluation."""
     direction: Literal["maximize", "minimize"] = "maximize"
+    costs: list[Cost] = field(default_factory=lambda: ["params"])
+    """Multi-objective: the cost objectives beside `metric`, any subset of params, flops, latency."""
+    reference_point: dict[str, float] = field(default_factory=dict)
+    """The hypervolume's reference point, per objective name (`metric` and each cost), fixed before
+    the search. Default for params and flops: twice the all-specific `clip-t768` policy's value; the
+    metric and latency have none (no hypervolume until they are set)."""
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+    def __post_init__(self) -> None:
+        if not self.costs or len(set(self.costs)) != len(self.costs):
+            raise ConfigError(f"objective.costs: {self.costs} must list distinct costs out of {', '.join(COSTS)}")
+        unknown = sorted(set(self.reference_point) - set(self.names))
+        if unknown:
+            raise ConfigError(f"objective.reference_point: {unknown[0]!r} is not an objective; objectives: {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        """The study's objectives in order: the metric, then (multi-objective) the costs."""
+        return [self.metric, *self.costs] if self.kind == "multi" else [self.metric]
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction] + ["minimize"] * (len(self.names) - 1)
 
 
 @dataclass
 class SamplerConfig:
-    """`auto` is TPE for one objective and NSGA-II for two. `grid` runs every configuration of the space
+    """`auto` is TPE, multi-objective TPE for several objectives; `nsga2` is NSGA-II. `grid` runs every configuration of the space
     once, in a shuffled order (for small spaces)."""
 
     kind: Literal["auto", "tpe", "nsga2", "grid", "random"] = "auto"
@@ -138,7 +163,7 @@ class OptunaSearchConfig:
     @property
     def sampler_kind(self) -> str:
         if self.sampler.kind == "auto":
-            return "tpe" if self.objective.kind == "single" else "nsga2"
+            return "tpe"
         return self.sampler.kind
 
     @property

@@ -15,13 +15,16 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces import ARCH_SCHEMA, LayoutSpace, ParamCount, SharingPolicy, count_params, get_preset
 from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged
-from trainer.typed_config import to_dict
+from trainer.typed_config import ConfigError, to_dict
 
 from nas.discrete.config import OptunaSearchConfig
+from nas.pareto.objectives import default_reference
 
 ARTIFACT_DIR = "artifacts"
 BASELINE_PARAM = "baseline"
-"""The one parameter of a baseline trial (enqueued with user attribute `baseline` too)."""
+"""The one parameter of a baseline trial that is no point of the space (enqueued with user attribute
+`baseline` too); a baseline the space can express is enqueued with its parameters in the space."""
+
 RUNTIME_KEYS = ("train.device", "train.num_threads", "train.num_workers", "train.progress", "train.log_every",
                 "train.checkpoint_every", "train.checkpoint_on_eval", "train.keep_checkpoints", "eval.batch_size")
 """Trial-config keys a resumed study may change (they do not change results)."""
@@ -88,13 +91,28 @@ def arch_record(
     }
 
 
+def baseline_params(space: LayoutSpace, name: str) -> dict[str, Any]:
+    """The parameters a baseline trial is enqueued with: its point in the space, else `{baseline: name}`."""
+    return space.params_of(get_preset(name, space.size)) or {BASELINE_PARAM: name}
+
+
+def reference_point(cfg: OptunaSearchConfig) -> dict[str, float]:
+    """The configured reference point over the defaults (params and flops: see `default_reference`)."""
+    o = cfg.objective
+    return {**default_reference(cfg.train_template.model.size, o.costs), **o.reference_point}
+
+
 def describe_trial(cfg: OptunaSearchConfig, space: LayoutSpace, trial: optuna.Trial) -> tuple[SharingPolicy, ParamCount]:
     """The trial's policy (a baseline trial's preset, its one parameter `baseline`; else a point of the
     space) and its parameter counts, recorded as user attributes (and the budget as a constraint).
     Ray Tune's define-by-run space calls this too, so both drivers record trials alike."""
     size = cfg.train_template.model.size
     if "baseline" in trial.user_attrs:
-        policy = get_preset(trial.suggest_categorical(BASELINE_PARAM, cfg.baselines), size)
+        policy = get_preset(trial.user_attrs["baseline"], size)
+        if BASELINE_PARAM in baseline_params(space, policy.name):
+            trial.suggest_categorical(BASELINE_PARAM, cfg.baselines)
+        elif policy_key(space.suggest(trial)) != policy_key(policy):
+            raise ConfigError(f"baseline {policy.name}: its parameters in the space build another policy; start a new study")
     else:
         policy = space.suggest(trial)
     counts = count_params(policy, size)

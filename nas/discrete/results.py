@@ -18,9 +18,13 @@ from optuna.trial import FrozenTrial, TrialState
 from trainer import atomic
 
 from nas.discrete.config import REFERENCE_BASELINE
+from nas.pareto.study import pareto_results
+from nas.pareto.study import to_markdown as pareto_markdown
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
+PARETO_JSON = "pareto.json"
+PARETO_MD = "pareto.md"
 
 
 @dataclass
@@ -223,13 +227,18 @@ def to_markdown(table: ResultsTable, trials: list[FrozenTrial] | None = None) ->
 
 def write_results(study: optuna.Study, metric: str, out_dir: str | Path, note: bool = True) -> ResultsTable:
     """Write `results.csv` and `results.md` to `out_dir` and (with `note`) the markdown as the study's
-    optuna-dashboard note."""
+    optuna-dashboard note; a multi-objective study also gets its front in `pareto.json` / `pareto.md`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = collect_results(study, metric)
     markdown = to_markdown(table, study.get_trials(deepcopy=False))
     atomic.write_text(out_dir / RESULTS_CSV, to_csv(table))
     atomic.write_text(out_dir / RESULTS_MD, markdown)
+    if len(study.directions) > 1:
+        front = pareto_results(study)
+        atomic.write_json(out_dir / PARETO_JSON, front)
+        atomic.write_text(out_dir / PARETO_MD, pareto_markdown(front))
+        markdown = pareto_markdown(front) + "\n" + markdown
     if note:
         from optuna_dashboard import save_note
 

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces import ARCH_FILE, POLICY_FILE, LayoutSpace, ParamCount, SharingPolicy, get_preset, get_size
 from trainer import atomic
 from trainer.config import TrainConfig
+from trainer.distributed import pick_device
 from trainer.typed_config import ConfigError
 
 from nas.discrete.config import OptunaSearchConfig
@@ -42,8 +43,11 @@ from nas.discrete.results import write_results
 from nas.discrete.samplers import build_pruner, build_sampler, grid_order
 from nas.discrete.storage import StorageHandle, StudyLock
 from nas.discrete.records import (
-    ARTIFACT_DIR, BASELINE_PARAM, arch_record, counts_toward_budget, describe_trial, diff_keys, exception_reason, fingerprint,
+    ARTIFACT_DIR, BASELINE_PARAM, arch_record, baseline_params, counts_toward_budget, describe_trial, diff_keys,
+    exception_reason, fingerprint, reference_point,
 )
+from nas.pareto.objectives import measure_costs
+from nas.pareto.study import REFERENCE_ATTR
 from nas.objective import MetricNotFound, TrainFn, TrialObjective
 
 
@@ -82,7 +86,7 @@ class StudyWorker:
 
     def _open_study(self) -> optuna.Study:
         cfg = self.cfg
-        directions = [cfg.objective.direction] + (["minimize"] if self.multi else [])
+        directions = cfg.objective.directions
         with self.lock:
             exists = cfg.study_name in optuna.get_all_study_names(storage=self.handle.storage)
             if not exists and any(self.root.glob("trial_*")):
@@ -99,9 +103,11 @@ class StudyWorker:
                 study.set_user_attr("sharenas_config", mine)
                 study.set_user_attr("artifact_dir", str(self.root / ARTIFACT_DIR))
                 study.set_user_attr("out_dir", str(self.root))
+                if self.multi:
+                    study.set_user_attr(REFERENCE_ATTR, reference_point(cfg))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    study.set_metric_names([self.metric, "params_total"] if self.multi else [self.metric])
+                    study.set_metric_names(cfg.objective.names)
             else:
                 theirs = study.user_attrs.get("sharenas_config")
                 if theirs is None:
@@ -123,7 +129,7 @@ class StudyWorker:
         present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)}
         for name in self.cfg.baselines:
             if name not in present:
-                study.enqueue_trial({BASELINE_PARAM: name}, user_attrs={"baseline": name})
+                study.enqueue_trial(baseline_params(self.space, name), user_attrs={"baseline": name})
                 log(f"enqueued baseline {name}")
 
     # the claim loop ------------------------------------------------------------------------------
@@ -212,11 +218,24 @@ class StudyWorker:
         if run_dir.exists():
             raise ConfigError(f"{run_dir} already exists; remove it or choose another out_dir")
         trial.set_user_attr("run_dir", str(run_dir))
+        costs = self._costs(trial, policy)
         result, value = self.objective.run(policy, run_dir, self._reporter(trial))
         trial.set_user_attr("metrics", result.metrics)
         cfg = self.objective.config_for(run_dir / POLICY_FILE)
         self._write_arch(trial, run_dir, policy, cfg, counts, result.metrics, {"run_dir": str(run_dir), "step": result.step})
-        return (value, float(counts.total)) if self.multi else value
+        return (value, *costs) if self.multi else value
+
+    def _costs(self, trial: optuna.Trial, policy: SharingPolicy) -> list[float]:
+        """The cost objectives, measured before training on a fresh model, in the study's order."""
+        if not self.multi:
+            return []
+        o = self.cfg.objective
+        device = pick_device(self.cfg.train_template.train.device)
+        values, latency = measure_costs(policy, self.size, o.costs, o.latency, device)
+        trial.set_user_attr("costs", values)
+        if latency:
+            trial.set_user_attr("latency", latency)
+        return [values[name] for name in o.costs]
 
     def _reporter(self, trial: optuna.Trial) -> Callable[[int, float, dict[str, float]], None]:
         """Intermediate values feed the dashboard's learning curves and the pruner (Optuna takes them
@@ -248,10 +267,13 @@ class StudyWorker:
         trial.set_user_attr("metrics", metrics)
         if "run_dir" in done.user_attrs:
             trial.set_user_attr("run_dir", done.user_attrs["run_dir"])
+        for name in ("costs", "latency"):
+            if name in done.user_attrs:
+                trial.set_user_attr(name, done.user_attrs[name])
         run_dir.mkdir(parents=True, exist_ok=True)
         self._write_arch(trial, run_dir, policy, self.cfg.train_template, counts, metrics,
                          {"duplicate_of": done.number, "run_dir": done.user_attrs.get("run_dir")})
-        return (done.values[0], float(counts.total)) if self.multi else done.values[0]
+        return tuple(done.values) if self.multi else done.values[0]
 
     def _write_arch(self, trial: optuna.Trial, run_dir: Path, policy: SharingPolicy, cfg: TrainConfig, counts: ParamCount,
                     metrics: dict[str, float], extra: dict[str, Any]) -> None:

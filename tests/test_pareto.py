@@ -1,0 +1,158 @@
+"""Pareto fronts of multi-objective studies: dominance of the baselines (and by which trial), the
+hypervolume against a fixed reference point, and NSGA-II crossing over once the baselines are points
+of the space. Studies are hand-made or run with a policy-determined loss in place of training (the
+search logic under test does not depend on how the loss was obtained)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import TrialState, create_trial
+
+from nas.discrete.config import load_search_config
+from nas.discrete.records import BASELINE_PARAM, baseline_params
+from nas.discrete.results import PARETO_JSON, write_results
+from nas.discrete.search import run_search
+from nas.pareto.front import dominated_by, hypervolume, pareto_mask, to_minimization
+from nas.pareto.study import REFERENCE_ATTR, format_value, pareto_results
+from search_spaces import LayoutSpace, LayoutSpaceConfig, SharingPolicy, count_params, get_preset
+from trainer.loop import TrainResult
+
+LOSS = "heldout/shapes/loss"
+
+
+def _study(points: list[tuple[str, float, float, str | None]], directions=("minimize", "minimize")) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=list(directions), study_name="front")
+    study.set_metric_names([LOSS, "params"])
+    study.set_user_attr(REFERENCE_ATTR, {LOSS: 4.0, "params": 200.0})
+    names = [p[0] for p in points]
+    for name, loss, params, baseline in points:
+        attrs = {"policy_name": name, "seconds": 10.0, **({"baseline": baseline} if baseline else {})}
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=[loss, params], params={"layout": name},
+                                     distributions={"layout": CategoricalDistribution(names)}, user_attrs=attrs))
+    return study
+
+
+POINTS = [
+    ("msclip", 3.0, 100.0, "msclip"),      # trial 0: on the front
+    ("clip", 3.2, 150.0, "clip"),          # trial 1: dominated by 0, 2 and 3; best loss among front members: 3
+    ("msclip-s", 2.9, 133.0, "msclip-s"),  # trial 2: dominated by trial 3 only
+    ("a", 2.8, 120.0, None),               # trial 3
+    ("b", 3.1, 90.0, None),                # trial 4
+]
+
+
+def test_dominated_baselines_name_the_dominating_trial() -> None:
+    results = pareto_results(_study(POINTS))
+    assert results["baselines"] == {
+        "msclip": {"trial": 0, "dominated": False, "by": None},
+        "clip": {"trial": 1, "dominated": True, "by": 3},
+        "msclip-s": {"trial": 2, "dominated": True, "by": 3},
+    }
+    assert [p["trial"] for p in results["pareto"]] == [0, 3, 4]
+    assert results["pareto"][1]["objectives"] == {LOSS: 2.8, "params": 120.0}
+
+
+def test_hypervolume_is_the_staircase_area_under_the_reference_point() -> None:
+    results = pareto_results(_study(POINTS))
+    # front sorted by loss: (2.8, 120), (3.0, 100), (3.1, 90) against (4.0, 200)
+    assert results["hypervolume"] == pytest.approx(1.2 * 80 + 1.0 * 20 + 0.9 * 10)
+    assert results["reference_point"] == {LOSS: 4.0, "params": 200.0}
+    history = [h["hypervolume"] for h in results["hypervolume_history"]]
+    assert history[0] == pytest.approx(1.0 * 100) and history[-1] == pytest.approx(results["hypervolume"])
+    assert all(a <= b for a, b in zip(history, history[1:]))
+    assert results["compute_seconds"] == 50.0
+
+
+def test_maximized_objectives_are_negated_with_their_reference() -> None:
+    values = to_minimization([[30.0, 100.0], [32.0, 150.0]], ["maximize", "minimize"])
+    ref = to_minimization([[20.0, 200.0]], ["maximize", "minimize"])[0]
+    assert list(pareto_mask(values)) == [True, True]
+    assert hypervolume(values, ref) == pytest.approx(10 * 100 + 2 * 50)
+    assert dominated_by(np.array([-29.0, 120.0]), values).by == 0
+
+
+def test_points_outside_the_reference_point_add_nothing() -> None:
+    assert hypervolume(np.array([[5.0, 10.0], [3.0, 300.0]]), [4.0, 200.0]) == 0.0
+
+
+def test_numbers_are_formatted_for_tables() -> None:
+    assert format_value("params", 602644.0) == "602,644"
+    assert format_value(LOSS, 3.46212345) == "3.4621"
+    assert format_value("zeroshot/digits/top1", 97.123) == "97.12"
+
+
+# the Optuna driver ------------------------------------------------------------------------------------
+
+TRAIN = {
+    "model": {"size": "tiny"},
+    "data": {"source": "digits", "digit_repeats": 1, "max_eval_images": 60},
+    "train": {"epochs": None, "steps": 1, "batch_size": 16, "num_threads": 1, "progress": False, "checkpoint_every": None},
+    "eval": {"every_epochs": None, "every_steps": None, "nmi_pairs": 0},
+}
+
+
+def policy_loss(cfg, run_dir, **kw) -> TrainResult:
+    """A loss determined by the policy: 3 minus 0.01 per specific sublayer."""
+    policy = SharingPolicy.load(cfg.model.policy)
+    specific = sum(not layer.is_shared(s) for layer in policy.layers for s in ("attn", "ffn", "ln1", "ln2"))
+    return TrainResult(Path(run_dir), 1, {LOSS: 3.0 - 0.01 * specific})
+
+
+def mo_config(tmp_path: Path, sampler: dict, space: dict, n_trials: int) -> dict:
+    return {
+        "study_name": "mo", "out_dir": str(tmp_path / "runs"), "n_trials": n_trials, "baselines": ["msclip", "clip", "msclip-s"],
+        "objective": {"kind": "multi", "metric": LOSS, "direction": "minimize", "costs": ["params", "flops"],
+                      "reference_point": {LOSS: 3.5}},
+        "sampler": {"seed": 0, **sampler}, "pruner": {"kind": "none"}, "space": space, "train": TRAIN,
+    }
+
+
+SPACE = {"layouts": ["sublayers"], "sublayer_combos": ["none", "attn+ffn"], "narrow_text": True}
+
+
+def test_baselines_are_points_of_the_space_so_nsga2_crosses_over(tmp_path: Path) -> None:
+    cfg = load_search_config(mo_config(tmp_path, {"kind": "nsga2", "population_size": 2}, SPACE, n_trials=6))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(cfg, storage=url, train_fn=policy_loss)
+    study = optuna.load_study(study_name="mo", storage=url)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    for t in trials[:3]:  # baselines: the preset trained, under its parameters in the space
+        assert BASELINE_PARAM not in t.params and t.params["layout"] == "sublayers"
+        assert SharingPolicy.from_dict(t.user_attrs["policy"]) == get_preset(t.user_attrs["baseline"], "tiny")
+    space = IntersectionSearchSpace().calculate(study)
+    assert {"layout", "parallel_branch", *(f"sublayers_l{i:02d}" for i in range(12))} <= set(space)
+    # Generation 1 is bred from generation 0: the child's layer choices come from its parents but for
+    # mutations (probability 1/14 per parameter here); drawn at random, it would miss both parents on
+    # about a quarter of the layers where they agree.
+    parents = study._storage.get_study_system_attrs(study._study_id)["NSGAIISampler:parent:1"]
+    by_id = {t._trial_id: t for t in trials}
+    child = next(t for t in trials if t.system_attrs.get("NSGAIISampler:generation") == 1)
+    layers = [f"sublayers_l{i:02d}" for i in range(12)]
+    inherited = [child.params[n] in {by_id[p].params[n] for p in parents} for n in layers]
+    assert sum(inherited) >= 11, inherited
+    # The three objectives, in order: the loss of the policy, its parameters, its FLOPs.
+    t = trials[0]
+    assert t.values[:2] == [t.user_attrs["metrics"][LOSS], float(count_params(get_preset("msclip", "tiny"), "tiny").total)]
+    assert t.values[2] == t.user_attrs["costs"]["flops"] > 0
+    results = json.loads((tmp_path / "runs" / PARETO_JSON).read_text())
+    assert set(results["reference_point"]) == {LOSS, "params", "flops"} and results["reference_point"][LOSS] == 3.5
+    assert results["hypervolume"] > 0 and set(results["baselines"]) == {"msclip", "clip", "msclip-s"}
+
+
+def test_a_baseline_outside_the_space_keeps_its_own_parameter() -> None:
+    space = LayoutSpace(LayoutSpaceConfig(layouts=["sublayers"]), "tiny")  # no narrow text width: clip is no point of it
+    assert baseline_params(space, "clip") == {BASELINE_PARAM: "clip"}
+    assert baseline_params(space, "msclip")["layout"] == "sublayers"
+
+
+def test_multi_objective_defaults_to_tpe(tmp_path: Path) -> None:
+    cfg = load_search_config(mo_config(tmp_path, {}, SPACE, n_trials=3))
+    assert (cfg.sampler_kind, cfg.objective.directions) == ("tpe", ["minimize", "minimize", "minimize"])
