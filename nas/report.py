@@ -20,6 +20,7 @@ from trainer.metrics import read_metrics
 from trainer.typed_config import ConfigError
 
 from nas.discrete.config import REFERENCE_BASELINE
+from nas.pareto.front import pareto_mask, to_minimization
 
 BASELINES = ("msclip", "clip", "msclip-s")
 
@@ -33,6 +34,8 @@ class Point:
     value: float
     policy: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    error: float | None = None
+    """The error bar of `value` (the bench's pooled seed std)."""
 
 
 @dataclass
@@ -46,29 +49,35 @@ class Report:
 # ---- figures ------------------------------------------------------------------------------------
 
 
-def pareto_front(points: list[Point], metric: str, lower_is_better: bool) -> go.Figure:
-    """Score vs parameters; the Pareto-optimal points joined, baselines marked and labelled."""
+def pareto_front(points: list[Point], metric: str, lower_is_better: bool, on_front: list[bool] | None = None) -> go.Figure:
+    """Score vs parameters on a log axis: the Pareto-optimal points solid and joined, dominated ones
+    faded, the baselines marked as stars. `on_front` (a multi-objective study's own front over all its
+    objectives) replaces the front of score and parameters; a point's `error` is drawn as its error bar."""
+    if on_front is None:
+        values = to_minimization([[p.value, p.params] for p in points], ["minimize" if lower_is_better else "maximize", "minimize"])
+        on_front = list(pareto_mask(values)) if points else []
     fig = go.Figure()
-    better = (lambda a, b: a <= b) if lower_is_better else (lambda a, b: a >= b)
-    ordered = sorted(points, key=lambda p: p.params)
-    front, best = [], None
-    for p in ordered:
-        if best is None or (better(p.value, best) and p.value != best):
-            front.append(p)
-            best = p.value
-    others = [p for p in points if p.name not in BASELINES]
-    fig.add_trace(go.Scatter(x=[p.params for p in others], y=[p.value for p in others], mode="markers", name="policies",
-                             text=[p.name for p in others], hovertemplate="%{text}<br>%{x:,} params<br>%{y:.4f}<extra></extra>",
-                             marker={"size": 8, "color": "#7f8c8d"}))
+
+    def scatter(chosen: list[Point], name: str, **style: Any) -> go.Scatter:
+        errors = [p.error for p in chosen]
+        error_y = {"type": "data", "array": errors, "visible": True, "thickness": 1} if any(e is not None for e in errors) else None
+        return go.Scatter(x=[p.params for p in chosen], y=[p.value for p in chosen], name=name, text=[p.name for p in chosen],
+                          error_y=error_y, hovertemplate="%{text}<br>%{x:,} params<br>%{y:.4f}<extra></extra>", **style)
+
+    front = sorted((p for p, keep in zip(points, on_front) if keep), key=lambda p: p.params)
+    dominated = [p for p, keep in zip(points, on_front) if not keep and p.name not in BASELINES]
+    fig.add_trace(scatter(dominated, "dominated", mode="markers", marker={"size": 7, "color": "#95a5a6"}, opacity=0.35))
+    fig.add_trace(scatter([p for p in front if p.name not in BASELINES], "on the front", mode="markers",
+                          marker={"size": 9, "color": "#2c3e50"}))
     fig.add_trace(go.Scatter(x=[p.params for p in front], y=[p.value for p in front], mode="lines", name="Pareto front",
-                             line={"color": "#2c3e50", "dash": "dot"}))
+                             line={"color": "#2c3e50", "dash": "dot", "shape": "hv"}, hoverinfo="skip"))
     for name, colour in zip(BASELINES, ("#e74c3c", "#3498db", "#27ae60")):
-        mine = [p for p in points if p.name == name]
+        mine = [(p, keep) for p, keep in zip(points, on_front) if p.name == name]
         if mine:
-            fig.add_trace(go.Scatter(x=[p.params for p in mine], y=[p.value for p in mine], mode="markers+text", name=name, text=[name] * len(mine),
-                                     textposition="top center", marker={"size": 14, "symbol": "star", "color": colour}))
-    fig.update_layout(title=f"{metric} vs parameters ({'lower' if lower_is_better else 'higher'} is better)",
-                      xaxis_title="parameters", yaxis_title=metric, template="plotly_white")
+            fig.add_trace(scatter([p for p, _ in mine], name, mode="markers+text", textposition="top center",
+                                  marker={"size": 14, "symbol": "star", "color": colour, "opacity": [1.0 if k else 0.45 for _, k in mine]}))
+    fig.update_layout(title=f"{metric} vs parameters ({'lower' if lower_is_better else 'higher'} is better; faded: dominated)",
+                      xaxis_title="parameters (log scale)", yaxis_title=metric, template="plotly_white", xaxis_type="log")
     return fig
 
 
@@ -165,10 +174,13 @@ def _paper_nmi() -> dict[str, list[float]]:
 
 
 def bench_report(table: dict[str, Any]) -> Report:
-    points = [Point(n, p["params"], p["mean"]["val_loss"], p["policy"], {"seeds": len(p["runs"]), "std": p["std"]["val_loss"]})
+    pooled = (table.get("pooled_std") or {}).get("val_loss", {}).get("std")
+    points = [Point(n, p["params"], p["mean"]["val_loss"], p["policy"], {"seeds": len(p["runs"]), "std": p["std"]["val_loss"]}, pooled)
               for n, p in table["policies"].items()]
     report = Report("ShareBench")
     report.figures.append(("Pareto front", pareto_front(points, "held-out loss", True)))
+    if pooled is not None:
+        report.notes.append(f"Error bars: the pooled seed std of the held-out loss, {pooled:.4f}.")
     best = sorted(points, key=lambda p: p.value)[:3]
     chosen = best + [p for p in points if p.name in (REFERENCE_BASELINE, "msclip-s") and p not in best]
     report.figures.append(("Sharing of the best policies and the baselines", sharing_heatmap([(p.name, p.policy) for p in chosen])))
@@ -214,26 +226,36 @@ def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
         study = optuna.load_study(study_name=study_name, storage=handle.storage)
     except KeyError:
         raise ConfigError(f"study {study_name!r} not found in {handle.display_url}") from None
-    frame = study.trials_dataframe(attrs=("number", "value", "state", "user_attrs"))
-    # Optuna names the objective column `value`, or `value_NAME` once the study names its metric.
-    value_column = next(c for c in frame.columns if c == "value" or c.startswith("value_"))
-    frame = frame.rename(columns={value_column: "value"})
-    done = frame[frame["state"] == "COMPLETE"]
-    if done.empty:
+    # The first objective is the metric; a multi-objective study's costs follow it.
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
         raise ConfigError(f"study {study_name!r} has no completed trial yet; nothing to report")
     lower = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
     metric = (study.metric_names or ["objective"])[0]
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     points = []
-    for _, row in done.iterrows():
-        attrs = trials[row["number"]].user_attrs
-        name = attrs.get("baseline") or attrs.get("policy_name", f"trial {row['number']}")
-        points.append(Point(name, int(attrs.get("params_total", 0)), float(row["value"]), attrs.get("policy", {}), {"trial": int(row["number"])}))
+    for t in done:
+        name = t.user_attrs.get("baseline") or t.user_attrs.get("policy_name", f"trial {t.number}")
+        points.append(Point(name, int(t.user_attrs.get("params_total", 0)), float(t.values[0]), t.user_attrs.get("policy", {}), {"trial": t.number}))
     report = Report(f"Optuna study {study_name}")
-    report.figures.append(("Pareto front", pareto_front(points, metric, lower)))
+    front = None
+    if len(study.directions) > 1:
+        from nas.pareto.study import pareto_results
+
+        results = pareto_results(study)
+        members = {p["trial"] for p in results["pareto"]}
+        front = [p.extra["trial"] in members for p in points]
+        names = ", ".join(o["name"] for o in results["objectives"])
+        if results["hypervolume"] is not None:
+            report.notes.append(f"Front over {names}: hypervolume {results['hypervolume']:.6g} against the fixed reference point "
+                                f"{results['reference_point']}.")
+        for name, b in results["baselines"].items():
+            if b["trial"] is not None:
+                report.notes.append(f"{name} (trial {b['trial']}): " + (f"dominated by trial {b['by']}" if b["dominated"] else "on the front"))
+    report.figures.append(("Pareto front", pareto_front(points, metric, lower, front)))
     ranked = sorted(points, key=lambda p: p.value, reverse=not lower)[:3]
     report.figures.append(("Best policies", sharing_heatmap([(f"{p.name} (#{p.extra['trial']})", p.policy) for p in ranked if p.policy])))
-    report.figures.append(("History", history([(int(r["number"]), float(r["value"])) for _, r in done.iterrows()], metric, lower)))
+    report.figures.append(("History", history([(t.number, float(t.values[0])) for t in done], metric, lower)))
     nmi = {p.name: _nmi(trials[p.extra["trial"]].user_attrs.get("metrics", {})) for p in points}
     nmi = {k: v for k, v in nmi.items() if v}
     if nmi:
@@ -271,13 +293,32 @@ def ray_report(path: Path) -> Report:
     return report
 
 
+def _formatters(frame: pd.DataFrame) -> dict[str, Any]:
+    """As the markdown tables: integers with thousands separators, floats with 4 fixed decimals."""
+    def integer(v: Any) -> str:
+        return "" if pd.isna(v) else f"{int(v):,}"
+
+    def real(v: Any) -> str:
+        return "" if pd.isna(v) else f"{v:,.4f}"
+
+    out: dict[str, Any] = {}
+    for column in frame.columns:
+        if pd.api.types.is_bool_dtype(frame[column]):
+            continue
+        if pd.api.types.is_integer_dtype(frame[column]):
+            out[column] = integer
+        elif pd.api.types.is_float_dtype(frame[column]):
+            out[column] = real
+    return out
+
+
 def render(report: Report) -> str:
     """The report as one HTML page; plotly.js is embedded once (no network needed to view it)."""
     parts = []
     for i, (heading, fig) in enumerate(report.figures):
         parts.append(f"<h2>{html.escape(heading)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=f"figure-{i}"))
     for heading, frame in report.tables:
-        parts.append(f"<h2>{html.escape(heading)}</h2>" + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="table"))
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + frame.to_html(index=False, formatters=_formatters(frame), border=0, classes="table"))
     notes = "".join(f"<p>{html.escape(n)}</p>" for n in report.notes)
     style = "body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse} td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title><style>{style}</style></head>"

@@ -27,14 +27,14 @@ EVALUATIONS = 3  # 6 steps, evaluated every 2
 HOLD, FAIL_ONCE = "SHARENAS_TUNE_HOLD", "SHARENAS_TUNE_FAIL_ONCE"
 
 
-def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha", max_concurrent: int = 2) -> Path:
+def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha", max_concurrent: int = 2, objective: dict | None = None) -> Path:
     """A short study on a continuous objective (the held-out loss: no ties for ASHA to keep)."""
     train = {
         **TRAIN, "data": {"source": "shapes", "num_shapes": 120, "shapes_zeroshot_per_class": 2, "max_eval_images": 40, "heldout_shapes": 64},
         "train": {**TRAIN["train"], "steps": 6}, "eval": {**TRAIN["eval"], "every_steps": 2, "heldout_batch_size": 32},
     }
     search = search_config(tmp_path, baselines=["msclip", "clip"], n_trials=n, train=train,
-                           objective={"metric": "heldout/shapes/loss", "direction": "minimize"})
+                           objective={"metric": "heldout/shapes/loss", "direction": "minimize", **(objective or {})})
     search["storage"] = f"sqlite:///{tmp_path}/study.db"
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
     config = tmp_path / "tune.yaml"
@@ -270,6 +270,20 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
     assert best.value == min(t.value for t in trials if not t.user_attrs["stopped_early"])
     report = CliRunner().invoke(app, ["report", str(tmp_path / "ray" / "t"), "--out", str(tmp_path / "ray.html")])
     assert report.exit_code == 0 and "3 figures" in report.output, report.output
+
+
+def test_a_multi_objective_study_runs_on_ray_and_ends_with_its_front(tmp_path):
+    objective = {"kind": "multi", "costs": ["params", "flops"], "reference_point": {"heldout/shapes/loss": 4.0}}
+    run_to_end(experiment(tmp_path, n=3, scheduler="fifo", objective=objective))
+    trials = study(tmp_path).get_trials()
+    assert [d.name for d in study(tmp_path).directions] == ["MINIMIZE"] * 3
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for t in trials:
+        assert t.values[0] == t.user_attrs["metrics"]["heldout/shapes/loss"]
+        assert t.values[1] == float(t.user_attrs["params_total"]) and t.values[2] > 0
+    front = json.loads((tmp_path / "runs" / "pareto.json").read_text())
+    assert front["hypervolume"] > 0 and set(front["reference_point"]) == {"heldout/shapes/loss", "params", "flops"}
+    assert front["baselines"]["msclip"]["trial"] == 0 and front["baselines"]["clip"]["trial"] == 1
 
 
 def test_a_study_with_another_direction_is_refused(tmp_path, monkeypatch):

@@ -116,6 +116,11 @@ def from_study(storage: str, study_name: str, trial_number: int | None) -> Expor
     exported = from_training_run(Path(chosen.user_attrs["run_dir"]))
     exported.provenance.update(search="optuna", storage=handle.display_url, study=study_name, trial=chosen.number,
                                value=chosen.values[0], selected="best" if trial_number is None else "--trial")
+    if len(study.directions) > 1:  # any member of the front can be exported with --trial
+        from nas.pareto.study import objective_names
+
+        front = {t.number for t in study.best_trials}
+        exported.provenance.update(objectives=dict(zip(objective_names(study), chosen.values)), on_pareto_front=chosen.number in front)
     return exported
 
 

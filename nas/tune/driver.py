@@ -176,7 +176,6 @@ def _tuner(cfg: TuneConfig, trainable: Any, path: str, resume: bool, tune_config
 
 
 def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | None, resume: bool) -> TuneResult:
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -189,18 +188,21 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     from nas.tune.reconcile import ReconciledOptunaSearch, experiment_id, settled_trials
 
     search = load_search_config(search_path)
-    if search.objective.kind != "single":
-        raise ConfigError("objective.kind: multi-objective studies are not supported by `sharenas tune` yet; use objective.kind single")
     url = search.storage or default_storage_url(search.run_root)
     handle = open_storage(url)
     worker = StudyWorker(search, handle, train_fn=lambda *a, **k: None)  # opens/checks the study and enqueues the baselines
     study = worker.study
-    mode = "min" if search.objective.direction == "minimize" else "max"
-    if study.direction != (optuna.study.StudyDirection.MINIMIZE if mode == "min" else optuna.study.StudyDirection.MAXIMIZE):
-        raise ConfigError(f"study {search.study_name!r} optimizes {study.direction.name.lower()} but the config says {search.objective.direction}; use another --study")
-
+    o = search.objective
+    theirs = [d.name.lower() for d in study.directions]
+    if theirs != o.directions:
+        raise ConfigError(f"study {search.study_name!r} optimizes {', '.join(theirs)} but the config says {', '.join(o.directions)}; use another --study")
+    modes = ["min" if d == "minimize" else "max" for d in o.directions]
+    mode = modes[0]
+    # A multi-objective study takes the loss and every cost from each result; ASHA (below) stops on the loss alone.
+    metrics: str | list[str] = ["objective", *(f"cost/{name}" for name in o.costs)] if o.kind == "multi" else "objective"
     searcher = ReconciledOptunaSearch(
-        space=TrialSpace(search), metric="objective", mode=mode, sampler=build_sampler(search, search.sampler.seed), study_name=search.study_name,
+        space=TrialSpace(search), metric=metrics, mode=modes if o.kind == "multi" else mode, sampler=build_sampler(search, search.sampler.seed),
+        study_name=search.study_name,
         storage=handle.storage, experiment=experiment_id(cfg.experiment), num_samples=cfg.num_samples, max_retry=search.heartbeat.max_retry,
     )
     evaluations = _evaluations(search.train_template)
@@ -211,7 +213,7 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     root.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
         tune.with_parameters(optuna_trial, template=to_dict(search.train_template), space=search.space, metric=search.objective.metric,
-                             root=str(root), faults=Faults.from_env(root), settled=settled_trials(study) if resume else {}),
+                             root=str(root), faults=Faults.from_env(root), settled=settled_trials(study) if resume else {}, objective=o),
         {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
     )
     path = str(Path(_storage_path(cfg, address)) / cfg.experiment)

@@ -74,7 +74,8 @@ def settled_trials(study: optuna.Study) -> dict[int, Settled]:
             continue
         result = None
         if t.state == TrialState.COMPLETE:
-            result = {**t.user_attrs.get("metrics", {}), "objective": t.value}
+            # the metrics hold a multi-objective trial's costs (`cost/NAME`) too
+            result = {**t.user_attrs.get("metrics", {}), "objective": t.values[0]}
             if "run_dir" in t.user_attrs:
                 result["run_dir"] = t.user_attrs["run_dir"]
         settled[t.number] = Settled(t.number, t.state.name, result)

@@ -55,14 +55,16 @@ def trial_policy(config: dict[str, Any], space: Any, size: str) -> SharingPolicy
 
 
 def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any, metric: str, root: str, faults: Faults,
-                 settled: dict[int, Settled]) -> None:
+                 settled: dict[int, Settled], objective: Any = None) -> None:
     """Train the trial's policy with the shared objective, reporting every evaluation to Tune; a trial
-    the study has finished already (`settled`, on --resume) only replays what the study recorded."""
+    the study has finished already (`settled`, on --resume) only replays what the study recorded. A
+    multi-objective study's costs (`objective.costs`, measured before training) go with every report."""
     from ray import tune
 
     from nas.objective import TrialObjective
-
+    from nas.pareto.objectives import measure_costs
     from search_spaces import count_params
+    from trainer.distributed import pick_device
 
     number = int(config["optuna_trial"])
     if number in settled:
@@ -72,6 +74,9 @@ def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any
     train_cfg = load_config(template, TrainConfig)
     policy = trial_policy(config, space, train_cfg.model.size)
     params = count_params(policy, train_cfg.model.size).total
+    costs: dict[str, float] = {}
+    if objective is not None and objective.kind == "multi":
+        costs, _ = measure_costs(policy, train_cfg.model.size, objective.costs, objective.latency, pick_device(train_cfg.train.device))
     run_dir = Path(root) / f"trial_{number:04d}"
     checkpoint = tune.get_checkpoint()
     resume = checkpoint is not None
@@ -87,7 +92,8 @@ def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any
         faults.maybe_fail(number, step)
         with tempfile.TemporaryDirectory() as tmp:
             _pack(run_dir, Path(tmp))
-            tune.report({"objective": value, "step": step, "run_dir": str(run_dir), "params_total": params, **json_metrics(metrics)},
+            tune.report({"objective": value, "step": step, "run_dir": str(run_dir), "params_total": params, **json_metrics(metrics),
+                         **{f"cost/{name}": v for name, v in costs.items()}},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         faults.maybe_hold(number, step)
 
