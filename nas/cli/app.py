@@ -14,7 +14,8 @@ from rich.table import Table
 from nas.cli import (
     bench as bench_commands, dashboard as dashboard_commands, data as data_commands, demo, export as export_commands,
     rank_check as rank_check_commands, report as report_commands, search_conflict as conflict_commands,
-    search_gumbel as gumbel_commands, search_optuna as optuna_commands, train as run_commands, tune as tune_commands,
+    search_gumbel as gumbel_commands, search_optuna as optuna_commands, search_sweep as sweep_commands, train as run_commands,
+    tune as tune_commands,
 )
 from nas.cli.console import error_exit
 
@@ -98,6 +99,7 @@ search_app.command("gumbel")(gumbel_commands.gumbel)
 search_app.command("conflict")(conflict_commands.conflict)
 search_app.command("rank-check")(rank_check_commands.rank_check)
 search_app.command("optuna")(optuna_commands.optuna_search)
+search_app.command("sweep")(sweep_commands.sweep)
 app.add_typer(search_app, name="search")
 bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained standalone with several seeds, the ground truth of every search.")
 bench_app.command("build")(bench_commands.build)
