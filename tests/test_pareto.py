@@ -156,3 +156,31 @@ def test_a_baseline_outside_the_space_keeps_its_own_parameter() -> None:
 def test_multi_objective_defaults_to_tpe(tmp_path: Path) -> None:
     cfg = load_search_config(mo_config(tmp_path, {}, SPACE, n_trials=3))
     assert (cfg.sampler_kind, cfg.objective.directions) == ("tpe", ["minimize", "minimize", "minimize"])
+
+
+# judged against the bench -----------------------------------------------------------------------------
+
+BENCH = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "sharebench-tiny.json").read_text())
+
+
+def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below() -> None:
+    from nas.pareto.bench import judge, true_front
+
+    truth = true_front(BENCH)
+    assert truth["reference_point"]["val_loss"] == pytest.approx(np.log(128))  # chance: batches of 128
+    assert truth["reference_point"]["params"] == 2 * count_params(get_preset("clip-t768", "tiny"), "tiny").total
+    specs = {name: p["policy"] for name, p in BENCH["policies"].items()}
+    itself = judge("truth", [specs[p["policy"]] for p in truth["front"]], 0.0, BENCH, truth)
+    assert itself["hypervolume_ratio"] == pytest.approx(1.0) and itself["missing"] == []
+    msclip = judge("msclip only", [specs["msclip"]], 133.0, BENCH, truth)
+    assert 0.0 < msclip["hypervolume_ratio"] < 1.0 and msclip["compute_standalone_runs"] == pytest.approx(133.0 / truth["standalone_run_seconds"])
+
+
+def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
+    from nas.pareto.bench import judge, true_front
+
+    truth = true_front(BENCH)
+    outside = get_preset("share-last-3", "tiny").to_dict()  # share-last-3 is not among the 33
+    result = judge("s", [BENCH["policies"]["msclip"]["policy"], outside], None, BENCH, truth)
+    assert result["missing"] == ["share-last-3"] and result["hypervolume_ratio"] is None
+    assert result["in_bench"] == ["msclip"] and result["hypervolume_ratio_of_bench_policies"] > 0

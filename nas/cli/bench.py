@@ -112,3 +112,36 @@ def show(
         typer.echo(paired.to_string(index=False))
     typer.echo("")
     typer.echo(ceiling_frame(table).to_string(index=False))
+
+
+def front(
+    table_file: Path = typer.Argument(..., help="A bench table (.json), e.g. experiments/results/sharebench-tiny.json."),
+    out: Path = typer.Option(..., "--out", help="Results JSON; the markdown goes beside it (.md)."),
+    judge: Optional[list[str]] = typer.Option(None, "--judge", metavar="NAME=FILE",
+                                              help="A search's pareto.json or sweep.json, scored by the bench's standalone scores (repeatable)."),
+) -> None:
+    """The bench's true front (loss vs parameters) and its hypervolume, and each judged search's ratio to it."""
+    import shlex
+    import sys
+
+    from trainer import atomic
+
+    from nas.pareto.bench import SCHEMA, judge as judge_front, search_front, to_markdown, true_front
+
+    try:
+        table = json.loads(table_file.read_text())
+        truth = true_front(table)
+        searches = []
+        for item in judge or []:
+            name, sep, path = item.partition("=")
+            if not sep:
+                raise ValueError(f"--judge {item!r}: give NAME=FILE")
+            chosen, seconds = search_front(json.loads(Path(path).read_text()))
+            searches.append(judge_front(name, chosen, seconds, table, truth))
+    except (OSError, ValueError, KeyError) as exc:
+        raise error_exit(f"bench front: {exc}", 2) from None
+    result = {"schema": SCHEMA, "bench": str(table_file), "truth": truth, "searches": searches}
+    command = "sharenas bench front " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("front") + 1:]) if "front" in sys.argv else ""
+    atomic.write_json(out, json_safe(result))
+    atomic.write_text(out.with_suffix(".md"), to_markdown(result, command))
+    typer.echo(to_markdown(result, command))
