@@ -58,6 +58,20 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     "--working-dir . -- sharenas tune experiments/tiny/tune.yaml --address auto":
         ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
     "scripts/ray_cluster.sh stop /tmp/sharenas-ray": ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
+    "OMP_NUM_THREADS=1 .venv/bin/sharenas search optuna experiments/tiny/pareto.yaml":
+        f".venv/bin/sharenas search optuna experiments/tiny/pareto.yaml --n-trials 3 {OPTUNA} --set objective.latency.steps=2 --set objective.latency.warmup=0",
+    "OMP_NUM_THREADS=1 .venv/bin/sharenas search gumbel experiments/tiny/gumbel-sweep.yaml --out runs/gumbel-sweep":
+        f".venv/bin/sharenas search gumbel experiments/tiny/gumbel-sweep.yaml --out runs/gumbel-sweep {GUMBEL}",
+    "OMP_NUM_THREADS=1 .venv/bin/sharenas search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586":
+        ".venv/bin/sharenas search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586",
+    ".venv/bin/sharenas bench front experiments/results/sharebench-tiny.json --out runs/fronts.json "
+    "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json":
+        ".venv/bin/sharenas bench front experiments/results/sharebench-tiny.json --out runs/fronts.json "
+        "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json",
+    ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --out front.html":
+        ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --out front.html",
+    ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --trial 0 --out exports/front-0":
+        ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --trial 0 --out exports/front-0",
     ".venv/bin/sharenas bench build experiments/bench/sharebench-tiny.yaml --out runs/sharebench-tiny --workers 2":
         ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
     ".venv/bin/sharenas bench show runs/sharebench-tiny": ("covered", "tests/test_bench.py::test_build_skips_finished_entries_and_resumes_a_half_trained_one"),
