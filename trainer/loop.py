@@ -60,6 +60,7 @@ class TrainResult:
 
 
 EvalCallback = Callable[[int, dict[str, float]], None]
+StepCallback = Callable[[int], None]
 
 
 def seed_everything(seed: int) -> None:
@@ -104,18 +105,20 @@ def train(
     run_dir: str | Path,
     resume: bool = False,
     on_eval: EvalCallback | None = None,
+    on_eval_elsewhere: StepCallback | None = None,
 ) -> TrainResult:
     """Train `cfg` into `run_dir`; under torchrun every process calls this. `train.num_threads`
     applies for the duration of the call.
 
     `on_eval(step, metrics)` runs on process 0 after each evaluation (e.g. to report to a search),
     after the checkpoint of that step when one is due; an exception it raises (a pruned trial) stops
-    training, so raise only in single-process runs.
+    training, so raise only in single-process runs. `on_eval_elsewhere(step)` runs on every other
+    process at the same point: what a report that every process joins (Ray Train's) needs.
     """
     threads = torch.get_num_threads()
     world = init_distributed(cfg.train.device)
     try:
-        return _Trainer(cfg, Path(run_dir), world).run(resume, on_eval)
+        return _Trainer(cfg, Path(run_dir), world).run(resume, on_eval, on_eval_elsewhere)
     finally:
         shutdown(world)
         torch.set_num_threads(threads)
@@ -214,7 +217,7 @@ class _Trainer:
 
     # evaluation and checkpoints ------------------------------------------------------------------
 
-    def _evaluate(self, step: int, on_eval: EvalCallback | None) -> dict[str, float]:
+    def _evaluate(self, step: int, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None) -> dict[str, float]:
         """Evaluate on process 0 with the generator states put back afterwards, so evaluating
         never changes the training trajectory."""
         from trainer.evaluation import evaluate
@@ -232,6 +235,8 @@ class _Trainer:
             self.metrics.log(step, step / self.plan.steps_per_epoch, metrics)
             if on_eval is not None:
                 on_eval(step, metrics)
+        elif on_eval_elsewhere is not None:
+            on_eval_elsewhere(step)
         barrier(self.world)
         return metrics
 
@@ -254,7 +259,7 @@ class _Trainer:
 
     # the run -------------------------------------------------------------------------------------
 
-    def run(self, resume: bool, on_eval: EvalCallback | None) -> TrainResult:
+    def run(self, resume: bool, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None = None) -> TrainResult:
         cfg, world = self.cfg, self.world
         check_run_dir(cfg, self.run_dir, resume)
         barrier(world)  # every process has looked before process 0 writes
@@ -323,9 +328,9 @@ class _Trainer:
                     ):
                         self._save(step)
                     if self._eval_due(step):
-                        final = self._evaluate(step, on_eval)
+                        final = self._evaluate(step, on_eval, on_eval_elsewhere)
             if step == first_step:  # resumed a finished run: nothing trained, report its metrics again
-                final = self._evaluate(step, on_eval)
+                final = self._evaluate(step, on_eval, on_eval_elsewhere)
         finally:
             bar.close()
             self.metrics.close()
