@@ -174,6 +174,15 @@ def sum_over_ranks(value: float, world: World) -> float:
     return float(total.item())
 
 
+def min_over_ranks(value: float, world: World) -> float:
+    """The smallest of a Python number over all processes."""
+    if not world.distributed:
+        return value
+    least = torch.tensor([value], dtype=torch.float64, device=world.device)
+    dist.all_reduce(least, op=dist.ReduceOp.MIN)
+    return float(least.item())
+
+
 def gather_rows(x: torch.Tensor, world: World) -> tuple[torch.Tensor, int]:
     """Concatenate every process's rows of `x` in rank order, with gradients flowing back to each
     process's own rows; also return where this process's rows start.

@@ -29,12 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from trainer.acceleration import enable_tf32, maybe_compile
 from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
 from trainer.evaluation.chance import chance_levels
 from trainer.loss import contrastive_loss
+from trainer.memory import fit_in_memory
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan, total_steps
@@ -131,9 +133,7 @@ class _Trainer:
         t = cfg.train
         if t.num_threads is not None:
             torch.set_num_threads(t.num_threads)
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        enable_tf32(self.device)
 
     # setup ---------------------------------------------------------------------------------------
 
@@ -149,6 +149,10 @@ class _Trainer:
         model.to(self.device)
         if cfg.train.grad_checkpointing:
             model.set_grad_checkpointing(True)
+        self.accum, memory = fit_in_memory(cfg.train, model, world)  # a step that cannot fit stops here, before the run directory
+        if memory is not None and world.is_main:
+            print(f"memory: {memory}", file=sys.stderr)
+        maybe_compile(model, cfg.train.compile)
         self.module = model
         self.model = (
             DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -156,7 +160,7 @@ class _Trainer:
             else model
         )
         self.optimizer = build_optimizer(model, cfg.optim)
-        self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, cfg.train.accum_steps, world.world_size, cfg.train.seed)
+        self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, self.accum, world.world_size, cfg.train.seed)
         spe = self.plan.steps_per_epoch
         self.total_steps = total_steps(cfg.train, spe)
         self.warmup = warmup_steps(cfg.optim, spe, self.total_steps)
@@ -305,7 +309,7 @@ class _Trainer:
                     if step >= self.total_steps:
                         break
                     micro = []
-                    for _ in range(t.accum_steps):
+                    for _ in range(self.accum):
                         images, tokens, skipped = next(batches)
                         self.skipped += skipped
                         if images.shape[0] == 0:
