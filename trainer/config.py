@@ -42,6 +42,9 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     """Max global gradient norm; null disables clipping."""
     max_logit_scale: float = math.log(100.0)
+    implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
+    """How AdamW updates the tensors: one fused kernel, one multi-tensor call (`foreach`) or a loop
+    over them; `auto` is fused (same update, fewest kernels; `benchmarks/adamw_step.py` measures it)."""
 
     def __post_init__(self) -> None:
         if self.warmup_epochs is not None and self.warmup_steps is not None:
@@ -64,11 +67,21 @@ class TrainSection:
     steps: int | None = None
     batch_size: int = 256
     accum_steps: int = 1
+    micro_batch: int | Literal["auto"] | None = None
+    """Pairs one process computes at once: null -> batch_size / (processes x accum_steps); a number
+    sets accum_steps; `auto` is the largest that fits the memory (`trainer.memory`), found before training."""
+    memory_gb: float | None = None
+    """Memory one process may use; null: its GPU's, or on CPU the machine's RAM. The step's estimate is
+    checked against it before training (on CPU only when set or with micro_batch auto)."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """`auto`: bf16 autocast on CUDA, fp32 on CPU."""
     grad_checkpointing: bool = False
+    """Activation checkpointing: keep only each block's input and recompute the block in the backward
+    pass (about a third more compute, most of the activation memory saved; `trainer.memory`)."""
+    compile: bool = False
+    """`torch.compile` the model (`trainer.acceleration`); off until its effect is measured on a GPU."""
     num_workers: int = 0
     num_threads: int | None = None
     """torch CPU threads per process; null leaves torch's default."""
@@ -89,6 +102,10 @@ class TrainSection:
                 raise ConfigError(f"train.{name} must be >= 1, got {value}")
         if self.num_workers < 0:
             raise ConfigError(f"train.num_workers must be >= 0, got {self.num_workers}")
+        if self.micro_batch is not None and self.accum_steps != 1:
+            raise ConfigError("set train.micro_batch or train.accum_steps, not both (the micro-batch decides the accumulation)")
+        if isinstance(self.micro_batch, int) and self.micro_batch < 1 or self.memory_gb is not None and self.memory_gb <= 0:
+            raise ConfigError(f"train.micro_batch must be >= 1 or auto and train.memory_gb > 0, got {self.micro_batch} and {self.memory_gb}")
 
 
 @dataclass

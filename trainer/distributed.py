@@ -53,13 +53,16 @@ def init_distributed(device_preference: str = "auto", timeout_s: float = 1800.0)
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK).
 
     Without those variables this is a single process and nothing is initialised; a process group
-    the caller already initialised is used as it is.
+    the caller already initialised (Ray Train's) is used as it is, on the CUDA device the caller
+    made current (several processes may share one GPU, so LOCAL_RANK need not name it).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
-    owns_group = world_size > 1 and not dist.is_initialized()
+    caller_group = dist.is_available() and dist.is_initialized()
+    cuda_index = torch.cuda.current_device() if caller_group and torch.cuda.is_available() else local_rank
+    device = pick_device(device_preference, cuda_index)
+    owns_group = world_size > 1 and not caller_group
     if owns_group:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -169,6 +172,15 @@ def sum_over_ranks(value: float, world: World) -> float:
     total = torch.tensor([value], dtype=torch.float64, device=world.device)
     dist.all_reduce(total)
     return float(total.item())
+
+
+def min_over_ranks(value: float, world: World) -> float:
+    """The smallest of a Python number over all processes."""
+    if not world.distributed:
+        return value
+    least = torch.tensor([value], dtype=torch.float64, device=world.device)
+    dist.all_reduce(least, op=dist.ReduceOp.MIN)
+    return float(least.item())
 
 
 def gather_rows(x: torch.Tensor, world: World) -> tuple[torch.Tensor, int]:

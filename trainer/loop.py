@@ -29,12 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from trainer.acceleration import enable_tf32, maybe_compile
 from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import collate_pairs
 from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
 from trainer.evaluation.chance import chance_levels
 from trainer.loss import contrastive_loss
+from trainer.memory import fit_in_memory
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
 from trainer.sampler import BatchPlan, total_steps
@@ -60,6 +62,7 @@ class TrainResult:
 
 
 EvalCallback = Callable[[int, dict[str, float]], None]
+StepCallback = Callable[[int], None]
 
 
 def seed_everything(seed: int) -> None:
@@ -104,18 +107,20 @@ def train(
     run_dir: str | Path,
     resume: bool = False,
     on_eval: EvalCallback | None = None,
+    on_eval_elsewhere: StepCallback | None = None,
 ) -> TrainResult:
     """Train `cfg` into `run_dir`; under torchrun every process calls this. `train.num_threads`
     applies for the duration of the call.
 
     `on_eval(step, metrics)` runs on process 0 after each evaluation (e.g. to report to a search),
     after the checkpoint of that step when one is due; an exception it raises (a pruned trial) stops
-    training, so raise only in single-process runs.
+    training, so raise only in single-process runs. `on_eval_elsewhere(step)` runs on every other
+    process at the same point: what a report that every process joins (Ray Train's) needs.
     """
     threads = torch.get_num_threads()
     world = init_distributed(cfg.train.device)
     try:
-        return _Trainer(cfg, Path(run_dir), world).run(resume, on_eval)
+        return _Trainer(cfg, Path(run_dir), world).run(resume, on_eval, on_eval_elsewhere)
     finally:
         shutdown(world)
         torch.set_num_threads(threads)
@@ -128,9 +133,7 @@ class _Trainer:
         t = cfg.train
         if t.num_threads is not None:
             torch.set_num_threads(t.num_threads)
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        enable_tf32(self.device)
 
     # setup ---------------------------------------------------------------------------------------
 
@@ -146,6 +149,10 @@ class _Trainer:
         model.to(self.device)
         if cfg.train.grad_checkpointing:
             model.set_grad_checkpointing(True)
+        self.accum, memory = fit_in_memory(cfg.train, model, world)  # a step that cannot fit stops here, before the run directory
+        if memory is not None and world.is_main:
+            print(f"memory: {memory}", file=sys.stderr)
+        maybe_compile(model, cfg.train.compile)
         self.module = model
         self.model = (
             DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -153,7 +160,7 @@ class _Trainer:
             else model
         )
         self.optimizer = build_optimizer(model, cfg.optim)
-        self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, cfg.train.accum_steps, world.world_size, cfg.train.seed)
+        self.plan = BatchPlan(len(self.bundle.train), cfg.train.batch_size, self.accum, world.world_size, cfg.train.seed)
         spe = self.plan.steps_per_epoch
         self.total_steps = total_steps(cfg.train, spe)
         self.warmup = warmup_steps(cfg.optim, spe, self.total_steps)
@@ -214,7 +221,7 @@ class _Trainer:
 
     # evaluation and checkpoints ------------------------------------------------------------------
 
-    def _evaluate(self, step: int, on_eval: EvalCallback | None) -> dict[str, float]:
+    def _evaluate(self, step: int, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None) -> dict[str, float]:
         """Evaluate on process 0 with the generator states put back afterwards, so evaluating
         never changes the training trajectory."""
         from trainer.evaluation import evaluate
@@ -232,6 +239,8 @@ class _Trainer:
             self.metrics.log(step, step / self.plan.steps_per_epoch, metrics)
             if on_eval is not None:
                 on_eval(step, metrics)
+        elif on_eval_elsewhere is not None:
+            on_eval_elsewhere(step)
         barrier(self.world)
         return metrics
 
@@ -254,7 +263,7 @@ class _Trainer:
 
     # the run -------------------------------------------------------------------------------------
 
-    def run(self, resume: bool, on_eval: EvalCallback | None) -> TrainResult:
+    def run(self, resume: bool, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None = None) -> TrainResult:
         cfg, world = self.cfg, self.world
         check_run_dir(cfg, self.run_dir, resume)
         barrier(world)  # every process has looked before process 0 writes
@@ -300,7 +309,7 @@ class _Trainer:
                     if step >= self.total_steps:
                         break
                     micro = []
-                    for _ in range(t.accum_steps):
+                    for _ in range(self.accum):
                         images, tokens, skipped = next(batches)
                         self.skipped += skipped
                         if images.shape[0] == 0:
@@ -323,9 +332,9 @@ class _Trainer:
                     ):
                         self._save(step)
                     if self._eval_due(step):
-                        final = self._evaluate(step, on_eval)
+                        final = self._evaluate(step, on_eval, on_eval_elsewhere)
             if step == first_step:  # resumed a finished run: nothing trained, report its metrics again
-                final = self._evaluate(step, on_eval)
+                final = self._evaluate(step, on_eval, on_eval_elsewhere)
         finally:
             bar.close()
             self.metrics.close()

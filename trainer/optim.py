@@ -78,7 +78,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
         {"params": [params[n] for n in names], "weight_decay": decay, "lr": cfg.lr}
         for decay, names in sorted(groups.items(), key=lambda kv: -kv[0])
     ]
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    impl = "fused" if cfg.implementation == "auto" else cfg.implementation
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=impl == "fused", foreach=impl == "foreach")
 
 
 def lr_at(step: int, base_lr: float, final_lr: float, warmup_steps: int, total_steps: int) -> float:

@@ -167,8 +167,12 @@ class GumbelConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.train.accum_steps != 1:
-            raise ConfigError("train.accum_steps must be 1 for the Gumbel search; lower train.batch_size instead")
+        if self.train.accum_steps != 1 or self.train.micro_batch is not None:
+            raise ConfigError("the Gumbel search does not accumulate: leave train.accum_steps at 1 and train.micro_batch null, "
+                              "and lower train.batch_size instead")
+        if self.train.compile:
+            raise ConfigError("train.compile: the Gumbel search runs a new sampled path every step, which torch.compile would "
+                              "recompile each time; set train.compile=false")
         if self.data.arch_fraction <= 0:
             raise ConfigError("data.arch_fraction is 0: the search updates its gates on a held-out split; set it to e.g. 0.1")
         if self.search.fairness == "strict" and self.train.batch_size < 4:

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from search_spaces import ARCH_FILE, POLICY_FILE
 from search_spaces.gate_space import SPECIFIC
 from trainer import atomic
+from trainer.acceleration import enable_tf32
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import build_data, collate_pairs
 from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
@@ -102,6 +103,7 @@ class GumbelSearch:
             raise ConfigError(f"{out_dir} already holds a search; choose another --out, or continue it with --resume")
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
+        enable_tf32(self.device)
         seed_everything(cfg.train.seed)
         self.space = build_space(cfg)
         self.supernet = build_supernet(cfg).to(self.device)

@@ -10,14 +10,34 @@ from trainer.typed_config import ConfigError, load_config
 
 @dataclass
 class ResourcesSection:
-    """Per trial; fractional GPUs share one device between trials (e.g. 0.5 = two trials per GPU)."""
+    """Per trial. A trial is one process with `cpu` CPUs and `gpu` GPUs (fractional GPUs share one
+    device between trials: 0.5 = two trials per GPU), or, with `workers`, a data-parallel run on that
+    many Ray Train workers of `cpu_per_worker` / `gpu_per_worker` each (the trainer's DDP path in a
+    process group Ray Train sets up; NCCL with GPUs, else gloo), driven by the trial's own process,
+    which holds `cpu` and no GPU."""
 
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int | None = None
+    cpu_per_worker: float = 1.0
+    gpu_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cpu <= 0 or self.gpu < 0:
             raise ConfigError(f"resources: cpu must be > 0 and gpu >= 0, got {self.cpu} and {self.gpu}")
+        if self.workers is None:
+            if self.cpu_per_worker != 1.0 or self.gpu_per_worker != 0.0:
+                raise ConfigError("resources: cpu_per_worker and gpu_per_worker are for trials on workers; set resources.workers too")
+            return
+        if self.workers < 1 or self.cpu_per_worker <= 0 or self.gpu_per_worker < 0:
+            raise ConfigError(f"resources: workers must be >= 1, cpu_per_worker > 0 and gpu_per_worker >= 0, got "
+                              f"{self.workers}, {self.cpu_per_worker} and {self.gpu_per_worker}")
+        if self.gpu:
+            raise ConfigError("resources.gpu: a trial on workers only drives them; give the workers their GPUs with resources.gpu_per_worker")
+
+    @property
+    def on_workers(self) -> bool:
+        return self.workers is not None
 
 
 @dataclass

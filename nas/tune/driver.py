@@ -157,6 +157,12 @@ def _evaluations(template: TrainConfig) -> int:
     return len(due)
 
 
+def _trial_scale(cfg: TuneConfig, path: str) -> dict[str, Any]:
+    """How a trial runs: its resources, and for a trial on Ray Train workers how often they are started
+    again after a failure and where the Train runs keep their state (beside the experiment)."""
+    return {"resources": cfg.resources, "max_failures": cfg.max_failures, "train_storage": f"{path}-train"}
+
+
 def _tuner(cfg: TuneConfig, trainable: Any, path: str, resume: bool, tune_config: Any, param_space: dict[str, Any] | None = None,
            callbacks: list[Any] | None = None) -> Any:
     from ray import tune
@@ -211,12 +217,13 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
                                reduction_factor=s.reduction_factor) if s.kind == "asha" else FIFOScheduler())
     root = search.run_root.resolve()
     root.mkdir(parents=True, exist_ok=True)
+    path = str(Path(_storage_path(cfg, address)) / cfg.experiment)
     trainable = tune.with_resources(
         tune.with_parameters(optuna_trial, template=to_dict(search.train_template), space=search.space, metric=search.objective.metric,
-                             root=str(root), faults=Faults.from_env(root), settled=settled_trials(study) if resume else {}, objective=o),
+                             root=str(root), faults=Faults.from_env(root), settled=settled_trials(study) if resume else {},
+                             objective=o, **_trial_scale(cfg, path)),
         {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
     )
-    path = str(Path(_storage_path(cfg, address)) / cfg.experiment)
     _init_ray(address)
     tune_config = tune.TuneConfig(metric="objective", mode=mode, search_alg=ConcurrencyLimiter(searcher, cfg.max_concurrent),
                                   scheduler=scheduler, num_samples=cfg.num_samples)
@@ -235,7 +242,7 @@ def run_gumbel_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
     root = Path(f"{path}-searches") if "://" not in path else Path("runs").resolve() / f"{cfg.experiment}-searches"
     root.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
-        tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), root=str(root), faults=Faults.from_env(root)),
+        tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), root=str(root), faults=Faults.from_env(root), **_trial_scale(cfg, path)),
         {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
     )
     _init_ray(address)

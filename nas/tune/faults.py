@@ -2,6 +2,9 @@
 
 - `SHARENAS_TUNE_FAIL_ONCE=TRIAL:STEP`: trial TRIAL raises once at STEP; Tune retries it from its
   last checkpoint.
+- `SHARENAS_TUNE_KILL_ONCE=TRIAL:STEP`: the process of trial TRIAL (process 0 of a trial that runs
+  on Ray Train workers) is killed (SIGKILL) once at STEP; it is retried from its last checkpoint,
+  by Ray Train for a trial on workers (`FailureConfig`), else by Tune.
 - `SHARENAS_TUNE_HOLD=TRIAL:STEP`: trial TRIAL stops once after STEP and waits there until the
   driver is stopped: a moment, defined by what the trial has done, to kill the driver at.
 
@@ -13,12 +16,14 @@ fires once per experiment: a marker file in the experiment's run root says that 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 FAIL_ONCE_ENV = "SHARENAS_TUNE_FAIL_ONCE"
 HOLD_ENV = "SHARENAS_TUNE_HOLD"
+KILL_ONCE_ENV = "SHARENAS_TUNE_KILL_ONCE"
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,11 @@ class Faults:
     root: str
     fail_once: str | None = None
     hold: str | None = None
+    kill_once: str | None = None
 
     @classmethod
     def from_env(cls, root: Path) -> "Faults":
-        return cls(str(root), os.environ.get(FAIL_ONCE_ENV) or None, os.environ.get(HOLD_ENV) or None)
+        return cls(str(root), os.environ.get(FAIL_ONCE_ENV) or None, os.environ.get(HOLD_ENV) or None, os.environ.get(KILL_ONCE_ENV) or None)
 
     def _first_time(self, wanted: str | None, prefix: str, trial: object, step: int) -> bool:
         if wanted != f"{trial}:{step}":
@@ -45,6 +51,10 @@ class Faults:
     def maybe_fail(self, trial: object, step: int) -> None:
         if self._first_time(self.fail_once, "failed-once", trial, step):
             raise RuntimeError(f"injected failure ({FAIL_ONCE_ENV}={self.fail_once})")
+
+    def maybe_kill(self, trial: object, step: int) -> None:
+        if self._first_time(self.kill_once, "killed-once", trial, step):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def maybe_hold(self, trial: object, step: int) -> None:
         if self._first_time(self.hold, "held", trial, step):

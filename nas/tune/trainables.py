@@ -3,7 +3,9 @@
 `optuna_trial` trains one Optuna trial's policy with the shared trial objective (`nas.objective`) and
 reports each evaluation with the trainer's checkpoint of that step, so a retried trial resumes from
 there. `gumbel_trial` runs one Gumbel supernet search per grid point in a directory that outlives
-the attempt, so a retried search continues from the state it saved last.
+the attempt, so a retried search continues from the state it saved last. Either runs in the trial's
+own process or, with `resources.workers`, data-parallel on Ray Train workers
+(`nas.tune.train_workers`): the same code on every worker, each with its session (`nas.tune.sessions`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from trainer import atomic
 from trainer.config import TrainConfig
 from trainer.typed_config import load_config
 
+from nas.tune.config import ResourcesSection
 from nas.tune.faults import Faults
+from nas.tune.sessions import Session, TuneSession
 
 if TYPE_CHECKING:
     from nas.tune.reconcile import Settled
@@ -54,59 +58,83 @@ def trial_policy(config: dict[str, Any], space: Any, size: str) -> SharingPolicy
     return LayoutSpace(space, size).suggest(optuna.trial.FixedTrial(params))
 
 
+def _run(body, kwargs: dict[str, Any], resources: ResourcesSection, max_failures: int, train_storage: str) -> None:
+    if resources.on_workers:
+        from nas.tune.train_workers import fit_on_workers
+
+        fit_on_workers(body, kwargs, resources, max_failures, train_storage)
+    else:
+        body(TuneSession(), **kwargs)
+
+
 def optuna_trial(config: dict[str, Any], *, template: dict[str, Any], space: Any, metric: str, root: str, faults: Faults,
-                 settled: dict[int, Settled], objective: Any = None) -> None:
+                 settled: dict[int, Settled], resources: ResourcesSection, max_failures: int, train_storage: str,
+                 objective: Any = None) -> None:
     """Train the trial's policy with the shared objective, reporting every evaluation to Tune; a trial
     the study has finished already (`settled`, on --resume) only replays what the study recorded. A
     multi-objective study's costs (`objective.costs`, measured before training) go with every report."""
-    from ray import tune
-
-    from nas.objective import TrialObjective
-    from nas.pareto.objectives import measure_costs
-    from search_spaces import count_params
-    from trainer.distributed import pick_device
-
     number = int(config["optuna_trial"])
     if number in settled:
         settled[number].replay()
         return
-    faults.maybe_hold(number, 0)
+    kwargs = {"config": config, "template": template, "space": space, "metric": metric, "root": root, "faults": faults,
+              "objective": objective}
+    _run(optuna_body, kwargs, resources, max_failures, train_storage)
+
+
+def optuna_body(session: Session, *, config: dict[str, Any], template: dict[str, Any], space: Any, metric: str, root: str,
+                faults: Faults, objective: Any = None) -> None:
+    """One Optuna trial in one process of it: process 0 trains and reports through the objective,
+    the others train beside it (DDP) and join each report."""
+    from search_spaces import POLICY_FILE, count_params
+    from trainer.distributed import pick_device
+    from trainer.loop import train
+
+    from nas.objective import TrialObjective
+    from nas.pareto.objectives import measure_costs
+
+    number = int(config["optuna_trial"])
+    if session.is_main:
+        faults.maybe_hold(number, 0)
     train_cfg = load_config(template, TrainConfig)
     policy = trial_policy(config, space, train_cfg.model.size)
     params = count_params(policy, train_cfg.model.size).total
     costs: dict[str, float] = {}
-    if objective is not None and objective.kind == "multi":
+    if session.is_main and objective is not None and objective.kind == "multi":
         costs, _ = measure_costs(policy, train_cfg.model.size, objective.costs, objective.latency, pick_device(train_cfg.train.device))
     run_dir = Path(root) / f"trial_{number:04d}"
-    checkpoint = tune.get_checkpoint()
-    resume = checkpoint is not None
-    if resume:
-        with checkpoint.as_directory() as saved:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            shutil.copytree(saved, run_dir)
-    elif run_dir.exists():
+    resume = session.restore(run_dir)
+    if not resume and session.is_main and run_dir.exists():
         shutil.rmtree(run_dir)  # an attempt that failed before its first checkpoint: start over
+    session.barrier()
 
     def report(step: int, value: float, metrics: dict[str, float]) -> None:
         faults.maybe_fail(number, step)
+        faults.maybe_kill(number, step)
         with tempfile.TemporaryDirectory() as tmp:
             _pack(run_dir, Path(tmp))
-            tune.report({"objective": value, "step": step, "run_dir": str(run_dir), "params_total": params, **json_metrics(metrics),
-                         **{f"cost/{name}": v for name, v in costs.items()}},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
+            session.report({"objective": value, "step": step, "run_dir": str(run_dir), "params_total": params, **json_metrics(metrics),
+                            **{f"cost/{name}": v for name, v in costs.items()}}, Path(tmp))
         faults.maybe_hold(number, step)
 
     train_cfg.train.checkpoint_on_eval = True  # every report carries the checkpoint of its own step
-    TrialObjective(train_cfg, metric).run(policy, run_dir, report, resume=resume)
+    trial = TrialObjective(train_cfg, metric)
+    if session.is_main:
+        trial.run(policy, run_dir, report, resume=resume)
+    else:  # process 0 writes the policy file before the trainer's first barrier
+        train(trial.config_for(run_dir / POLICY_FILE), run_dir, resume=resume, on_eval_elsewhere=lambda step: session.report({}))
 
 
-def gumbel_trial(config: dict[str, Any], *, search: str, root: str, faults: Faults) -> None:
-    """One Gumbel supernet search with the grid point's overrides; reports the derived policy's scores.
-    A retried search continues from its last saved state (`search gumbel --resume`), with the run's
-    own config; one that failed before its first save starts over."""
-    from ray import tune
+def gumbel_trial(config: dict[str, Any], *, search: str, root: str, faults: Faults, resources: ResourcesSection, max_failures: int,
+                 train_storage: str) -> None:
+    """One Gumbel supernet search with the grid point's overrides; reports the derived policy's scores."""
+    _run(gumbel_body, {"config": config, "search": search, "root": root, "faults": faults}, resources, max_failures, train_storage)
 
+
+def gumbel_body(session: Session, *, config: dict[str, Any], search: str, root: str, faults: Faults) -> None:
+    """The search in one process of the trial. A retried search continues from its last saved state
+    (`search gumbel --resume`), with the run's own config; one that failed before its first save
+    starts over."""
     from trainer.run import resolve_resume
 
     from nas.supernet.config import GumbelConfig
@@ -117,14 +145,24 @@ def gumbel_trial(config: dict[str, Any], *, search: str, root: str, faults: Faul
     name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config.items()))
     out = Path(root) / name
     resume = (out / SEARCH_STATE_FILE).is_file()
+    session.barrier()  # every process has looked before process 0 clears the directory
     if resume:
         cfg = resolve_resume(out, search, overrides, False, GumbelConfig)
     else:
-        if out.exists():
+        if session.is_main and out.exists():
             shutil.rmtree(out)
+        session.barrier()
         cfg = load_config(search, GumbelConfig, overrides)
-    result = run_gumbel_search(cfg, out, retrain=False, resume=resume, on_saved=lambda step: faults.maybe_fail(name, step))
+
+    def on_saved(step: int) -> None:
+        faults.maybe_fail(name, step)
+        faults.maybe_kill(name, step)
+
+    result = run_gumbel_search(cfg, out, retrain=False, resume=resume, on_saved=on_saved)
+    if not session.is_main:
+        session.report({})
+        return
     metrics = json_metrics(result.arch.get("metrics", {}))
-    tune.report({"objective": metrics.get("inherited/val_loss", float("nan")), "search_seconds": result.seconds,
-                 "resumed_from_step": result.resumed_from or 0, "params": float(result.arch["params"]["total"]), "run_dir": str(out),
-                 **metrics})
+    session.report({"objective": metrics.get("inherited/val_loss", float("nan")), "search_seconds": result.seconds,
+                    "resumed_from_step": result.resumed_from or 0, "params": float(result.arch["params"]["total"]), "run_dir": str(out),
+                    **metrics})
