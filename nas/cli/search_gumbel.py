@@ -48,7 +48,7 @@ def _print_arch(arch: dict, run_dir: Path, seconds: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"gumbel search: {run_dir} ({seconds:.0f} s); selected {arch['provenance']['selected']} (inherited weights)")
-    columns = ("candidate", "params", "arch-split loss (nats)", "zero-shot top-1 %, mean of shapes + digits", "within budget")
+    columns = ("candidate", "params", "arch-split loss (nats)", "zero-shot top-1 %, mean over the zero-shot tasks", "within budget")
     for column in columns:
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for c in arch["provenance"]["candidates"][:12]:
