@@ -1,6 +1,7 @@
 """`sharenas dashboard` serves a study, its note and its trial artifacts on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
@@ -17,7 +19,6 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna_dashboard import save_note
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def _free_port() -> int:
@@ -45,6 +46,33 @@ def _listen_addresses(port: int) -> set[str]:
     return found
 
 
+@contextlib.contextmanager
+def _dashboard(url: str, tmp_path: Path) -> Iterator[tuple[int, dict]]:
+    """`sharenas dashboard` on a free port, stopped (by its own process handle) on exit; yields the
+    port and its first answer to /api/studies."""
+    port = _free_port()
+    log = open(tmp_path / "dashboard.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "dashboard", "--storage", url, "--port", str(port)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 300  # guards against a hang only: imports take minutes on a loaded machine
+        while True:
+            try:
+                studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, (tmp_path / "dashboard.log").read_text()
+                assert time.monotonic() < deadline, "the dashboard did not answer within 300 s"
+                time.sleep(0.3)
+        yield port, studies
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
 def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=url, study_name="dash-study", direction="maximize")
@@ -58,22 +86,7 @@ def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Pa
     study.tell(trial, 12.5)
     save_note(study, "## results vs msclip")
 
-    port = _free_port()
-    log = open(tmp_path / "dashboard.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", "dashboard", "--storage", url, "--port", str(port)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, (tmp_path / "dashboard.log").read_text()
-                assert time.monotonic() < deadline, "the dashboard did not answer within 60 s"
-                time.sleep(0.3)
+    with _dashboard(url, tmp_path) as (port, studies):
         summaries = studies["study_summaries"]
         assert [s["study_name"] for s in summaries] == ["dash-study"]
         study_id = summaries[0]["study_id"]
@@ -86,9 +99,36 @@ def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Pa
         assert f"optuna-dashboard on http://127.0.0.1:{port}/" in announced, f"the dashboard did not announce its address: {announced!r}"
         addresses = _listen_addresses(port)  # bound to 127.0.0.1 only, not 0.0.0.0 or an IPv6 address
         assert addresses == {"0100007F"}, f"sockets listening on port {port} (hex, as in /proc/net/tcp*): {addresses or 'none found'}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+
+
+def test_dashboard_shows_a_multi_objective_study_front_with_its_objective_names(tmp_path: Path) -> None:
+    """The study `search optuna experiments/tiny/pareto.yaml` creates (directions, metric names,
+    baselines enqueued), with values told by hand: the dashboard's Pareto-front view is drawn from
+    the study's directions, objective names and best trials, so those are what it must serve."""
+    from nas.discrete.config import load_search_config
+    from nas.discrete.storage import open_storage
+    from nas.discrete.worker import StudyWorker
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = load_search_config(ROOT / "experiments/tiny/pareto.yaml", [f"out_dir={tmp_path / 'runs'}"])
+    study = StudyWorker(cfg, open_storage(url), train_fn=lambda *a, **k: None).study
+    # loss, params, FLOPs, latency for the three enqueued baselines; the third is dominated by the first
+    values = {"msclip": [1.70, 3.8e6, 9.0e7, 0.20], "clip": [1.60, 4.4e6, 8.0e7, 0.18], "msclip-s": [2.04, 3.9e6, 9.5e7, 0.25]}
+    told = {}
+    for _ in values:
+        trial = study.ask()
+        name = trial.user_attrs["baseline"]
+        study.tell(trial, values[name])
+        told[name] = trial.number
+
+    with _dashboard(url, tmp_path) as (port, studies):
+        summary, = studies["study_summaries"]
+        assert summary["study_name"] == "tiny-pareto"
+        detail = json.loads(_get(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}"))
+    assert detail["directions"] == ["minimize"] * 4
+    assert detail["objective_names"] == cfg.objective.names
+    assert sorted(t["number"] for t in detail["best_trials"]) == sorted([told["msclip"], told["clip"]])
+    assert {t["number"]: t["values"] for t in detail["trials"]}[told["msclip-s"]] == values["msclip-s"]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +141,7 @@ def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Pa
 def test_dashboard_reports_a_bad_storage_in_one_line(tmp_path: Path, storage: str, message: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "nas.cli", "dashboard", "--storage", storage.format(tmp=tmp_path)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message.format(tmp=tmp_path))
