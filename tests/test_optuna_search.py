@@ -132,7 +132,8 @@ def test_resuming_with_another_space_is_refused(tmp_path: Path) -> None:
 
 
 def test_grid_runs_each_configuration_once_and_reuses_duplicate_policies(tmp_path: Path) -> None:
-    space = {"layouts": ["share_last"], "share_last_k": [11, 12], "early_specialization": False, "parallel_branch": False}
+    space = {"layouts": ["share_last", "sublayers"], "share_last_k": [11, 12], "sublayer_combos": ["attn+ffn"],
+             "early_specialization": False, "parallel_branch": False}
     cfg = load_search_config(search_config(tmp_path, n_trials=10, sampler={"kind": "grid"}, space=space))
     url = f"sqlite:///{tmp_path / 'study.db'}"
     calls = []
@@ -143,12 +144,14 @@ def test_grid_runs_each_configuration_once_and_reuses_duplicate_policies(tmp_pat
 
     result = run_search(cfg, storage=url, train_fn=counting_train)
     trials = load_study(url, "t").get_trials()
-    # the msclip baseline, then the grid: share-last-11, share-last-12 (== msclip, so not trained again)
+    # The msclip baseline is the grid point share_last 12, so the grid does not enqueue it again; it adds
+    # share-last-11 and attn+ffn shared in every layer (another point, the same policy as msclip: not trained again).
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert trials[0].user_attrs["baseline"] == "msclip" and trials[0].params == {"layout": "share_last", "share_last_k": 12}
     assert len(calls) == 2
     dup = [t for t in trials if "duplicate_of" in t.user_attrs]
-    assert len(dup) == 1 and dup[0].params == {"layout": "share_last", "share_last_k": 12}
-    assert dup[0].value == trials[dup[0].user_attrs["duplicate_of"]].value
+    assert len(dup) == 1 and dup[0].params["layout"] == "sublayers" and dup[0].user_attrs["duplicate_of"] == 0
+    assert dup[0].value == trials[0].value
     assert result.states == {"COMPLETE": 3}
 
 
