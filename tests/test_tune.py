@@ -114,20 +114,33 @@ def held(tmp_path: Path, trial: int, step: int) -> bool:
     return (tmp_path / "runs" / f".held-{trial}-{step}").is_file()
 
 
-def snapshot(tmp_path: Path) -> dict[int, tuple[str, int | None]]:
-    """Tune's latest experiment snapshot, what --resume restores: Optuna trial -> (Tune status, step of its last result)."""
+def snapshot(tmp_path: Path) -> dict[int, tuple[str, int | None, int | None]]:
+    """Tune's latest experiment snapshot, what --resume restores: Optuna trial -> (Tune status, step of
+    its last result, step of its latest checkpoint). Tune saves a reported checkpoint after it has
+    processed the result, so a snapshot can hold a result whose checkpoint it does not hold yet."""
     from ray.tune import ExperimentAnalysis
 
     try:
         trials = ExperimentAnalysis(str(tmp_path / "ray" / "t")).trials
     except Exception:  # not written yet, or being written
         return {}
-    return {t.config["optuna_trial"]: (t.status, t.run_metadata.last_result.get("step")) for t in trials}
+
+    def checkpoint_step(trial) -> int | None:
+        saved = trial.latest_checkpoint_result
+        return saved.metrics.get("step") if saved is not None else None
+
+    return {t.config["optuna_trial"]: (t.status, t.run_metadata.last_result.get("step"), checkpoint_step(t)) for t in trials}
+
+
+def checkpointed(tmp_path: Path, trial: int, step: int) -> bool:
+    """Tune's snapshot holds trial `trial` with its result and its checkpoint of step `step`: --resume goes on from there."""
+    return snapshot(tmp_path).get(trial, ("", None, None))[1:] == (step, step)
 
 
 def reported_steps(tmp_path: Path, number: int) -> list[int]:
     """The steps Tune's record of Optuna trial `number` holds, in order."""
-    ray_dir = next((tmp_path / "ray" / "t").glob(f"optuna_trial_*optuna_trial={number}_*"))
+    (ray_dir,) = [d for d in (tmp_path / "ray" / "t").glob("optuna_trial_*")
+                  if json.loads((d / "params.json").read_text())["optuna_trial"] == number]
     return [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
 
 
@@ -162,7 +175,7 @@ def uninterrupted(tmp_path_factory):
 MOMENTS = {
     # trial 0 has reported step 2, and Tune's snapshot holds that step's checkpoint
     "mid-trial": ({HOLD: "0:2", FAIL_ONCE: "1:4", "TUNE_GLOBAL_CHECKPOINT_S": "1"},
-                  lambda tmp: held(tmp, 0, 2) and snapshot(tmp).get(0, ("", None))[1] == 2),
+                  lambda tmp: held(tmp, 0, 2) and checkpointed(tmp, 0, 2)),
     # trial 0 is COMPLETE in the study and trial 1 was asked for, while Tune's last snapshot (forced every
     # 2 trial checkpoints, num_to_keep) still has trial 0 running: the race --resume must reconcile
     "between-trials": ({HOLD: "1:0", FAIL_ONCE: "2:4", "TUNE_GLOBAL_CHECKPOINT_S": "3600"},
@@ -170,7 +183,7 @@ MOMENTS = {
     # trial 1 failed at step 4, was retried from its step-2 checkpoint, has reported step 4 again, and
     # Tune's snapshot holds that checkpoint
     "during-a-retry": ({HOLD: "1:4", FAIL_ONCE: "1:4", "TUNE_GLOBAL_CHECKPOINT_S": "1"},
-                       lambda tmp: held(tmp, 1, 4) and snapshot(tmp).get(1, ("", None))[1] == 4),
+                       lambda tmp: held(tmp, 1, 4) and checkpointed(tmp, 1, 4)),
 }
 
 
@@ -228,7 +241,7 @@ def test_resume_does_not_run_a_trial_the_study_finished_after_the_snapshot_and_r
     env = {HOLD: "0:2", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     driver = start(config, env=env)
     try:
-        wait_until(lambda: held(tmp_path, 0, 2) and snapshot(tmp_path).get(0, ("", None))[1] == 2, "trial 0 held in the snapshot", driver)
+        wait_until(lambda: held(tmp_path, 0, 2) and checkpointed(tmp_path, 0, 2), "trial 0 held in the snapshot", driver)
     finally:
         stop_group(driver)
     assert snapshot(tmp_path)[0][0] != "TERMINATED"
