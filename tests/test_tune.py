@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,11 +17,11 @@ from optuna.trial import TrialState
 
 from search_spaces import SharingPolicy
 from test_optuna_search import TRAIN, search_config
+from tune_driver import (ROOT, SHARENAS, checkpointed, completed, held, ray_values, reported_steps, run_to_end, snapshot, start, stop_group, study,
+                         wait_until)
 
 ray = pytest.importorskip("ray", reason="ray[default,tune] is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARENAS = [sys.executable, "-m", "nas.cli"]
 EVALUATIONS = 3  # 6 steps, evaluated every 2
 HOLD, FAIL_ONCE = "SHARENAS_TUNE_HOLD", "SHARENAS_TUNE_FAIL_ONCE"
 
@@ -45,109 +44,6 @@ def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha", max_concurre
         "scheduler": {"kind": scheduler, "grace_period": 1, "reduction_factor": 4}, "max_failures": 2,
     }))
     return config
-
-
-def study(tmp_path: Path) -> optuna.Study:
-    return optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db")
-
-
-def completed(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
-    if not (tmp_path / "study.db").is_file():
-        return []
-    try:
-        return [t for t in study(tmp_path).get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    except Exception:  # the study is being created
-        return []
-
-
-def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*SHARENAS, "tune", str(config), *args], cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run `sharenas tune` to the end; returns its output (the run must succeed)."""
-    process = start(config, *args, env=env)
-    try:
-        output, _ = process.communicate(timeout=900)
-    finally:
-        stop_group(process)
-    assert process.returncode == 0, output[-4000:]
-    return output
-
-
-def _group_members(group: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """The driver and the local Ray it started (its own session), and nothing else; returns once they are gone."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=60)
-    wait_until(lambda: not _group_members(process.pid), f"the processes of group {process.pid} have not ended")
-
-
-def wait_until(condition, what: str, driver: subprocess.Popen | None = None) -> None:
-    """Poll until `condition()` holds: an event the run produces, never a fixed wait."""
-    deadline = time.monotonic() + 900
-    while not condition():
-        if driver is not None and driver.poll() is not None:
-            pytest.fail(f"the driver ended before {what}:\n{driver.stdout.read()[-3000:]}")
-        assert time.monotonic() < deadline, f"not within 15 minutes: {what}"
-        time.sleep(0.5)
-
-
-def held(tmp_path: Path, trial: int, step: int) -> bool:
-    """Trial `trial` stopped after its step `step` and waits for the driver to be killed (SHARENAS_TUNE_HOLD)."""
-    return (tmp_path / "runs" / f".held-{trial}-{step}").is_file()
-
-
-def snapshot(tmp_path: Path) -> dict[int, tuple[str, int | None, int | None]]:
-    """Tune's latest experiment snapshot, what --resume restores: Optuna trial -> (Tune status, step of
-    its last result, step of its latest checkpoint). Tune saves a reported checkpoint after it has
-    processed the result, so a snapshot can hold a result whose checkpoint it does not hold yet."""
-    from ray.tune import ExperimentAnalysis
-
-    try:
-        trials = ExperimentAnalysis(str(tmp_path / "ray" / "t")).trials
-    except Exception:  # not written yet, or being written
-        return {}
-
-    def checkpoint_step(trial) -> int | None:
-        saved = trial.latest_checkpoint_result
-        return saved.metrics.get("step") if saved is not None else None
-
-    return {t.config["optuna_trial"]: (t.status, t.run_metadata.last_result.get("step"), checkpoint_step(t)) for t in trials}
-
-
-def checkpointed(tmp_path: Path, trial: int, step: int) -> bool:
-    """Tune's snapshot holds trial `trial` with its result and its checkpoint of step `step`: --resume goes on from there."""
-    return snapshot(tmp_path).get(trial, ("", None, None))[1:] == (step, step)
-
-
-def reported_steps(tmp_path: Path, number: int) -> list[int]:
-    """The steps Tune's record of Optuna trial `number` holds, in order."""
-    (ray_dir,) = [d for d in (tmp_path / "ray" / "t").glob("optuna_trial_*")
-                  if json.loads((d / "params.json").read_text())["optuna_trial"] == number]
-    return [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
-
-
-def ray_values(tmp_path: Path) -> dict[int, float]:
-    """Optuna trial -> the objective of its last result in Tune's record (the driver's ray_results.csv)."""
-    frame = pd.read_csv(tmp_path / "runs" / "ray_results.csv")
-    return dict(zip(frame["config/optuna_trial"], frame["objective"]))
 
 
 @pytest.fixture(scope="module")

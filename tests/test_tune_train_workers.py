@@ -16,7 +16,8 @@ import yaml
 from optuna.trial import TrialState
 
 from test_ddp import ROOT, torchrun
-from test_tune import SHARENAS, experiment, reported_steps, run_to_end, study
+from test_tune import experiment
+from tune_driver import SHARENAS, reported_steps, run_to_end, study
 from trainer.config import TrainConfig
 from trainer.typed_config import load_config
 from trainer.metrics import read_metrics
