@@ -48,8 +48,21 @@ def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
     assert {"kendall", "kendall_ci", "spearman", "top5_overlap"} <= set(result["proxies"]["specific_sublayers"])
     written = json.loads((tmp_path / "out" / "rank_check.json").read_text())
     assert written["n"] == len(names) and written["score_precision"] == "fp32" and written["bench_score_precision"] == "unrecorded"
-    (tmp_path / "bench.json").write_text(json.dumps({**table, "score_precision": "bf16"}))
     from trainer.typed_config import ConfigError
+
+    # another ground truth: a higher-is-better metric of the bench, judged against its own ceiling
+    for entry in table["policies"].values():
+        entry["mean"]["zeroshot_shapes"] = float(100 * rng.random())
+    ceilings = {"val_loss": table["noise_ceiling"], "zeroshot_shapes": {**table["noise_ceiling"], "kendall": 0.25}, "linear_probe_digits": None}
+    (tmp_path / "bench.json").write_text(json.dumps({**table, "noise_ceiling_by_metric": ceilings}))
+    other = run_rank_check(config, tmp_path / "out", ["truth=zeroshot_shapes"])
+    zeroshot = [table["policies"][n]["mean"]["zeroshot_shapes"] for n in names]
+    assert other["proxies"]["params"]["kendall"] == pytest.approx(kendall_tau(zeroshot, params))
+    assert other["proxies"]["params"]["ratio_to_ceiling"] == pytest.approx(other["proxies"]["params"]["kendall"] / 0.25)
+    assert other["truth_metric"] == "zeroshot_shapes" and other["noise_ceiling"]["kendall"] == 0.25
+    with pytest.raises(ConfigError, match="truth: 'linear_probe_digits' has no noise ceiling"):
+        run_rank_check(config, tmp_path / "out", ["truth=linear_probe_digits"])
+    (tmp_path / "bench.json").write_text(json.dumps({**table, "score_precision": "bf16"}))
 
     with pytest.raises(ConfigError, match="scored at bf16, the proxies at fp32"):
         run_rank_check(config, tmp_path / "out")

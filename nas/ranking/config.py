@@ -36,7 +36,10 @@ class RankCheckConfig:
     score; `tables`: proxy name -> another bench table (relative to this file) scored by its mean
     held-out loss (over the seeds in `table_seeds[name]` only, when given: e.g. one seed of a
     two-seed table of short trials). `conflict`: a `search conflict` config (relative to this file) scored as proxy
-    `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific)."""
+    `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific).
+    `truth`: the bench metric the proxies are scored against, its mean over seeds: `val_loss` (lower
+    is better) or another column of the bench's `metrics` (higher is better); the bench's most
+    repeatable metric (its noise ceiling per metric) is the one a proxy can be judged on."""
 
     bench: str = "../results/sharebench-tiny.json"
     search: str = "gumbel.yaml"
@@ -48,6 +51,7 @@ class RankCheckConfig:
     proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
     tables: dict[str, str] = field(default_factory=dict)
     table_seeds: dict[str, list[int]] = field(default_factory=dict)
+    truth: str = "val_loss"
     top_k: int = 5
     bootstrap: int = 2000
     seed: int = 0

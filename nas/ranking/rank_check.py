@@ -1,7 +1,8 @@
 """`sharenas search rank-check`: score proxies of policy quality against the bench's ground truth.
 
-The ground truth is the mean held-out loss over seeds of every bench policy that lies in the
-supernet's space (from the committed bench table: nothing is retrained). Proxies:
+The ground truth is the mean over seeds of a bench metric (`truth`: the held-out loss unless the
+config names another) of every bench policy that lies in the supernet's space (from the committed
+bench table: nothing is retrained). Proxies:
 - `supernet`: the held-out loss of the policy's path through a searched supernet (inherited weights,
   BatchNorm statistics recalibrated per path), on the same held-out pairs the bench used;
 - `params`: the total parameter count (more is better) and `specific_sublayers`: the number of
@@ -93,10 +94,15 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         raise ConfigError(f"bench: only {len(policies)} of its policies lie in the search space of {cfg.search}; a rank check needs 3")
     out.mkdir(parents=True, exist_ok=True)
     names = list(policies)
-    truth = [-table["policies"][n]["mean"]["val_loss"] for n in names]
+    ceilings = table.get("noise_ceiling_by_metric") or {"val_loss": table["noise_ceiling"]}
+    if not ceilings.get(cfg.truth):
+        raise ConfigError(f"truth: {cfg.truth!r} has no noise ceiling in {bench_path}; choose from {', '.join(c for c in ceilings if ceilings[c])}")
+    sign = -1.0 if cfg.truth == "val_loss" else 1.0  # the loss is lower-better, every other bench metric higher-better
+    truth = [sign * table["policies"][n]["mean"][cfg.truth] for n in names]
     proxy_scores: dict[str, dict[str, float]] = {}
     subsets: dict[str, list[str]] = {}
-    record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": -v, "params": table["policies"][n]["params"]} for n, v in zip(names, truth)}
+    record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": table["policies"][n]["mean"]["val_loss"], f"truth_{cfg.truth}": sign * v,
+                                             "params": table["policies"][n]["params"]} for n, v in zip(names, truth)}
     trivial: dict[str, Callable[[str], float]] = {
         "params": lambda n: float(table["policies"][n]["params"]),
         "specific_sublayers": lambda n: float(specific_sublayers(policies[n])),
@@ -170,7 +176,8 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
 
         picks = proxy_picks(Path(runs["supernet"]["run"]), table)
     result = {
-        "bench": str(bench_path), "truth": "mean held-out loss over seeds (lower is better)", "score_precision": SCORE_PRECISION,
+        "bench": str(bench_path), "truth_metric": cfg.truth, "score_precision": SCORE_PRECISION,
+        "truth": "mean held-out loss over seeds (lower is better)" if cfg.truth == "val_loss" else f"mean {cfg.truth} over seeds (higher is better)",
         "bench_score_precision": table.get("score_precision", "unrecorded"), "n": len(names), "picks": picks,
         "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
