@@ -158,7 +158,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         proxy_scores[proxy] = {n: -loss for n, loss in losses.items()}
         for n in names:
             record[n][proxy] = losses[n]
-    ceiling = table["noise_ceiling"]
+    ceiling = ceilings[cfg.truth]
     proxies = {}
     truth_of = dict(zip(names, truth))
     for proxy, scores in proxy_scores.items():
