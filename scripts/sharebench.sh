@@ -1,33 +1,68 @@
 #!/usr/bin/env bash
-# Regenerate every committed ShareBench result (about 8 hours on 2 CPU cores; resumable: rerun after
-# an interruption and finished entries, searches and scores are kept). Writes experiments/results/
-# {sharebench-tiny,sharebench-tiny-short,rank-check-tiny,derived-tiny,supernet-learning}.{json,md}: the
-# benches, the rank check of every supernet option (one search each), the searches' derived policies
-# (copied to experiments/policies/) trained standalone with 3 seeds, and the supernet learning study.
+# Regenerate the committed ShareBench results (resumable: rerun after an interruption and finished
+# entries, searches and scores are kept).
+#   scripts/sharebench.sh tiny   about 8 hours on 2 CPU cores: experiments/results/{sharebench-tiny,
+#                                sharebench-tiny-short,rank-check-tiny,derived-tiny,supernet-learning}.{json,md}:
+#                                the benches, the rank check of every supernet option (one search each), the
+#                                searches' derived policies (copied to experiments/policies/) trained standalone
+#                                with 3 seeds, and the supernet learning study
+#   scripts/sharebench.sh real   about 3 hours: builds data/real if missing, then experiments/results/
+#                                {sharebench-real-tiny-1ep,sharebench-real-tiny,derived-real-tiny,
+#                                rank-check-real-tiny}.{json,md}: the length study, the bench with its agreement
+#                                with ShareBench-tiny, the real-set search's derived policy against msclip and
+#                                msclip-s (4 seeds), and the rank check
+#   scripts/sharebench.sh        both
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARENAS=${SHARENAS:-.venv/bin/sharenas}
 RESULTS=experiments/results
 WORKERS=${WORKERS:-2}
 
+# bench NAME [BUILD OPTIONS] [-- SHOW OPTIONS]
 bench() {
-  "$SHARENAS" bench build "experiments/bench/$1.yaml" --out "runs/$1" --workers "$WORKERS"
-  "$SHARENAS" bench show "runs/$1" --json --markdown "$RESULTS/$1.md" > "$RESULTS/$1.json.tmp"
-  mv "$RESULTS/$1.json.tmp" "$RESULTS/$1.json"
+  local name=$1 build=() show=()
+  shift
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do build+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && show=("$@")
+  "$SHARENAS" bench build "experiments/bench/$name.yaml" --out "runs/$name" --workers "$WORKERS" "${build[@]}"
+  "$SHARENAS" bench show "runs/$name" "${show[@]}" --json --markdown "$RESULTS/$name.md" > "$RESULTS/$name.json.tmp"
+  mv "$RESULTS/$name.json.tmp" "$RESULTS/$name.json"
 }
 
+# rank_check CONFIG NAME [OPTIONS]
 rank_check() {
-  "$SHARENAS" search rank-check experiments/tiny/rank_check.yaml --out runs/rank-check-tiny --json \
-    --markdown "$RESULTS/rank-check-tiny.md" "$@" > "$RESULTS/rank-check-tiny.json.tmp"
-  mv "$RESULTS/rank-check-tiny.json.tmp" "$RESULTS/rank-check-tiny.json"
+  local config=$1 name=$2
+  shift 2
+  "$SHARENAS" search rank-check "$config" --out "runs/$name" --json --markdown "$RESULTS/$name.md" "$@" > "$RESULTS/$name.json.tmp"
+  mv "$RESULTS/$name.json.tmp" "$RESULTS/$name.json"
 }
 
-bench sharebench-tiny
-bench sharebench-tiny-short
-"$SHARENAS" search conflict experiments/tiny/conflict.yaml --out runs/rank-check-tiny/conflict
-rank_check
-cp runs/rank-check-tiny/supernet/policy.json experiments/policies/gumbel-derived-tiny.json
-cp runs/rank-check-tiny/supernet-recipe-sandwich/policy.json experiments/policies/gumbel-sandwich-derived-tiny.json
-cp runs/rank-check-tiny/conflict/policy.json experiments/policies/conflict-derived-tiny.json
-bench derived-tiny
-"${PYTHON:-.venv/bin/python}" scripts/supernet_learning.py --out "$RESULTS/supernet-learning.json"
+tiny() {
+  bench sharebench-tiny
+  bench sharebench-tiny-short
+  "$SHARENAS" search conflict experiments/tiny/conflict.yaml --out runs/rank-check-tiny/conflict
+  rank_check experiments/tiny/rank_check.yaml rank-check-tiny
+  cp runs/rank-check-tiny/supernet/policy.json experiments/policies/gumbel-derived-tiny.json
+  cp runs/rank-check-tiny/supernet-recipe-sandwich/policy.json experiments/policies/gumbel-sandwich-derived-tiny.json
+  cp runs/rank-check-tiny/conflict/policy.json experiments/policies/conflict-derived-tiny.json
+  bench derived-tiny
+  "${PYTHON:-.venv/bin/python}" scripts/supernet_learning.py --out "$RESULTS/supernet-learning.json"
+}
+
+real() {
+  [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
+  bench sharebench-real-tiny-1ep
+  bench sharebench-real-tiny -- --lengths runs/sharebench-real-tiny-1ep --lengths runs/sharebench-real-tiny \
+    --compare "$RESULTS/sharebench-tiny.json"
+  [ -f runs/gumbel-real/policy.json ] || "$SHARENAS" search gumbel experiments/real/gumbel.yaml --out runs/gumbel-real
+  cp runs/gumbel-real/policy.json experiments/policies/gumbel-derived-real-tiny.json
+  bench derived-real-tiny --reuse runs/sharebench-real-tiny
+  rank_check experiments/real/rank_check.yaml rank-check-real-tiny --set supernet_run=runs/gumbel-real
+}
+
+case "${1:-all}" in
+  tiny) tiny ;;
+  real) real ;;
+  all) tiny; real ;;
+  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+esac

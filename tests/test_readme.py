@@ -85,6 +85,8 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     ".venv/bin/sharenas search gumbel experiments/real/gumbel.yaml --out runs/gumbel-real":
         f".venv/bin/sharenas search gumbel experiments/real/gumbel.yaml --out runs/gumbel-real {GUMBEL} --set train.batch_size=8 "
         "--set search.arch_batch_size=4 --set derive.batch_size=8",
+    ".venv/bin/sharenas bench show experiments/results/sharebench-real-tiny.json":
+        ".venv/bin/sharenas bench show experiments/results/sharebench-real-tiny.json --bootstrap 200",
     ".venv/bin/sharenas export runs/gumbel --out exports/gumbel": ".venv/bin/sharenas export runs/gumbel --out exports/gumbel",
     ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx": ".venv/bin/sharenas export runs/msclip --out exports/msclip --onnx",
     ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-optuna/study.db --study tiny-optuna --out exports/best":

@@ -38,7 +38,7 @@ def rank_check(
 
         from nas.ranking.render import rank_check_markdown
 
-        where = f" --out {out}" if out is not None else ""
+        where = (f" --out {out}" if out is not None else "") + "".join(f" --set {o}" for o in overrides or [])
         bench_name = (yaml.safe_load(json.loads(Path(result["bench"]).read_text()).get("config") or "") or {}).get("name", "sharebench-tiny")
         atomic.write_text(markdown, rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}", bench_name))
     if as_json:
