@@ -26,10 +26,10 @@ case "${1:-}" in
         token="$dir/auth_token"
         [ -s "$token" ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' > "$token"
         chmod 600 "$token"
-        port=$(free_port); dash=$(free_port); client=$(free_port)
+        port=$(free_port); dash=$(free_port); client=$(free_port); agent=$(free_port)  # the agent's default (52365) is one per machine
         export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$token"
         "$RAY" start --head --node-ip-address=127.0.0.1 --port="$port" --dashboard-host=127.0.0.1 --dashboard-port="$dash" \
-            --ray-client-server-port="$client" --include-dashboard=true --temp-dir="$dir/tmp" --disable-usage-stats >&2
+            --ray-client-server-port="$client" --dashboard-agent-listen-port="$agent" --include-dashboard=true --temp-dir="$dir/tmp" --disable-usage-stats >&2
         echo "$port" > "$dir/port"; echo "$dash" > "$dir/dashboard_port"
         echo "export SHARENAS_RAY_ADDRESS=127.0.0.1:$port"
         echo "export SHARENAS_RAY_DASHBOARD=http://127.0.0.1:$dash"

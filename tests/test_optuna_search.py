@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -278,7 +279,10 @@ def postgres_url() -> str:
         return
     script = ROOT / "scripts" / "postgres.sh"
     database = f"sharenas_test_{uuid.uuid4().hex[:8]}"
-    pg_env = {**os.environ, "SHARENAS_PG_PORT": "55439", "SHARENAS_PG_DB": database}
+    with socket.socket() as probe:  # a port of its own: another checkout's suite may run a server beside this one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pg_env = {**os.environ, "SHARENAS_PG_PORT": str(port), "SHARENAS_PG_DB": database}
     running = subprocess.run([script, "status"], env=pg_env, capture_output=True).returncode == 0
     started = subprocess.run([script, "start", "--no-install"], env=pg_env, capture_output=True, text=True)
     if started.returncode != 0:
