@@ -8,7 +8,7 @@
 #                                with 3 seeds, and the supernet learning study
 #   scripts/sharebench.sh real   about 3 hours: builds data/real if missing, then experiments/results/
 #                                {sharebench-real-tiny-1ep,sharebench-real-tiny,derived-real-tiny,
-#                                rank-check-real-tiny}.{json,md}: the length study, the bench with its agreement
+#                                rank-check-real-tiny,rank-check-real-tiny-loss}.{json,md}: the length study, the bench with its agreement
 #                                with ShareBench-tiny, the real-set search's derived policy against msclip and
 #                                msclip-s (4 seeds), and the rank check
 #   scripts/sharebench.sh        both
@@ -58,6 +58,7 @@ real() {
   cp runs/gumbel-real/policy.json experiments/policies/gumbel-derived-real-tiny.json
   bench derived-real-tiny --reuse runs/sharebench-real-tiny
   rank_check experiments/real/rank_check.yaml rank-check-real-tiny --set supernet_run=runs/gumbel-real
+  rank_check experiments/real/rank_check.yaml rank-check-real-tiny-loss --set supernet_run=runs/gumbel-real --set truth=val_loss
 }
 
 case "${1:-all}" in
