@@ -7,10 +7,10 @@
 #                                searches' derived policies (copied to experiments/policies/) trained standalone
 #                                with 3 seeds, and the supernet learning study
 #   scripts/sharebench.sh real   about 3 hours: builds data/real if missing, then experiments/results/
-#                                {sharebench-real-tiny-1ep,sharebench-real-tiny,derived-real-tiny,
-#                                rank-check-real-tiny,rank-check-real-tiny-loss}.{json,md}: the length study, the bench with its agreement
+#                                {sharebench-real-tiny-1ep,sharebench-real-tiny,derived-real-tiny,rank-check-real-tiny,
+#                                rank-check-real-tiny-loss}.{json,md}: the length study, the bench with its agreement
 #                                with ShareBench-tiny, the real-set search's derived policy against msclip and
-#                                msclip-s (4 seeds), and the rank check
+#                                msclip-s (4 seeds), and the rank check (ground truth R@10, and the loss)
 #   scripts/sharebench.sh        both
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,5 +65,5 @@ case "${1:-all}" in
   tiny) tiny ;;
   real) real ;;
   all) tiny; real ;;
-  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac
