@@ -71,12 +71,27 @@ fronts() {
     "$SHARENAS" search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586
   fi
   cp runs/gumbel-sweep/sweep.json "$RESULTS/sweep-tiny.json"
+  # the pareto-tiny study (MO TPE) again with NSGA-II (a population of 4, so that 8 trials make 2
+  # generations) and with random sampling: the same trials and baselines
+  local kind options
+  for kind in nsga2 random; do
+    options=(--set study_name="tiny-pareto-$kind" --set sampler.kind="$kind")
+    [ "$kind" = nsga2 ] && options+=(--set sampler.population_size=4)
+    [ -f "runs/optuna/tiny-pareto-$kind/pareto.json" ] || "$SHARENAS" search optuna experiments/tiny/pareto.yaml "${options[@]}"
+    cp "runs/optuna/tiny-pareto-$kind/pareto.json" "$RESULTS/pareto-tiny-$kind.json"
+    cp "runs/optuna/tiny-pareto-$kind/pareto.md" "$RESULTS/pareto-tiny-$kind.md"
+  done
+  local judges=(--judge sweep="$RESULTS/sweep-tiny.json" --judge mo-tpe="$RESULTS/pareto-tiny.json"
+                --judge nsga2="$RESULTS/pareto-tiny-nsga2.json" --judge random="$RESULTS/pareto-tiny-random.json")
   # the chosen policies no table scores yet; a new one must be added to front-policies-tiny.yaml's list
-  "$SHARENAS" bench front "$RESULTS/sharebench-tiny.json" --out runs/fronts-before.json \
-    --judge mo-tpe="$RESULTS/pareto-tiny.json" --judge sweep="$RESULTS/sweep-tiny.json" --write-missing experiments/bench/front-policies-tiny
+  "$SHARENAS" bench front "$RESULTS/sharebench-tiny.json" --out runs/fronts-before.json "${judges[@]}" \
+    --write-missing experiments/bench/front-policies-tiny
   bench front-policies-tiny
+  # NSGA-II and random cut at the sweep's compute (they ran at the sweep's load; the MO-TPE study did not)
+  local cut
+  cut=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(round(d["search_seconds"] + d["sweep_seconds"]))' "$RESULTS/sweep-tiny.json")
   "$SHARENAS" bench front "$RESULTS/sharebench-tiny.json" --out "$RESULTS/fronts-tiny.json" --scores "$RESULTS/front-policies-tiny.json" \
-    --judge mo-tpe="$RESULTS/pareto-tiny.json" --judge sweep="$RESULTS/sweep-tiny.json"
+    "${judges[@]}" --judge nsga2-at-sweep-compute="$RESULTS/pareto-tiny-nsga2.json@$cut" --judge random-at-sweep-compute="$RESULTS/pareto-tiny-random.json@$cut"
 }
 
 case "${1:-all}" in

@@ -165,7 +165,7 @@ BENCH = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "resul
 
 
 def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below() -> None:
-    from nas.pareto.bench import bench_points, judge, true_front
+    from nas.bench.front import bench_points, judge, true_front
 
     truth, known = true_front(BENCH), bench_points(BENCH)
     assert truth["reference_point"]["val_loss"] == pytest.approx(np.log(128))  # chance: batches of 128
@@ -178,7 +178,7 @@ def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below()
 
 
 def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
-    from nas.pareto.bench import bench_points, judge, true_front
+    from nas.bench.front import bench_points, judge, true_front
 
     truth = true_front(BENCH)
     outside = get_preset("share-last-3", "tiny").to_dict()  # share-last-3 is not among the 33
@@ -188,26 +188,28 @@ def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
 
 
 def _scores_table(loss: float, seeds: tuple[int, ...] = (0, 1)) -> dict:
-    """A further table with the bench's recipe (but `seeds`): msclip trained again (0.01 worse) and
-    share-last-3 at `loss`."""
+    """A further table with the bench's recipe (but `seeds`): msclip trained again (each seed 0.01 worse)
+    and share-last-3 at `loss`."""
     msclip = BENCH["policies"]["msclip"]
     config = yaml.safe_dump({**yaml.safe_load(BENCH["config"]), "name": "extra", "policies": ["msclip", "share-last-3"],
                              "seeds": list(seeds)})
     spec = get_preset("share-last-3", "tiny").to_dict()
     added = {**msclip, "policy": spec, "params": count_params(get_preset("share-last-3", "tiny"), "tiny").total,
              "mean": {**msclip["mean"], "val_loss": loss}}
-    again = {**msclip, "mean": {**msclip["mean"], "val_loss": msclip["mean"]["val_loss"] + 0.01}}
+    again = {**msclip, "runs": [{**r, "val_loss": r["val_loss"] + 0.01} for r in msclip["runs"] if r["seed"] in seeds]}
     return {**BENCH, "config": config, "policies": {"msclip": again, "share-last-3": added}}
 
 
 def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_the_bench_front() -> None:
-    from nas.pareto.bench import judge, scored_points, true_front
+    from nas.bench.front import judge, scored_points, true_front
 
     bench_only = true_front(BENCH)
     known, repeats = scored_points(BENCH, {"extra.json": _scores_table(1.0)})
     truth = true_front(BENCH, known)
-    assert repeats == [{"policy": "msclip", "source": "extra.json", "bench": BENCH["policies"]["msclip"]["mean"]["val_loss"],
-                        "again": pytest.approx(BENCH["policies"]["msclip"]["mean"]["val_loss"] + 0.01)}]
+    runs = {r["seed"]: r["val_loss"] for r in BENCH["policies"]["msclip"]["runs"]}  # seeds 0, 1 and 2
+    assert [(r["policy"], r["source"], r["seeds"]) for r in repeats] == [("msclip", "extra.json", [0, 1])]
+    assert repeats[0]["bench"] == pytest.approx((runs[0] + runs[1]) / 2)  # over the seeds both trained
+    assert repeats[0]["again"] == pytest.approx((runs[0] + runs[1]) / 2 + 0.01) and repeats[0]["max_seed_difference"] == pytest.approx(0.01)
     assert known[next(k for k, p in known.items() if p["policy"] == "msclip")]["source"] == "bench"  # the bench's mean is kept
     assert (truth["policies"], truth["scored_policies"]) == (33, 34)
     assert truth["hypervolume"] == bench_only["hypervolume"] and truth["front"] == bench_only["front"]
@@ -224,7 +226,7 @@ def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_th
 
 
 def test_a_scores_table_trained_another_way_is_refused() -> None:
-    from nas.pareto.bench import scored_points
+    from nas.bench.front import scored_points
 
     with pytest.raises(ValueError, match="extra.json: not built with the bench's recipe \\(seeds differ\\)"):
         scored_points(BENCH, {"extra.json": _scores_table(1.0, seeds=(0, 2))})
@@ -234,7 +236,7 @@ def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path)
     from typer.testing import CliRunner
 
     from nas.cli.app import app
-    from nas.pareto.bench import spec_key
+    from nas.bench.front import spec_key
 
     chosen = [get_preset("share-last-3", "tiny").to_dict(), BENCH["policies"]["msclip"]["policy"]]
     record = tmp_path / "pareto.json"
@@ -251,7 +253,7 @@ def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path)
 
 
 def test_an_optuna_front_cut_at_a_compute_holds_the_trials_finished_within_it() -> None:
-    from nas.pareto.bench import search_front
+    from nas.bench.front import search_front
 
     record = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "pareto-tiny.json").read_text())
     full, seconds = search_front(record)
@@ -264,3 +266,16 @@ def test_an_optuna_front_cut_at_a_compute_holds_the_trials_finished_within_it() 
         search_front(record, 100.0)
     with pytest.raises(ValueError, match="cannot be cut"):
         search_front({"schema": "sharenas/sweep/v1", "policies": [], "sweep_seconds": 1.0}, 100.0)
+
+
+def test_a_sweep_is_told_how_its_inherited_scores_rank_against_the_standalone_ones() -> None:
+    from nas.bench.front import bench_points, inherited_agreement
+
+    names = ["share-last-2", "share-last-6", "share-last-10"]
+    standalone = [BENCH["policies"][n]["mean"]["val_loss"] for n in names]
+    order = sorted(range(3), key=lambda i: standalone[i])  # inherited scores in the reverse order
+    inherited = {names[i]: 3.0 - rank for rank, i in enumerate(order)}
+    record = {"schema": "sharenas/sweep/v1", "policies": [{"spec": BENCH["policies"][n]["policy"], "val_loss": inherited[n]} for n in names]}
+    agreement = inherited_agreement(record, bench_points(BENCH))
+    assert agreement["policies"] == 3 and agreement["kendall"] == pytest.approx(-1.0) and agreement["spearman"] == pytest.approx(-1.0)
+    assert inherited_agreement({"pareto": []}, bench_points(BENCH)) is None

@@ -132,7 +132,7 @@ def front(
 
     from trainer import atomic
 
-    from nas.pareto.bench import SCHEMA, judge as judge_front, scored_points, search_front, spec_key, to_markdown, true_front, unscored
+    from nas.bench.front import SCHEMA, inherited_agreement, judge as judge_front, scored_points, search_front, spec_key, to_markdown, true_front, unscored
 
     try:
         table = json.loads(table_file.read_text())
@@ -144,8 +144,9 @@ def front(
             path, at, cut = path.partition("@")
             if not sep or (at and not re.fullmatch(r"\d+(\.\d*)?", cut)):
                 raise ValueError(f"--judge {item!r}: give NAME=FILE or NAME=FILE@SECONDS")
-            chosen, seconds = search_front(json.loads(Path(path).read_text()), float(cut) if at else None)
-            searches.append(judge_front(name, chosen, seconds, known, truth))
+            record = json.loads(Path(path).read_text())
+            chosen, seconds = search_front(record, float(cut) if at else None)
+            searches.append({**judge_front(name, chosen, seconds, known, truth), "inherited_vs_standalone": inherited_agreement(record, known)})
             missing.update((spec_key(spec), spec) for spec in unscored(chosen, known))
     except (OSError, ValueError, KeyError) as exc:
         raise error_exit(f"bench front: {exc}", 2) from None

@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy.stats import kendalltau, spearmanr
 
+from trainer.typed_config import load_config, to_dict
+
+from nas.bench.config import BenchConfig
 from nas.pareto.front import hypervolume, pareto_mask, to_minimization
 from nas.pareto.objectives import default_reference
 
@@ -49,8 +53,9 @@ def bench_points(table: dict[str, Any], source: str = "bench") -> dict[str, dict
 
 
 def _recipe(table: dict[str, Any]) -> dict[str, Any]:
-    config = yaml.safe_load(table["config"])
-    return {key: config.get(key) for key in RECIPE_KEYS}
+    """The recipe keys of a table's bench config, defaults filled in (a table may predate a key)."""
+    config = to_dict(load_config(yaml.safe_load(table["config"]), BenchConfig))
+    return {key: config[key] for key in RECIPE_KEYS}
 
 
 def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -67,11 +72,23 @@ def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | Non
                              "copy the bench config and change only its policies")
         for key, point in bench_points(other, source).items():
             if key in points:
-                repeats.append({"policy": points[key]["policy"], "source": source,
-                                "bench": points[key]["val_loss"], "again": point["val_loss"]})
+                repeats.append(_repeat(table["policies"][points[key]["policy"]], other["policies"][point["policy"]],
+                                       points[key]["policy"], source))
             else:
                 points[key] = point
     return points, repeats
+
+
+def _repeat(bench: dict[str, Any], again: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """One policy in two tables, compared over the seeds both trained."""
+    ours = {r["seed"]: float(r["val_loss"]) for r in bench["runs"]}
+    theirs = {r["seed"]: float(r["val_loss"]) for r in again["runs"]}
+    seeds = sorted(set(ours) & set(theirs))
+    return {"policy": name, "source": source, "seeds": seeds,
+            "bench": mean(ours[s] for s in seeds) if seeds else None, "again": mean(theirs[s] for s in seeds) if seeds else None,
+            "max_seed_difference": max((abs(theirs[s] - ours[s]) for s in seeds), default=None),
+            "bench_run_seconds": mean(float(r["train_seconds"]) for r in bench["runs"]),
+            "again_run_seconds": mean(float(r["train_seconds"]) for r in again["runs"])}
 
 
 def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[float, list[dict[str, Any]]]:
@@ -147,6 +164,24 @@ def search_front(record: dict[str, Any], seconds: float | None = None) -> tuple[
     return [t["spec"] for t, on_front in zip(trials, pareto_mask(values)) if on_front], max(done.values())
 
 
+def inherited_agreement(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """How a sweep's inherited scores rank its derived policies against their standalone scores (the
+    policies both score); None for an Optuna study, whose trials are standalone runs already."""
+    if record.get("schema") != "sharenas/sweep/v1":
+        return None
+    pairs = [(p["val_loss"], known[spec_key(p["spec"])]["val_loss"]) for p in record["policies"] if spec_key(p["spec"]) in known]
+    if len(pairs) < 3:
+        return {"policies": len(pairs), "kendall": None, "kendall_p": None, "spearman": None}
+    inherited, standalone = zip(*pairs)
+    tau = kendalltau(inherited, standalone)
+    return {"policies": len(pairs), "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue),
+            "spearman": float(spearmanr(inherited, standalone).statistic)}
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _front_rows(front: list[dict[str, Any]]) -> list[str]:
     return ["| policy | params | held-out loss | scored in |", "|:--|--:|--:|:--|"] + [
         f"| {p['policy']} | {p['params']:,} | {p['val_loss']:.4f} | {p['source']} |" for p in front]
@@ -163,9 +198,12 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
         lines += ["", f"Every scored policy ({t['scored_policies']}: the bench's and those trained standalone with its recipe): "
                   f"hypervolume {t['hypervolume_all_scored']:,.1f}.", ""] + _front_rows(t["front_all_scored"])
     if result.get("repeats"):
-        lines += ["", "Policies trained again beside the searches' (same recipe and seeds; the bench's mean is kept):", "",
-                  "| policy | scored in | bench loss | again | difference |", "|:--|:--|--:|--:|--:|"]
-        lines += [f"| {r['policy']} | {r['source']} | {r['bench']:.4f} | {r['again']:.4f} | {r['again'] - r['bench']:+.4f} |" for r in result["repeats"]]
+        lines += ["", "Policies trained again beside the searches' (same recipe; the bench's mean is kept), over the seeds both trained, "
+                  "and the seconds of one run in each (wall time: the load of the machine differs):", "",
+                  "| policy | scored in | seeds | bench loss | again | largest seed difference | run (s), bench | run (s), again |",
+                  "|:--|:--|:--|--:|--:|--:|--:|--:|"]
+        lines += [f"| {r['policy']} | {r['source']} | {', '.join(map(str, r['seeds']))} | {_num(r['bench'], '.4f')} | {_num(r['again'], '.4f')} | "
+                  f"{_num(r['max_seed_difference'], '.4f')} | {r['bench_run_seconds']:,.1f} | {r['again_run_seconds']:,.1f} |" for r in result["repeats"]]
     if result["searches"]:
         lines += ["", "| search | front size | scored | missing (no standalone score) | HV ratio | HV ratio, all scored | compute (s) | compute (standalone runs) |",
                   "|:--|--:|--:|:--|--:|--:|--:|--:|"]
@@ -175,4 +213,9 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
             comp = "" if s["compute_seconds"] is None else f"{s['compute_seconds']:,.0f}"
             runs = "" if s["compute_standalone_runs"] is None else f"{s['compute_standalone_runs']:.2f}"
             lines.append(f"| {s['search']} | {s['chosen']} | {len(s['scored'])} | {', '.join(s['missing']) or '-'} | {ratio} | {ratio_all} | {comp} | {runs} |")
+        for s in result["searches"]:
+            agree = s.get("inherited_vs_standalone")
+            if agree and agree["kendall"] is not None:
+                lines += ["", f"{s['search']}: its inherited scores rank its {agree['policies']} derived policies against their standalone scores at "
+                          f"Kendall tau {agree['kendall']:.3f} (p {agree['kendall_p']:.2f}), Spearman {agree['spearman']:.3f}."]
     return "\n".join(lines) + "\n"
