@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import yaml
 from optuna.distributions import CategoricalDistribution
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState, create_trial
@@ -164,23 +165,117 @@ BENCH = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "resul
 
 
 def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below() -> None:
-    from nas.pareto.bench import judge, true_front
+    from nas.bench.front import bench_points, judge, true_front
 
-    truth = true_front(BENCH)
+    truth, known = true_front(BENCH), bench_points(BENCH)
     assert truth["reference_point"]["val_loss"] == pytest.approx(np.log(128))  # chance: batches of 128
     assert truth["reference_point"]["params"] == 2 * count_params(get_preset("clip-t768", "tiny"), "tiny").total
     specs = {name: p["policy"] for name, p in BENCH["policies"].items()}
-    itself = judge("truth", [specs[p["policy"]] for p in truth["front"]], 0.0, BENCH, truth)
+    itself = judge("truth", [specs[p["policy"]] for p in truth["front"]], 0.0, known, truth)
     assert itself["hypervolume_ratio"] == pytest.approx(1.0) and itself["missing"] == []
-    msclip = judge("msclip only", [specs["msclip"]], 133.0, BENCH, truth)
+    msclip = judge("msclip only", [specs["msclip"]], 133.0, known, truth)
     assert 0.0 < msclip["hypervolume_ratio"] < 1.0 and msclip["compute_standalone_runs"] == pytest.approx(133.0 / truth["standalone_run_seconds"])
 
 
 def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
-    from nas.pareto.bench import judge, true_front
+    from nas.bench.front import bench_points, judge, true_front
 
     truth = true_front(BENCH)
     outside = get_preset("share-last-3", "tiny").to_dict()  # share-last-3 is not among the 33
-    result = judge("s", [BENCH["policies"]["msclip"]["policy"], outside], None, BENCH, truth)
+    result = judge("s", [BENCH["policies"]["msclip"]["policy"], outside], None, bench_points(BENCH), truth)
     assert result["missing"] == ["share-last-3"] and result["hypervolume_ratio"] is None
-    assert result["in_bench"] == ["msclip"] and result["hypervolume_ratio_of_bench_policies"] > 0
+    assert result["scored"] == ["msclip"] and result["hypervolume_ratio_of_scored_policies"] > 0
+
+
+def _scores_table(loss: float, seeds: tuple[int, ...] = (0, 1)) -> dict:
+    """A further table with the bench's recipe (but `seeds`): msclip trained again (each seed 0.01 worse)
+    and share-last-3 at `loss`."""
+    msclip = BENCH["policies"]["msclip"]
+    config = yaml.safe_dump({**yaml.safe_load(BENCH["config"]), "name": "extra", "policies": ["msclip", "share-last-3"],
+                             "seeds": list(seeds)})
+    spec = get_preset("share-last-3", "tiny").to_dict()
+    added = {**msclip, "policy": spec, "params": count_params(get_preset("share-last-3", "tiny"), "tiny").total,
+             "mean": {**msclip["mean"], "val_loss": loss}}
+    again = {**msclip, "runs": [{**r, "val_loss": r["val_loss"] + 0.01} for r in msclip["runs"] if r["seed"] in seeds]}
+    return {**BENCH, "config": config, "policies": {"msclip": again, "share-last-3": added}}
+
+
+def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_the_bench_front() -> None:
+    from nas.bench.front import judge, scored_points, true_front
+
+    bench_only = true_front(BENCH)
+    known, repeats = scored_points(BENCH, {"extra.json": _scores_table(1.0)})
+    truth = true_front(BENCH, known)
+    runs = {r["seed"]: r["val_loss"] for r in BENCH["policies"]["msclip"]["runs"]}  # seeds 0, 1 and 2
+    assert [(r["policy"], r["source"], r["seeds"]) for r in repeats] == [("msclip", "extra.json", [0, 1])]
+    assert repeats[0]["bench"] == pytest.approx((runs[0] + runs[1]) / 2)  # over the seeds both trained
+    assert repeats[0]["again"] == pytest.approx((runs[0] + runs[1]) / 2 + 0.01) and repeats[0]["max_seed_difference"] == pytest.approx(0.01)
+    assert known[next(k for k, p in known.items() if p["policy"] == "msclip")]["source"] == "bench"  # the bench's mean is kept
+    assert (truth["policies"], truth["scored_policies"]) == (33, 34)
+    assert truth["hypervolume"] == bench_only["hypervolume"] and truth["front"] == bench_only["front"]
+    assert "share-last-3" in [p["policy"] for p in truth["front_all_scored"]]  # loss 1.0 beats every bench policy
+    assert truth["hypervolume_all_scored"] > truth["hypervolume"]
+    specs = {name: p["policy"] for name, p in BENCH["policies"].items()}
+    chosen = [specs[p["policy"]] for p in truth["front"]] + [get_preset("share-last-3", "tiny").to_dict()]
+    result = judge("s", chosen, None, known, truth)  # the bench front and a policy beyond it
+    assert result["missing"] == [] and result["hypervolume_ratio"] > 1.0
+    assert result["hypervolume_ratio_all_scored"] == pytest.approx(1.0)
+    # a dominated extra policy changes nothing of the front
+    worse, _ = scored_points(BENCH, {"extra.json": _scores_table(4.0)})
+    assert true_front(BENCH, worse)["hypervolume_all_scored"] == pytest.approx(bench_only["hypervolume"])
+
+
+def test_a_scores_table_trained_another_way_is_refused() -> None:
+    from nas.bench.front import scored_points
+
+    with pytest.raises(ValueError, match="extra.json: not built with the bench's recipe \\(seeds differ\\)"):
+        scored_points(BENCH, {"extra.json": _scores_table(1.0, seeds=(0, 2))})
+
+
+def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nas.cli.app import app
+    from nas.bench.front import spec_key
+
+    chosen = [get_preset("share-last-3", "tiny").to_dict(), BENCH["policies"]["msclip"]["policy"]]
+    record = tmp_path / "pareto.json"
+    record.write_text(json.dumps({"pareto": [{"spec": spec} for spec in chosen], "compute_seconds": 266.0}))
+    bench = Path(__file__).resolve().parents[1] / "experiments" / "results" / "sharebench-tiny.json"
+    out = CliRunner().invoke(app, ["bench", "front", str(bench), "--out", str(tmp_path / "fronts.json"),
+                                   "--judge", f"s={record}", "--write-missing", str(tmp_path / "missing")])
+    assert out.exit_code == 0, out.output
+    written = sorted((tmp_path / "missing").iterdir())
+    assert [p.name for p in written] == [f"share-last-3-{spec_key(chosen[0])[:8]}.json"]
+    assert SharingPolicy.from_json(written[0].read_text()) == get_preset("share-last-3", "tiny")
+    result = json.loads((tmp_path / "fronts.json").read_text())
+    assert result["searches"][0]["missing"] == ["share-last-3"] and result["searches"][0]["compute_seconds"] == 266.0
+
+
+def test_an_optuna_front_cut_at_a_compute_holds_the_trials_finished_within_it() -> None:
+    from nas.bench.front import search_front
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "pareto-tiny.json").read_text())
+    full, seconds = search_front(record)
+    assert [s["name"] for s in full] == [p["policy"] for p in record["pareto"]] and seconds == record["compute_seconds"]
+    first, seconds = search_front(record, 460.0)  # trial 0 (msclip) finished at 451.81 s, trial 1 at 1006.18 s
+    assert [s["name"] for s in first] == ["msclip"] and seconds == 451.81
+    two, seconds = search_front(record, 1006.18)  # msclip and clip: neither dominates the other
+    assert sorted(s["name"] for s in two) == ["clip", "msclip"] and seconds == 1006.18
+    with pytest.raises(ValueError, match="no trial of the study had finished within 100 s"):
+        search_front(record, 100.0)
+    with pytest.raises(ValueError, match="cannot be cut"):
+        search_front({"schema": "sharenas/sweep/v1", "policies": [], "sweep_seconds": 1.0}, 100.0)
+
+
+def test_a_sweep_is_told_how_its_inherited_scores_rank_against_the_standalone_ones() -> None:
+    from nas.bench.front import bench_points, inherited_agreement
+
+    names = ["share-last-2", "share-last-6", "share-last-10"]
+    standalone = [BENCH["policies"][n]["mean"]["val_loss"] for n in names]
+    order = sorted(range(3), key=lambda i: standalone[i])  # inherited scores in the reverse order
+    inherited = {names[i]: 3.0 - rank for rank, i in enumerate(order)}
+    record = {"schema": "sharenas/sweep/v1", "policies": [{"spec": BENCH["policies"][n]["policy"], "val_loss": inherited[n]} for n in names]}
+    agreement = inherited_agreement(record, bench_points(BENCH))
+    assert agreement["policies"] == 3 and agreement["kendall"] == pytest.approx(-1.0) and agreement["spearman"] == pytest.approx(-1.0)
+    assert inherited_agreement({"pareto": []}, bench_points(BENCH)) is None

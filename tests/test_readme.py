@@ -65,9 +65,11 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     "OMP_NUM_THREADS=1 .venv/bin/sharenas search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586":
         ".venv/bin/sharenas search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586",
     ".venv/bin/sharenas bench front experiments/results/sharebench-tiny.json --out runs/fronts.json "
-    "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json":
+    "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json "
+    "--scores experiments/results/front-policies-tiny.json --write-missing runs/front-policies":
         ".venv/bin/sharenas bench front experiments/results/sharebench-tiny.json --out runs/fronts.json "
-        "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json",
+        "--judge optuna=runs/optuna/tiny-pareto/pareto.json --judge sweep=runs/gumbel-sweep/sweep.json "
+        "--scores experiments/results/front-policies-tiny.json --write-missing runs/front-policies",
     ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --out front.html":
         ".venv/bin/sharenas report --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --out front.html",
     ".venv/bin/sharenas export --storage sqlite:///runs/optuna/tiny-pareto/study.db --study tiny-pareto --trial 0 --out exports/front-0":

@@ -117,31 +117,49 @@ def show(
 def front(
     table_file: Path = typer.Argument(..., help="A bench table (.json), e.g. experiments/results/sharebench-tiny.json."),
     out: Path = typer.Option(..., "--out", help="Results JSON; the markdown goes beside it (.md)."),
-    judge: Optional[list[str]] = typer.Option(None, "--judge", metavar="NAME=FILE",
-                                              help="A search's pareto.json or sweep.json, scored by the bench's standalone scores (repeatable)."),
+    judge: Optional[list[str]] = typer.Option(None, "--judge", metavar="NAME=FILE[@SECONDS]",
+                                              help="A search's pareto.json or sweep.json, scored by the standalone scores (repeatable); "
+                                                   "@SECONDS: an Optuna study's front after that much compute."),
+    scores: Optional[list[Path]] = typer.Option(None, "--scores", metavar="TABLE",
+                                                help="A further bench table built with the bench's recipe, e.g. of the policies searches chose (repeatable)."),
+    write_missing: Optional[Path] = typer.Option(None, "--write-missing", metavar="DIR",
+                                                 help="Write each chosen policy no table scores as DIR/NAME.json, ready for a bench config's policies."),
 ) -> None:
     """The bench's true front (loss vs parameters) and its hypervolume, and each judged search's ratio to it."""
+    import re
     import shlex
     import sys
 
     from trainer import atomic
 
-    from nas.pareto.bench import SCHEMA, judge as judge_front, search_front, to_markdown, true_front
+    from nas.bench.front import SCHEMA, inherited_agreement, judge as judge_front, scored_points, search_front, spec_key, to_markdown, true_front, unscored
 
     try:
         table = json.loads(table_file.read_text())
-        truth = true_front(table)
-        searches = []
+        known, repeats = scored_points(table, {str(path): json.loads(path.read_text()) for path in scores or []})
+        truth = true_front(table, known)
+        searches, missing = [], {}
         for item in judge or []:
             name, sep, path = item.partition("=")
-            if not sep:
-                raise ValueError(f"--judge {item!r}: give NAME=FILE")
-            chosen, seconds = search_front(json.loads(Path(path).read_text()))
-            searches.append(judge_front(name, chosen, seconds, table, truth))
+            path, at, cut = path.partition("@")
+            if not sep or (at and not re.fullmatch(r"\d+(\.\d*)?", cut)):
+                raise ValueError(f"--judge {item!r}: give NAME=FILE or NAME=FILE@SECONDS")
+            record = json.loads(Path(path).read_text())
+            chosen, seconds = search_front(record, float(cut) if at else None)
+            searches.append({**judge_front(name, chosen, seconds, known, truth), "inherited_vs_standalone": inherited_agreement(record, known)})
+            missing.update((spec_key(spec), spec) for spec in unscored(chosen, known))
     except (OSError, ValueError, KeyError) as exc:
         raise error_exit(f"bench front: {exc}", 2) from None
-    result = {"schema": SCHEMA, "bench": str(table_file), "truth": truth, "searches": searches}
+    result = {"schema": SCHEMA, "bench": str(table_file), "scores": [str(p) for p in scores or []], "truth": truth,
+              "repeats": repeats, "searches": searches}
     command = "sharenas bench front " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("front") + 1:]) if "front" in sys.argv else ""
     atomic.write_json(out, json_safe(result))
     atomic.write_text(out.with_suffix(".md"), to_markdown(result, command))
     typer.echo(to_markdown(result, command))
+    if write_missing is not None:
+        write_missing.mkdir(parents=True, exist_ok=True)
+        for key, spec in missing.items():
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", spec.get("name", "policy")).strip("_")
+            path = write_missing / f"{stem}-{key[:8]}.json"
+            atomic.write_json(path, spec)
+            typer.echo(f"missing: {path}")

@@ -1,0 +1,221 @@
+"""Fronts judged against the ground truth: the bench's own front (the standalone mean held-out loss
+against parameters of every bench policy) and a search's front re-scored by the standalone scores
+of the policies it chose. The scores are the bench's, plus those of further tables built with the
+bench's own recipe (e.g. the policies searches chose that the bench lacks), so a search can pass the
+bench's front (a ratio above 1); beside it, the ratio to the front of every scored policy together,
+the usual stand-in for an unknown front (the union of every approximation). A chosen policy no table
+holds has no standalone score: it is listed as missing and the search's ratios are left out until it
+is trained standalone.
+
+Reference point: the bench's chance loss (ln of the held-out batch) and twice the parameters of the
+all-specific `clip-t768`, both fixed before any search.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from statistics import mean
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.stats import kendalltau, spearmanr
+
+from trainer.typed_config import load_config, to_dict
+
+from nas.bench.config import BenchConfig
+from nas.pareto.front import hypervolume, pareto_mask, to_minimization
+from nas.pareto.objectives import default_reference
+
+SCHEMA = "sharenas/bench-front/v2"
+RECIPE_KEYS = ("train", "train_overrides", "space", "seeds", "heldout", "score_every_epochs")
+"""What a further scores table must share with the bench for its scores to stand beside the bench's."""
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """A policy's identity without its name (equal keys train the same model)."""
+    data = {k: v for k, v in spec.items() if k != "name"}
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_point(table: dict[str, Any]) -> tuple[float, float]:
+    size = yaml.safe_load(table["config"])["space"]["size"]  # the bench config, as YAML text
+    return float(table["chance"]["val_loss"]), default_reference(size, ["params"])["params"]
+
+
+def bench_points(table: dict[str, Any], source: str = "bench") -> dict[str, dict[str, Any]]:
+    """Per policy of a table (by key): name, params, mean loss, mean seconds of one standalone run, source."""
+    return {
+        spec_key(p["policy"]): {"policy": name, "params": int(p["params"]), "val_loss": float(p["mean"]["val_loss"]),
+                                "run_seconds": mean(float(r["train_seconds"]) for r in p["runs"]), "source": source}
+        for name, p in table["policies"].items()
+    }
+
+
+def _recipe(table: dict[str, Any]) -> dict[str, Any]:
+    """The recipe keys of a table's bench config, defaults filled in (a table may predate a key)."""
+    config = to_dict(load_config(yaml.safe_load(table["config"]), BenchConfig))
+    return {key: config[key] for key in RECIPE_KEYS}
+
+
+def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The standalone scores of the bench and of `others` (source -> table, each built with the bench's
+    recipe), and, for each policy both hold, the two means (the bench's is kept): how well a table
+    trained apart reproduces the bench."""
+    points = bench_points(table)
+    recipe = _recipe(table)
+    repeats = []
+    for source, other in (others or {}).items():
+        differ = [key for key, value in _recipe(other).items() if value != recipe[key]]
+        if differ:
+            raise ValueError(f"{source}: not built with the bench's recipe ({', '.join(differ)} differ); "
+                             "copy the bench config and change only its policies")
+        for key, point in bench_points(other, source).items():
+            if key in points:
+                repeats.append(_repeat(table["policies"][points[key]["policy"]], other["policies"][point["policy"]],
+                                       points[key]["policy"], source))
+            else:
+                points[key] = point
+    return points, repeats
+
+
+def _repeat(bench: dict[str, Any], again: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """One policy in two tables, compared over the seeds both trained."""
+    ours = {r["seed"]: float(r["val_loss"]) for r in bench["runs"]}
+    theirs = {r["seed"]: float(r["val_loss"]) for r in again["runs"]}
+    seeds = sorted(set(ours) & set(theirs))
+    return {"policy": name, "source": source, "seeds": seeds,
+            "bench": mean(ours[s] for s in seeds) if seeds else None, "again": mean(theirs[s] for s in seeds) if seeds else None,
+            "max_seed_difference": max((abs(theirs[s] - ours[s]) for s in seeds), default=None),
+            "bench_run_seconds": mean(float(r["train_seconds"]) for r in bench["runs"]),
+            "again_run_seconds": mean(float(r["train_seconds"]) for r in again["runs"])}
+
+
+def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[float, list[dict[str, Any]]]:
+    values = np.array([[p["val_loss"], p["params"]] for p in points])
+    members = [{k: p[k] for k in ("policy", "params", "val_loss", "source")} for p, m in zip(points, pareto_mask(values)) if m]
+    return hypervolume(values, ref), sorted(members, key=lambda p: p["params"])
+
+
+def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The bench's own front and its hypervolume, and the front of every scored policy in `points`
+    (default: the bench's alone); the compute unit is one standalone run of the bench."""
+    ref = reference_point(table)
+    scored = list((points or bench_points(table)).values())
+    bench = [p for p in scored if p["source"] == "bench"]
+    volume, front = _front(bench, ref)
+    volume_all, front_all = _front(scored, ref)
+    return {
+        "reference_point": {"val_loss": ref[0], "params": ref[1]},
+        "hypervolume": volume,
+        "front": front,
+        "policies": len(bench),
+        "hypervolume_all_scored": volume_all,
+        "front_all_scored": front_all,
+        "scored_policies": len(scored),
+        "standalone_run_seconds": mean(p["run_seconds"] for p in bench),
+    }
+
+
+def judge(name: str, chosen: list[dict[str, Any]], compute_seconds: float | None, known: dict[str, dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """`chosen`: the policy specs a search put on its front, scored here by the standalone scores `known`."""
+    found = [known[spec_key(spec)] for spec in chosen if spec_key(spec) in known]
+    missing = [spec.get("name", "?") for spec in unscored(chosen, known)]
+    ref = truth["reference_point"]
+    volume = hypervolume(np.array([[p["val_loss"], p["params"]] for p in found]), (ref["val_loss"], ref["params"])) if found else 0.0
+    unit = truth["standalone_run_seconds"]
+    return {
+        "search": name, "chosen": len(chosen), "scored": [p["policy"] for p in found], "missing": missing,
+        "hypervolume_ratio": None if missing else volume / truth["hypervolume"],
+        "hypervolume_ratio_all_scored": None if missing else volume / truth["hypervolume_all_scored"],
+        "hypervolume_ratio_of_scored_policies": volume / truth["hypervolume"],
+        "compute_seconds": compute_seconds,
+        "compute_standalone_runs": None if compute_seconds is None else compute_seconds / unit,
+    }
+
+
+def unscored(chosen: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chosen specs no table scores, each once."""
+    seen: dict[str, dict[str, Any]] = {}
+    for spec in chosen:
+        seen.setdefault(spec_key(spec), spec)
+    return [spec for key, spec in seen.items() if key not in known]
+
+
+def search_front(record: dict[str, Any], seconds: float | None = None) -> tuple[list[dict[str, Any]], float | None]:
+    """The chosen policies and the compute of a `pareto.json` (Optuna) or `sweep.json` (supernet).
+    `seconds`: the front an Optuna study had after that much compute (its trials finished within it,
+    from the hypervolume history), for a comparison at equal compute."""
+    if record.get("schema") == "sharenas/sweep/v1":
+        total = (record.get("search_seconds") or 0.0) + record["sweep_seconds"]
+        if seconds is not None:
+            raise ValueError("a sweep's front cannot be cut at a compute: it is one supernet and its derivations")
+        return [p["spec"] for p in record["policies"] if p["on_front"]], total
+    if "pareto" not in record:
+        raise ValueError("not a pareto.json or sweep.json")
+    if seconds is None:
+        return [p["spec"] for p in record["pareto"] if p.get("spec")], record.get("compute_seconds")
+    done = {h["trial"]: h["compute_seconds"] for h in record["hypervolume_history"] if h["compute_seconds"] <= seconds}
+    if not done:
+        raise ValueError(f"no trial of the study had finished within {seconds:g} s")
+    trials = [t for t in record["pareto"] + record["dominated"] if t["trial"] in done and t.get("spec")]
+    values = to_minimization([[t["objectives"][o["name"]] for o in record["objectives"]] for t in trials],
+                             [o["direction"] for o in record["objectives"]])
+    return [t["spec"] for t, on_front in zip(trials, pareto_mask(values)) if on_front], max(done.values())
+
+
+def inherited_agreement(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """How a sweep's inherited scores rank its derived policies against their standalone scores (the
+    policies both score); None for an Optuna study, whose trials are standalone runs already."""
+    if record.get("schema") != "sharenas/sweep/v1":
+        return None
+    pairs = [(p["val_loss"], known[spec_key(p["spec"])]["val_loss"]) for p in record["policies"] if spec_key(p["spec"]) in known]
+    if len(pairs) < 3:
+        return {"policies": len(pairs), "kendall": None, "kendall_p": None, "spearman": None}
+    inherited, standalone = zip(*pairs)
+    tau = kendalltau(inherited, standalone)
+    return {"policies": len(pairs), "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue),
+            "spearman": float(spearmanr(inherited, standalone).statistic)}
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _front_rows(front: list[dict[str, Any]]) -> list[str]:
+    return ["| policy | params | held-out loss | scored in |", "|:--|--:|--:|:--|"] + [
+        f"| {p['policy']} | {p['params']:,} | {p['val_loss']:.4f} | {p['source']} |" for p in front]
+
+
+def to_markdown(result: dict[str, Any], command: str) -> str:
+    t = result["truth"]
+    ref = t["reference_point"]
+    lines = [f"## Fronts against the ShareBench ground truth ({t['policies']} policies)", "", "```", command, "```", "",
+             f"True front: hypervolume {t['hypervolume']:,.1f} against the reference point (held-out loss {ref['val_loss']:.4f} = chance, "
+             f"{ref['params']:,.0f} parameters = 2 x clip-t768); one standalone run of the bench costs {t['standalone_run_seconds']:,.1f} s on average.", ""]
+    lines += _front_rows(t["front"])
+    if t["scored_policies"] > t["policies"]:
+        lines += ["", f"Every scored policy ({t['scored_policies']}: the bench's and those trained standalone with its recipe): "
+                  f"hypervolume {t['hypervolume_all_scored']:,.1f}.", ""] + _front_rows(t["front_all_scored"])
+    if result.get("repeats"):
+        lines += ["", "Policies trained again beside the searches' (same recipe; the bench's mean is kept), over the seeds both trained, "
+                  "and the seconds of one run in each (wall time: the load of the machine differs):", "",
+                  "| policy | scored in | seeds | bench loss | again | largest seed difference | run (s), bench | run (s), again |",
+                  "|:--|:--|:--|--:|--:|--:|--:|--:|"]
+        lines += [f"| {r['policy']} | {r['source']} | {', '.join(map(str, r['seeds']))} | {_num(r['bench'], '.4f')} | {_num(r['again'], '.4f')} | "
+                  f"{_num(r['max_seed_difference'], '.4f')} | {r['bench_run_seconds']:,.1f} | {r['again_run_seconds']:,.1f} |" for r in result["repeats"]]
+    if result["searches"]:
+        lines += ["", "| search | front size | scored | missing (no standalone score) | HV ratio | HV ratio, all scored | compute (s) | compute (standalone runs) |",
+                  "|:--|--:|--:|:--|--:|--:|--:|--:|"]
+        for s in result["searches"]:
+            ratio = "n/a (missing policies)" if s["hypervolume_ratio"] is None else f"{s['hypervolume_ratio']:.3f}"
+            ratio_all = "n/a" if s["hypervolume_ratio_all_scored"] is None else f"{s['hypervolume_ratio_all_scored']:.3f}"
+            comp = "" if s["compute_seconds"] is None else f"{s['compute_seconds']:,.0f}"
+            runs = "" if s["compute_standalone_runs"] is None else f"{s['compute_standalone_runs']:.2f}"
+            lines.append(f"| {s['search']} | {s['chosen']} | {len(s['scored'])} | {', '.join(s['missing']) or '-'} | {ratio} | {ratio_all} | {comp} | {runs} |")
+        for s in result["searches"]:
+            agree = s.get("inherited_vs_standalone")
+            if agree and agree["kendall"] is not None:
+                lines += ["", f"{s['search']}: its inherited scores rank its {agree['policies']} derived policies against their standalone scores at "
+                          f"Kendall tau {agree['kendall']:.3f} (p {agree['kendall_p']:.2f}), Spearman {agree['spearman']:.3f}."]
+    return "\n".join(lines) + "\n"
