@@ -11,10 +11,11 @@
 #                                rank-check-real-tiny-loss}.{json,md}: the length study, the bench with its agreement
 #                                with ShareBench-tiny, the real-set search's derived policy against msclip and
 #                                msclip-s (4 seeds), and the rank check (ground truth R@10, and the loss)
-#   scripts/sharebench.sh fronts about 1 hour (after tiny): experiments/results/sweep-tiny.json and
-#                                {front-policies-tiny,fronts-tiny}.{json,md}: the supernet budget sweep, the policies it and the
-#                                pareto-tiny study chose that the bench lacks trained standalone on the bench
-#                                recipe, and both fronts judged against the true front of all of them
+#   scripts/sharebench.sh fronts about 1.5 hours (after tiny): experiments/results/sweep-tiny.json and
+#                                {pareto-tiny-nsga2,pareto-tiny-random,front-policies-tiny,fronts-tiny}.{json,md}: the
+#                                supernet budget sweep, the pareto-tiny study again with NSGA-II and with random
+#                                sampling, the chosen policies the bench lacks trained standalone on its recipe, and
+#                                every front judged against the bench's front
 #   scripts/sharebench.sh        all three
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,5 +100,5 @@ case "${1:-all}" in
   real) real ;;
   fronts) fronts ;;
   all) tiny; real; fronts ;;
-  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac
