@@ -177,6 +177,27 @@ def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below()
     assert 0.0 < msclip["hypervolume_ratio"] < 1.0 and msclip["compute_standalone_runs"] == pytest.approx(133.0 / truth["standalone_run_seconds"])
 
 
+def test_the_noise_ceiling_is_the_front_one_seed_picks() -> None:
+    from nas.bench.front import reference_point, true_front
+
+    ceiling = true_front(BENCH)["one_seed_fronts"]
+    assert [r["chosen_by_seed"] for r in ceiling] == [0, 1] and [r["judged_by_seeds"] for r in ceiling] == [[1], [0]]
+    assert all(0.0 < r["hypervolume_ratio"] <= 1.0 + 1e-12 and 0.0 < r["hypervolume_ratio_other_seeds"] <= 1.0 + 1e-12 for r in ceiling)
+    # seed 0's front, by hand: the policies no other policy beats on seed 0's loss and parameters
+    runs = {n: next(r["val_loss"] for r in p["runs"] if r["seed"] == 0) for n, p in BENCH["policies"].items()}
+    picked = [n for n, p in BENCH["policies"].items()
+              if not any(runs[m] <= runs[n] and q["params"] <= p["params"] and (runs[m], q["params"]) != (runs[n], p["params"])
+                         for m, q in BENCH["policies"].items())]
+    assert ceiling[0]["front_size"] == len(picked)
+    ref = reference_point(BENCH)
+    means = np.array([[BENCH["policies"][n]["mean"]["val_loss"], BENCH["policies"][n]["params"]] for n in picked])
+    assert ceiling[0]["hypervolume_ratio"] == pytest.approx(hypervolume(means, ref) / true_front(BENCH)["hypervolume"])
+    # seeds that agree pick the true front itself
+    agreeing = {**BENCH, "policies": {n: {**p, "runs": [{**r, "val_loss": p["mean"]["val_loss"]} for r in p["runs"]]}
+                                      for n, p in BENCH["policies"].items()}}
+    assert [r["hypervolume_ratio"] for r in true_front(agreeing)["one_seed_fronts"]] == pytest.approx([1.0, 1.0])
+
+
 def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
     from nas.bench.front import bench_points, judge, true_front
 

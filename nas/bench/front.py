@@ -97,9 +97,34 @@ def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[floa
     return hypervolume(values, ref), sorted(members, key=lambda p: p["params"])
 
 
+def one_seed_fronts(table: dict[str, Any], ref: tuple[float, float], volume: float) -> list[dict[str, Any]]:
+    """The noise ceiling of a front: for each seed every bench policy trained, the front that one run of
+    every policy (that seed) picks, judged by the bench's means like a search's (its own seed among them:
+    a search whose trials are the bench's own seed-0 runs has the same advantage) and, independently, by
+    the mean of the other seeds against their own front."""
+    seeds = sorted(set.intersection(*({r["seed"] for r in p["runs"]} for p in table["policies"].values())))
+    params = np.array([float(p["params"]) for p in table["policies"].values()])
+    mean_loss = np.array([float(p["mean"]["val_loss"]) for p in table["policies"].values()])
+    by_seed = {s: np.array([next(float(r["val_loss"]) for r in p["runs"] if r["seed"] == s) for p in table["policies"].values()])
+               for s in seeds}
+    out = []
+    for seed in seeds:
+        picked = pareto_mask(np.column_stack([by_seed[seed], params]))
+        others = [s for s in seeds if s != seed]
+        row = {"chosen_by_seed": seed, "front_size": int(picked.sum()),
+               "hypervolume_ratio": hypervolume(np.column_stack([mean_loss, params])[picked], ref) / volume,
+               "judged_by_seeds": others, "hypervolume_ratio_other_seeds": None}
+        if others:
+            other = np.column_stack([np.mean([by_seed[s] for s in others], axis=0), params])
+            row["hypervolume_ratio_other_seeds"] = hypervolume(other[picked], ref) / hypervolume(other, ref)
+        out.append(row)
+    return out
+
+
 def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The bench's own front and its hypervolume, and the front of every scored policy in `points`
-    (default: the bench's alone); the compute unit is one standalone run of the bench."""
+    """The bench's own front and its hypervolume, its noise ceiling (`one_seed_fronts`), and the front of
+    every scored policy in `points` (default: the bench's alone); the compute unit is one standalone run
+    of the bench."""
     ref = reference_point(table)
     scored = list((points or bench_points(table)).values())
     bench = [p for p in scored if p["source"] == "bench"]
@@ -110,6 +135,7 @@ def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None =
         "hypervolume": volume,
         "front": front,
         "policies": len(bench),
+        "one_seed_fronts": one_seed_fronts(table, ref, volume),
         "hypervolume_all_scored": volume_all,
         "front_all_scored": front_all,
         "scored_policies": len(scored),
@@ -194,6 +220,11 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
              f"True front: hypervolume {t['hypervolume']:,.1f} against the reference point (held-out loss {ref['val_loss']:.4f} = chance, "
              f"{ref['params']:,.0f} parameters = 2 x clip-t768); one standalone run of the bench costs {t['standalone_run_seconds']:,.1f} s on average.", ""]
     lines += _front_rows(t["front"])
+    lines += ["", "Noise ceiling: the front one run of every bench policy picks (one seed's scores), judged like a search's by the bench's "
+              "means (its own seed among them), and by the other seeds alone against their own front:", "",
+              "| chosen by seed | front size | HV ratio (bench means) | judged by seeds | HV ratio (those seeds) |", "|--:|--:|--:|:--|--:|"]
+    lines += [f"| {r['chosen_by_seed']} | {r['front_size']} | {r['hypervolume_ratio']:.3f} | {', '.join(map(str, r['judged_by_seeds'])) or '-'} | "
+              f"{_num(r['hypervolume_ratio_other_seeds'], '.3f')} |" for r in t.get("one_seed_fronts", [])]
     if t["scored_policies"] > t["policies"]:
         lines += ["", f"Every scored policy ({t['scored_policies']}: the bench's and those trained standalone with its recipe): "
                   f"hypervolume {t['hypervolume_all_scored']:,.1f}.", ""] + _front_rows(t["front_all_scored"])
