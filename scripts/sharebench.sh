@@ -20,7 +20,7 @@
 #                                about 2 hours (after real): the same on ShareBench-real-tiny (experiments/real/
 #                                {gumbel-sweep,pareto}.yaml): sweep-real-tiny.json and {pareto-real-tiny,
 #                                pareto-real-tiny-nsga2,pareto-real-tiny-random,front-policies-real-tiny,
-#                                fronts-real-tiny}.{json,md}
+#                                fronts-real-tiny,fronts-real-tiny-seed1}.{json,md}
 #   scripts/sharebench.sh        all four
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,14 +71,17 @@ real() {
   rank_check experiments/real/rank_check.yaml rank-check-real-tiny-loss --set supernet_run=runs/gumbel-real --set truth=val_loss
 }
 
-# fronts TAG DIR BENCH SWEEP_RUN REFERENCE STUDY CUT KIND...: the supernet budget sweep of
+# fronts TAG DIR BENCH SWEEP_RUN REFERENCE STUDY CUT [--seed-one] KIND...: the supernet budget sweep of
 # DIR/gumbel-sweep.yaml; the study DIR/pareto.yaml with each sampler KIND (tpe: the config's own study
 # STUDY; nsga2 with a population of 4, so that 8 trials make 2 generations; random); the chosen policies
 # the bench lacks trained standalone on its recipe (front-policies-TAG); every front judged against the
-# bench's front, and the studies of the kinds in CUT (comma-separated) also cut at the sweep's compute
+# bench's front, and the studies of the kinds in CUT (comma-separated) also cut at the sweep's compute;
+# --seed-one (before the kinds): also judged by the bench's seed-1 runs alone (fronts-TAG-seed1)
 fronts() {
   local tag=$1 dir=$2 table="$RESULTS/$3.json" run=$4 reference=$5 study=$6 cut_kinds=",$7,"
   shift 7
+  local seed_one=""
+  [ "$1" = --seed-one ] && { seed_one=1; shift; }
   if [ ! -f "$run/sweep.json" ]; then
     "$SHARENAS" search gumbel "$dir/gumbel-sweep.yaml" --out "$run"
     "$SHARENAS" search sweep "$run" --budgets 8 --reference "$reference"
@@ -100,11 +103,15 @@ fronts() {
     [[ $cut_kinds == *",$kind,"* ]] && cuts+=(--judge "${kind/#tpe/mo-tpe}-at-sweep-compute=$result.json@$cut")
   done
   # the chosen policies no table scores yet; a new one must be added to front-policies-TAG.yaml's list
-  "$SHARENAS" bench front "$table" --out "runs/fronts-before-$tag.json" "${judges[@]}" \
+  "$SHARENAS" bench front "$table" --out "runs/fronts-before-$tag.json" "${judges[@]}" "${cuts[@]}" \
     --write-missing "experiments/bench/front-policies-$tag"
   bench "front-policies-$tag"
   "$SHARENAS" bench front "$table" --out "$RESULTS/fronts-$tag.json" --scores "$RESULTS/front-policies-$tag.json" \
     "${judges[@]}" "${cuts[@]}"
+  # a study whose trials are the bench's own seed-0 runs (the real set's) is judged by seed 1 alone as well
+  [ -n "$seed_one" ] && "$SHARENAS" bench front "$table" --out "$RESULTS/fronts-$tag-seed1.json" \
+    --scores "$RESULTS/front-policies-$tag.json" --seeds 1 "${judges[@]}" "${cuts[@]}"
+  return 0
 }
 
 case "${1:-all}" in
@@ -113,7 +120,7 @@ case "${1:-all}" in
   fronts) fronts tiny experiments/tiny sharebench-tiny runs/gumbel-sweep 4.852030263919619,8771586 tiny-pareto nsga2,random tpe nsga2 random ;;
   fronts-real)
     [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
-    fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random tpe nsga2 random ;;
+    fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random --seed-one tpe nsga2 random ;;
   all) tiny; real; "$0" fronts; "$0" fronts-real ;;
   *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

@@ -246,6 +246,25 @@ def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_th
     assert true_front(BENCH, worse)["hypervolume_all_scored"] == pytest.approx(bench_only["hypervolume"])
 
 
+def test_fronts_can_be_scored_by_the_seeds_a_study_did_not_train() -> None:
+    from nas.bench.front import judge, scored_points, true_front
+
+    known, _ = scored_points(BENCH, {"extra.json": _scores_table(1.0)}, seeds=[1])
+    seed_1 = {n: next(r["val_loss"] for r in p["runs"] if r["seed"] == 1) for n, p in BENCH["policies"].items()}
+    by_name = {p["policy"]: p for p in known.values()}
+    assert all(by_name[n]["val_loss"] == seed_1[n] for n in BENCH["policies"])  # msclip: the bench's seed 1, not the extra table's
+    assert by_name["share-last-3"]["val_loss"] == seed_1["msclip"]  # the extra table's seed-1 run (a copy of msclip's), not its mean 1.0
+    truth = true_front(BENCH, known)
+    values = np.array([[seed_1[n], p["params"]] for n, p in BENCH["policies"].items()])
+    assert truth["hypervolume"] == pytest.approx(hypervolume(values, (truth["reference_point"]["val_loss"], truth["reference_point"]["params"])))
+    assert truth["one_seed_fronts"] == true_front(BENCH)["one_seed_fronts"]  # the noise ceiling is by every seed
+    assert truth["scores_run_seconds"] == pytest.approx(np.mean([r["train_seconds"] for r in BENCH["policies"]["msclip"]["runs"]]))
+    result = judge("s", [BENCH["policies"]["msclip"]["policy"]], 60.0, known, truth)
+    assert result["compute_scores_runs"] == pytest.approx(60.0 / truth["scores_run_seconds"])
+    with pytest.raises(ValueError, match="msclip-s has no run of seed 7 .*choose --seeds"):
+        scored_points({**BENCH, "policies": {"msclip-s": BENCH["policies"]["msclip-s"]}}, seeds=[7])
+
+
 def test_a_scores_table_trained_another_way_is_refused() -> None:
     from nas.bench.front import scored_points
 
