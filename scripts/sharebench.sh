@@ -17,7 +17,7 @@
 #                                with random sampling, the chosen policies the bench lacks trained standalone on its
 #                                recipe, and every front judged against the bench's front
 #   scripts/sharebench.sh fronts-real
-#                                about 2 hours (after real): the same on ShareBench-real-tiny (experiments/real/
+#                                about 45 minutes (after real): the same on ShareBench-real-tiny (experiments/real/
 #                                {gumbel-sweep,pareto}.yaml): sweep-real-tiny.json and {pareto-real-tiny,
 #                                pareto-real-tiny-nsga2,pareto-real-tiny-random,front-policies-real-tiny,
 #                                fronts-real-tiny,fronts-real-tiny-seed1}.{json,md}

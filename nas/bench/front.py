@@ -9,13 +9,17 @@ is trained standalone.
 
 Reference point: the bench's chance loss (ln of the held-out batch) and twice the parameters of the
 all-specific `clip-t768`, both fixed before any search.
+
+Beside it, the noise ceiling: the ratio of the front one seed's runs of every bench policy pick. And the
+scores can be restricted to some seeds, so that a study whose trials are the bench's own runs of one
+seed (the same recipe and seed) is not judged by the very runs that chose its front.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from statistics import mean
 from collections.abc import Sequence
+from statistics import mean
 from typing import Any
 
 import numpy as np
