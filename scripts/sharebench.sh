@@ -11,12 +11,17 @@
 #                                rank-check-real-tiny-loss}.{json,md}: the length study, the bench with its agreement
 #                                with ShareBench-tiny, the real-set search's derived policy against msclip and
 #                                msclip-s (4 seeds), and the rank check (ground truth R@10, and the loss)
-#   scripts/sharebench.sh fronts about 1.5 hours (after tiny): experiments/results/sweep-tiny.json and
-#                                {pareto-tiny-nsga2,pareto-tiny-random,front-policies-tiny,fronts-tiny}.{json,md}: the
-#                                supernet budget sweep, the pareto-tiny study again with NSGA-II and with random
-#                                sampling, the chosen policies the bench lacks trained standalone on its recipe, and
-#                                every front judged against the bench's front
-#   scripts/sharebench.sh        all three
+#   scripts/sharebench.sh fronts about 2.5 hours (after tiny): experiments/results/sweep-tiny.json and
+#                                {pareto-tiny,pareto-tiny-nsga2,pareto-tiny-random,front-policies-tiny,fronts-tiny}.{json,md}:
+#                                the supernet budget sweep, the pareto-tiny study (MO TPE) and again with NSGA-II and
+#                                with random sampling, the chosen policies the bench lacks trained standalone on its
+#                                recipe, and every front judged against the bench's front
+#   scripts/sharebench.sh fronts-real
+#                                about 45 minutes (after real): the same on ShareBench-real-tiny (experiments/real/
+#                                {gumbel-sweep,pareto}.yaml): sweep-real-tiny.json and {pareto-real-tiny,
+#                                pareto-real-tiny-nsga2,pareto-real-tiny-random,front-policies-real-tiny,
+#                                fronts-real-tiny,fronts-real-tiny-seed1}.{json,md}
+#   scripts/sharebench.sh        all four
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARENAS=${SHARENAS:-.venv/bin/sharenas}
@@ -66,39 +71,56 @@ real() {
   rank_check experiments/real/rank_check.yaml rank-check-real-tiny-loss --set supernet_run=runs/gumbel-real --set truth=val_loss
 }
 
+# fronts TAG DIR BENCH SWEEP_RUN REFERENCE STUDY CUT [--seed-one] KIND...: the supernet budget sweep of
+# DIR/gumbel-sweep.yaml; the study DIR/pareto.yaml with each sampler KIND (tpe: the config's own study
+# STUDY; nsga2 with a population of 4, so that 8 trials make 2 generations; random); the chosen policies
+# the bench lacks trained standalone on its recipe (front-policies-TAG); every front judged against the
+# bench's front, and the studies of the kinds in CUT (comma-separated) also cut at the sweep's compute;
+# --seed-one (before the kinds): also judged by the bench's seed-1 runs alone (fronts-TAG-seed1)
 fronts() {
-  if [ ! -f runs/gumbel-sweep/sweep.json ]; then
-    "$SHARENAS" search gumbel experiments/tiny/gumbel-sweep.yaml --out runs/gumbel-sweep
-    "$SHARENAS" search sweep runs/gumbel-sweep --budgets 8 --reference 4.852030263919619,8771586
+  local tag=$1 dir=$2 table="$RESULTS/$3.json" run=$4 reference=$5 study=$6 cut_kinds=",$7,"
+  shift 7
+  local seed_one=""
+  [ "$1" = --seed-one ] && { seed_one=1; shift; }
+  if [ ! -f "$run/sweep.json" ]; then
+    "$SHARENAS" search gumbel "$dir/gumbel-sweep.yaml" --out "$run"
+    "$SHARENAS" search sweep "$run" --budgets 8 --reference "$reference"
   fi
-  cp runs/gumbel-sweep/sweep.json "$RESULTS/sweep-tiny.json"
-  # the pareto-tiny study (MO TPE) again with NSGA-II (a population of 4, so that 8 trials make 2
-  # generations) and with random sampling: the same trials and baselines
-  local kind options
-  for kind in nsga2 random; do
-    options=(--set study_name="tiny-pareto-$kind" --set sampler.kind="$kind")
+  cp "$run/sweep.json" "$RESULTS/sweep-$tag.json"
+  local cut judges=(--judge sweep="$RESULTS/sweep-$tag.json") cuts=() kind name result options
+  cut=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(round(d["search_seconds"] + d["sweep_seconds"]))' "$RESULTS/sweep-$tag.json")
+  for kind in "$@"; do
+    if [ "$kind" = tpe ]; then
+      name=$study result="$RESULTS/pareto-$tag" options=()
+    else
+      name="$study-$kind" result="$RESULTS/pareto-$tag-$kind" options=(--set study_name="$study-$kind" --set sampler.kind="$kind")
+    fi
     [ "$kind" = nsga2 ] && options+=(--set sampler.population_size=4)
-    [ -f "runs/optuna/tiny-pareto-$kind/pareto.json" ] || "$SHARENAS" search optuna experiments/tiny/pareto.yaml "${options[@]}"
-    cp "runs/optuna/tiny-pareto-$kind/pareto.json" "$RESULTS/pareto-tiny-$kind.json"
-    cp "runs/optuna/tiny-pareto-$kind/pareto.md" "$RESULTS/pareto-tiny-$kind.md"
+    [ -f "runs/optuna/$name/pareto.json" ] || "$SHARENAS" search optuna "$dir/pareto.yaml" "${options[@]}"
+    cp "runs/optuna/$name/pareto.json" "$result.json"
+    cp "runs/optuna/$name/pareto.md" "$result.md"
+    judges+=(--judge "${kind/#tpe/mo-tpe}=$result.json")
+    [[ $cut_kinds == *",$kind,"* ]] && cuts+=(--judge "${kind/#tpe/mo-tpe}-at-sweep-compute=$result.json@$cut")
   done
-  local judges=(--judge sweep="$RESULTS/sweep-tiny.json" --judge mo-tpe="$RESULTS/pareto-tiny.json"
-                --judge nsga2="$RESULTS/pareto-tiny-nsga2.json" --judge random="$RESULTS/pareto-tiny-random.json")
-  # the chosen policies no table scores yet; a new one must be added to front-policies-tiny.yaml's list
-  "$SHARENAS" bench front "$RESULTS/sharebench-tiny.json" --out runs/fronts-before.json "${judges[@]}" \
-    --write-missing experiments/bench/front-policies-tiny
-  bench front-policies-tiny
-  # NSGA-II and random cut at the sweep's compute (they ran at the sweep's load; the MO-TPE study did not)
-  local cut
-  cut=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(round(d["search_seconds"] + d["sweep_seconds"]))' "$RESULTS/sweep-tiny.json")
-  "$SHARENAS" bench front "$RESULTS/sharebench-tiny.json" --out "$RESULTS/fronts-tiny.json" --scores "$RESULTS/front-policies-tiny.json" \
-    "${judges[@]}" --judge nsga2-at-sweep-compute="$RESULTS/pareto-tiny-nsga2.json@$cut" --judge random-at-sweep-compute="$RESULTS/pareto-tiny-random.json@$cut"
+  # the chosen policies no table scores yet; a new one must be added to front-policies-TAG.yaml's list
+  "$SHARENAS" bench front "$table" --out "runs/fronts-before-$tag.json" "${judges[@]}" "${cuts[@]}" \
+    --write-missing "experiments/bench/front-policies-$tag"
+  bench "front-policies-$tag"
+  "$SHARENAS" bench front "$table" --out "$RESULTS/fronts-$tag.json" --scores "$RESULTS/front-policies-$tag.json" \
+    "${judges[@]}" "${cuts[@]}"
+  # a study whose trials are the bench's own seed-0 runs (the real set's) is judged by seed 1 alone as well
+  [ -n "$seed_one" ] && "$SHARENAS" bench front "$table" --out "$RESULTS/fronts-$tag-seed1.json" \
+    --scores "$RESULTS/front-policies-$tag.json" --seeds 1 "${judges[@]}" "${cuts[@]}"
+  return 0
 }
 
 case "${1:-all}" in
   tiny) tiny ;;
   real) real ;;
-  fronts) fronts ;;
-  all) tiny; real; fronts ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  fronts) fronts tiny experiments/tiny sharebench-tiny runs/gumbel-sweep 4.852030263919619,8771586 tiny-pareto nsga2,random tpe nsga2 random ;;
+  fronts-real)
+    [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
+    fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random --seed-one tpe nsga2 random ;;
+  all) tiny; real; "$0" fronts; "$0" fronts-real ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

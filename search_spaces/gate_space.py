@@ -98,6 +98,16 @@ class GateSpace:
             out[g] = SPECIFIC
         return out
 
+    def flip(self, choices: list[int], gate: int) -> list[int]:
+        """`choices` with `gate` flipped, normalized. The gates that only it forced go back to shared: with
+        ES on, layer 0 is forced specific, and ES off alone can cost more than ES on (the image tower's own
+        patch embedding and layer 0 take the conv stem's place), so the all-shared policy would be out of
+        every single flip's reach."""
+        out = [1 - c if i == gate else c for i, c in enumerate(choices)]
+        for g in set(self.forced(choices)) - set(self.forced(out)):
+            out[g] = SHARED
+        return self.normalize(out)
+
     def to_policy(self, choices: list[int], name: str = "custom") -> SharingPolicy:
         choices = self.normalize(choices)
         layers = tuple(

@@ -144,3 +144,29 @@ def test_b32_recipes_require_a_data_path(name):
     assert (cfg.optim.lr, cfg.optim.final_lr, cfg.optim.warmup_epochs) == (1.6e-3, 1.6e-4, 5.0)
     assert cfg.train.batch_size == 4096
     assert (cfg.optim.weight_decay_shared, cfg.optim.weight_decay_specific) == (0.2, 0.2 if name == "clip" else 0.05)
+
+
+def _differences(a: dict, b: dict) -> dict:
+    return {(section, key): (a[section][key], b[section][key]) for section in a for key in a[section] if a[section][key] != b[section][key]}
+
+
+def test_the_real_front_configs_are_the_tiny_ones_on_the_real_set():
+    """experiments/real/{gumbel-sweep,pareto}.yaml change only the data (and its epoch length) of the tiny
+    ones, and a real pareto trial trains exactly ShareBench-real-tiny's recipe."""
+    from nas.bench.config import load_bench_config
+    from nas.discrete.config import load_search_config
+    from nas.supernet.config import GumbelConfig
+
+    sweep = [to_dict(load_config(EXPERIMENTS / d / "gumbel-sweep.yaml", GumbelConfig)) for d in ("tiny", "real")]
+    assert _differences(*sweep) == {("data", "source"): ("embedded", "real"), ("data", "path"): (None, "data/real"),
+                                    ("data", "max_eval_images"): (1000, 2000), ("train", "checkpoint_every"): (61, 85)}
+    tiny, real = (load_search_config(EXPERIMENTS / d / "pareto.yaml") for d in ("tiny", "real"))
+    a, b = to_dict(tiny), to_dict(real)
+    assert {k for k in a if a[k] != b[k]} == {"study_name", "objective", "train", "train_template"}
+    assert (b["objective"]["metric"], b["objective"]["reference_point"]) == ("heldout/real/loss", {"heldout/real/loss": 4.808, "latency": 1.0})
+    assert {k: v for k, v in a["objective"].items() if k not in ("metric", "reference_point")} == \
+        {k: v for k, v in b["objective"].items() if k not in ("metric", "reference_point")}
+    recipe = load_bench_config(EXPERIMENTS / "bench" / "sharebench-real-tiny.yaml").recipe
+    assert _differences(to_dict(recipe), to_dict(real.train_template)) == {
+        ("train", "checkpoint_every"): (100, None), ("train", "progress"): (True, False),
+        ("eval", "every_epochs"): (None, 2)}  # when to checkpoint, print and evaluate (the end), not what is trained

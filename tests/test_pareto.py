@@ -177,6 +177,27 @@ def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below()
     assert 0.0 < msclip["hypervolume_ratio"] < 1.0 and msclip["compute_standalone_runs"] == pytest.approx(133.0 / truth["standalone_run_seconds"])
 
 
+def test_the_noise_ceiling_is_the_front_one_seed_picks() -> None:
+    from nas.bench.front import reference_point, true_front
+
+    ceiling = true_front(BENCH)["one_seed_fronts"]
+    assert [r["chosen_by_seed"] for r in ceiling] == [0, 1] and [r["judged_by_seeds"] for r in ceiling] == [[1], [0]]
+    assert all(0.0 < r["hypervolume_ratio"] <= 1.0 + 1e-12 and 0.0 < r["hypervolume_ratio_other_seeds"] <= 1.0 + 1e-12 for r in ceiling)
+    # seed 0's front, by hand: the policies no other policy beats on seed 0's loss and parameters
+    runs = {n: next(r["val_loss"] for r in p["runs"] if r["seed"] == 0) for n, p in BENCH["policies"].items()}
+    picked = [n for n, p in BENCH["policies"].items()
+              if not any(runs[m] <= runs[n] and q["params"] <= p["params"] and (runs[m], q["params"]) != (runs[n], p["params"])
+                         for m, q in BENCH["policies"].items())]
+    assert ceiling[0]["front_size"] == len(picked)
+    ref = reference_point(BENCH)
+    means = np.array([[BENCH["policies"][n]["mean"]["val_loss"], BENCH["policies"][n]["params"]] for n in picked])
+    assert ceiling[0]["hypervolume_ratio"] == pytest.approx(hypervolume(means, ref) / true_front(BENCH)["hypervolume"])
+    # seeds that agree pick the true front itself
+    agreeing = {**BENCH, "policies": {n: {**p, "runs": [{**r, "val_loss": p["mean"]["val_loss"]} for r in p["runs"]]}
+                                      for n, p in BENCH["policies"].items()}}
+    assert [r["hypervolume_ratio"] for r in true_front(agreeing)["one_seed_fronts"]] == pytest.approx([1.0, 1.0])
+
+
 def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
     from nas.bench.front import bench_points, judge, true_front
 
@@ -223,6 +244,25 @@ def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_th
     # a dominated extra policy changes nothing of the front
     worse, _ = scored_points(BENCH, {"extra.json": _scores_table(4.0)})
     assert true_front(BENCH, worse)["hypervolume_all_scored"] == pytest.approx(bench_only["hypervolume"])
+
+
+def test_fronts_can_be_scored_by_the_seeds_a_study_did_not_train() -> None:
+    from nas.bench.front import judge, scored_points, true_front
+
+    known, _ = scored_points(BENCH, {"extra.json": _scores_table(1.0)}, seeds=[1])
+    seed_1 = {n: next(r["val_loss"] for r in p["runs"] if r["seed"] == 1) for n, p in BENCH["policies"].items()}
+    by_name = {p["policy"]: p for p in known.values()}
+    assert all(by_name[n]["val_loss"] == seed_1[n] for n in BENCH["policies"])  # msclip: the bench's seed 1, not the extra table's
+    assert by_name["share-last-3"]["val_loss"] == seed_1["msclip"]  # the extra table's seed-1 run (a copy of msclip's), not its mean 1.0
+    truth = true_front(BENCH, known)
+    values = np.array([[seed_1[n], p["params"]] for n, p in BENCH["policies"].items()])
+    assert truth["hypervolume"] == pytest.approx(hypervolume(values, (truth["reference_point"]["val_loss"], truth["reference_point"]["params"])))
+    assert truth["one_seed_fronts"] == true_front(BENCH)["one_seed_fronts"]  # the noise ceiling is by every seed
+    assert truth["scores_run_seconds"] == pytest.approx(np.mean([r["train_seconds"] for r in BENCH["policies"]["msclip"]["runs"]]))
+    result = judge("s", [BENCH["policies"]["msclip"]["policy"]], 60.0, known, truth)
+    assert result["compute_scores_runs"] == pytest.approx(60.0 / truth["scores_run_seconds"])
+    with pytest.raises(ValueError, match="msclip-s has no run of seed 7 .*choose --seeds"):
+        scored_points({**BENCH, "policies": {"msclip-s": BENCH["policies"]["msclip-s"]}}, seeds=[7])
 
 
 def test_a_scores_table_trained_another_way_is_refused() -> None:

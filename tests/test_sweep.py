@@ -58,3 +58,21 @@ def test_uniform_gates_still_sweep_from_smallest_to_largest() -> None:
     swept = budget_sweep(space, cost, torch.zeros(space.num_gates, 2), sweep_budgets(cost, 8))
     low, high = cost.extremes()
     assert swept[0][1].params == low and swept[-1][1].params == high
+
+
+def test_gates_that_prefer_early_specialization_still_trim_to_the_all_shared_size() -> None:
+    """With ES on, layer 0 is forced specific and ES off alone costs more: trimming must give up both."""
+    space = GateSpaceConfig(size="tiny", early_specialization=True, fusion_layers=(2, 4)).build()
+    cost = Supernet(space).cost_model()
+    logits = torch.zeros(space.num_gates, 2)
+    logits[:, 0] = 1.0  # every gate prefers shared / off ...
+    logits[space.es_gate] = torch.tensor([0.0, 3.0])  # ... but ES, confidently
+    argmax = space.normalize(logits.argmax(dim=-1).tolist())
+    es_off = [0 if g == space.es_gate else c for g, c in enumerate(argmax)]
+    assert cost.exact(es_off) > cost.exact(argmax) > cost.extremes()[0]  # no single flip reaches share-all
+    swept = budget_sweep(space, cost, logits, sweep_budgets(cost, 8))
+    low, high = cost.extremes()
+    assert swept[0][1].params == low and not swept[0][1].policy.early_specialization
+    largest = swept[-1][1]  # everything specific and on, ES kept: growing never undoes a chosen ES
+    assert largest.policy.early_specialization and all(c == 1 for c in largest.choices) and largest.params < high
+    assert [c.params for _, c in swept] == sorted(c.params for _, c in swept)

@@ -9,11 +9,16 @@ is trained standalone.
 
 Reference point: the bench's chance loss (ln of the held-out batch) and twice the parameters of the
 all-specific `clip-t768`, both fixed before any search.
+
+Beside it, the noise ceiling: the ratio of the front one seed's runs of every bench policy pick. And the
+scores can be restricted to some seeds, so that a study whose trials are the bench's own runs of one
+seed (the same recipe and seed) is not judged by the very runs that chose its front.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from statistics import mean
 from typing import Any
 
@@ -27,7 +32,7 @@ from nas.bench.config import BenchConfig
 from nas.pareto.front import hypervolume, pareto_mask, to_minimization
 from nas.pareto.objectives import default_reference
 
-SCHEMA = "sharenas/bench-front/v2"
+SCHEMA = "sharenas/bench-front/v3"
 RECIPE_KEYS = ("train", "train_overrides", "space", "seeds", "heldout", "score_every_epochs")
 """What a further scores table must share with the bench for its scores to stand beside the bench's."""
 
@@ -43,10 +48,21 @@ def reference_point(table: dict[str, Any]) -> tuple[float, float]:
     return float(table["chance"]["val_loss"]), default_reference(size, ["params"])["params"]
 
 
-def bench_points(table: dict[str, Any], source: str = "bench") -> dict[str, dict[str, Any]]:
-    """Per policy of a table (by key): name, params, mean loss, mean seconds of one standalone run, source."""
+def _loss(name: str, entry: dict[str, Any], seeds: Sequence[int] | None) -> float:
+    if seeds is None:
+        return float(entry["mean"]["val_loss"])
+    runs = {r["seed"]: float(r["val_loss"]) for r in entry["runs"]}
+    if lacking := [s for s in seeds if s not in runs]:
+        raise ValueError(f"{name} has no run of seed {', '.join(map(str, lacking))} (it has {', '.join(map(str, sorted(runs)))}); "
+                         "choose --seeds among the seeds every table trained")
+    return mean(runs[s] for s in seeds)
+
+
+def bench_points(table: dict[str, Any], source: str = "bench", seeds: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """Per policy of a table (by key): name, params, loss (the mean over all its seeds, or over `seeds`),
+    mean seconds of one standalone run, source."""
     return {
-        spec_key(p["policy"]): {"policy": name, "params": int(p["params"]), "val_loss": float(p["mean"]["val_loss"]),
+        spec_key(p["policy"]): {"policy": name, "params": int(p["params"]), "val_loss": _loss(name, p, seeds),
                                 "run_seconds": mean(float(r["train_seconds"]) for r in p["runs"]), "source": source}
         for name, p in table["policies"].items()
     }
@@ -58,11 +74,12 @@ def _recipe(table: dict[str, Any]) -> dict[str, Any]:
     return {key: config[key] for key in RECIPE_KEYS}
 
 
-def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | None = None,
+                  seeds: Sequence[int] | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The standalone scores of the bench and of `others` (source -> table, each built with the bench's
-    recipe), and, for each policy both hold, the two means (the bench's is kept): how well a table
-    trained apart reproduces the bench."""
-    points = bench_points(table)
+    recipe), over all seeds or only `seeds` (e.g. the seeds a study's trials did not train), and, for each
+    policy both hold, the two means (the bench's is kept): how well a table trained apart reproduces the bench."""
+    points = bench_points(table, seeds=seeds)
     recipe = _recipe(table)
     repeats = []
     for source, other in (others or {}).items():
@@ -70,7 +87,7 @@ def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | Non
         if differ:
             raise ValueError(f"{source}: not built with the bench's recipe ({', '.join(differ)} differ); "
                              "copy the bench config and change only its policies")
-        for key, point in bench_points(other, source).items():
+        for key, point in bench_points(other, source, seeds).items():
             if key in points:
                 repeats.append(_repeat(table["policies"][points[key]["policy"]], other["policies"][point["policy"]],
                                        points[key]["policy"], source))
@@ -97,9 +114,34 @@ def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[floa
     return hypervolume(values, ref), sorted(members, key=lambda p: p["params"])
 
 
+def one_seed_fronts(table: dict[str, Any], ref: tuple[float, float]) -> list[dict[str, Any]]:
+    """The noise ceiling of a front: for each seed every bench policy trained, the front that one run of
+    every policy (that seed) picks, judged by the bench's means like a search's (its own seed among them:
+    a search whose trials are the bench's own seed-0 runs has the same advantage) and, independently, by
+    the mean of the other seeds against their own front."""
+    seeds = sorted(set.intersection(*({r["seed"] for r in p["runs"]} for p in table["policies"].values())))
+    params = np.array([float(p["params"]) for p in table["policies"].values()])
+    means = np.column_stack([[float(p["mean"]["val_loss"]) for p in table["policies"].values()], params])
+    by_seed = {s: np.array([next(float(r["val_loss"]) for r in p["runs"] if r["seed"] == s) for p in table["policies"].values()])
+               for s in seeds}
+    out = []
+    for seed in seeds:
+        picked = pareto_mask(np.column_stack([by_seed[seed], params]))
+        others = [s for s in seeds if s != seed]
+        row = {"chosen_by_seed": seed, "front_size": int(picked.sum()),
+               "hypervolume_ratio": hypervolume(means[picked], ref) / hypervolume(means, ref),
+               "judged_by_seeds": others, "hypervolume_ratio_other_seeds": None}
+        if others:
+            other = np.column_stack([np.mean([by_seed[s] for s in others], axis=0), params])
+            row["hypervolume_ratio_other_seeds"] = hypervolume(other[picked], ref) / hypervolume(other, ref)
+        out.append(row)
+    return out
+
+
 def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The bench's own front and its hypervolume, and the front of every scored policy in `points`
-    (default: the bench's alone); the compute unit is one standalone run of the bench."""
+    """The bench's own front and its hypervolume, its noise ceiling (`one_seed_fronts`), and the front of
+    every scored policy in `points` (default: the bench's alone); the compute unit is one standalone run
+    of the bench."""
     ref = reference_point(table)
     scored = list((points or bench_points(table)).values())
     bench = [p for p in scored if p["source"] == "bench"]
@@ -110,10 +152,12 @@ def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None =
         "hypervolume": volume,
         "front": front,
         "policies": len(bench),
+        "one_seed_fronts": one_seed_fronts(table, ref),
         "hypervolume_all_scored": volume_all,
         "front_all_scored": front_all,
         "scored_policies": len(scored),
         "standalone_run_seconds": mean(p["run_seconds"] for p in bench),
+        "scores_run_seconds": mean(others) if (others := [p["run_seconds"] for p in scored if p["source"] != "bench"]) else None,
     }
 
 
@@ -131,6 +175,7 @@ def judge(name: str, chosen: list[dict[str, Any]], compute_seconds: float | None
         "hypervolume_ratio_of_scored_policies": volume / truth["hypervolume"],
         "compute_seconds": compute_seconds,
         "compute_standalone_runs": None if compute_seconds is None else compute_seconds / unit,
+        "compute_scores_runs": None if compute_seconds is None or truth["scores_run_seconds"] is None else compute_seconds / truth["scores_run_seconds"],
     }
 
 
@@ -190,10 +235,20 @@ def _front_rows(front: list[dict[str, Any]]) -> list[str]:
 def to_markdown(result: dict[str, Any], command: str) -> str:
     t = result["truth"]
     ref = t["reference_point"]
+    seeds = result.get("seeds")
     lines = [f"## Fronts against the ShareBench ground truth ({t['policies']} policies)", "", "```", command, "```", "",
+             *([f"Scored by the runs of seed {', '.join(map(str, seeds))} alone (the fronts' members, the bench's front and its hypervolume); "
+                "the noise ceiling below by every seed.", ""] if seeds else []),
              f"True front: hypervolume {t['hypervolume']:,.1f} against the reference point (held-out loss {ref['val_loss']:.4f} = chance, "
              f"{ref['params']:,.0f} parameters = 2 x clip-t768); one standalone run of the bench costs {t['standalone_run_seconds']:,.1f} s on average.", ""]
     lines += _front_rows(t["front"])
+    lines += ["", "Noise ceiling: the front one run of every bench policy picks (one seed's scores), judged like a search's by the bench's "
+              "means (its own seed among them), and by the other seeds alone against their own front:", "",
+              "| chosen by seed | front size | HV ratio (bench means) | judged by seeds | HV ratio (those seeds) |", "|--:|--:|--:|:--|--:|"]
+    lines += [f"| {r['chosen_by_seed']} | {r['front_size']} | {r['hypervolume_ratio']:.3f} | {', '.join(map(str, r['judged_by_seeds'])) or '-'} | "
+              f"{_num(r['hypervolume_ratio_other_seeds'], '.3f')} |" for r in t.get("one_seed_fronts", [])]
+    if t.get("scores_run_seconds") is not None:
+        lines += ["", f"One run of the further scores tables costs {t['scores_run_seconds']:,.1f} s on average (the compute unit of the last column below)."]
     if t["scored_policies"] > t["policies"]:
         lines += ["", f"Every scored policy ({t['scored_policies']}: the bench's and those trained standalone with its recipe): "
                   f"hypervolume {t['hypervolume_all_scored']:,.1f}.", ""] + _front_rows(t["front_all_scored"])
@@ -205,14 +260,15 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
         lines += [f"| {r['policy']} | {r['source']} | {', '.join(map(str, r['seeds']))} | {_num(r['bench'], '.4f')} | {_num(r['again'], '.4f')} | "
                   f"{_num(r['max_seed_difference'], '.4f')} | {r['bench_run_seconds']:,.1f} | {r['again_run_seconds']:,.1f} |" for r in result["repeats"]]
     if result["searches"]:
-        lines += ["", "| search | front size | scored | missing (no standalone score) | HV ratio | HV ratio, all scored | compute (s) | compute (standalone runs) |",
-                  "|:--|--:|--:|:--|--:|--:|--:|--:|"]
+        lines += ["", "| search | front size | scored | missing (no standalone score) | HV ratio | HV ratio, all scored | compute (s) | compute (bench runs) | compute (scores-table runs) |",
+                  "|:--|--:|--:|:--|--:|--:|--:|--:|--:|"]
         for s in result["searches"]:
             ratio = "n/a (missing policies)" if s["hypervolume_ratio"] is None else f"{s['hypervolume_ratio']:.3f}"
             ratio_all = "n/a" if s["hypervolume_ratio_all_scored"] is None else f"{s['hypervolume_ratio_all_scored']:.3f}"
             comp = "" if s["compute_seconds"] is None else f"{s['compute_seconds']:,.0f}"
             runs = "" if s["compute_standalone_runs"] is None else f"{s['compute_standalone_runs']:.2f}"
-            lines.append(f"| {s['search']} | {s['chosen']} | {len(s['scored'])} | {', '.join(s['missing']) or '-'} | {ratio} | {ratio_all} | {comp} | {runs} |")
+            scores_runs = "" if s.get("compute_scores_runs") is None else f"{s['compute_scores_runs']:.2f}"
+            lines.append(f"| {s['search']} | {s['chosen']} | {len(s['scored'])} | {', '.join(s['missing']) or '-'} | {ratio} | {ratio_all} | {comp} | {runs} | {scores_runs} |")
         for s in result["searches"]:
             agree = s.get("inherited_vs_standalone")
             if agree and agree["kendall"] is not None:

@@ -124,6 +124,8 @@ def front(
                                                 help="A further bench table built with the bench's recipe, e.g. of the policies searches chose (repeatable)."),
     write_missing: Optional[Path] = typer.Option(None, "--write-missing", metavar="DIR",
                                                  help="Write each chosen policy no table scores as DIR/NAME.json, ready for a bench config's policies."),
+    seeds: Optional[list[int]] = typer.Option(None, "--seeds", metavar="SEED",
+                                              help="Score by these seeds' runs alone (repeatable), e.g. the seeds a study's trials did not train."),
 ) -> None:
     """The bench's true front (loss vs parameters) and its hypervolume, and each judged search's ratio to it."""
     import re
@@ -136,7 +138,7 @@ def front(
 
     try:
         table = json.loads(table_file.read_text())
-        known, repeats = scored_points(table, {str(path): json.loads(path.read_text()) for path in scores or []})
+        known, repeats = scored_points(table, {str(path): json.loads(path.read_text()) for path in scores or []}, seeds or None)
         truth = true_front(table, known)
         searches, missing = [], {}
         for item in judge or []:
@@ -150,7 +152,7 @@ def front(
             missing.update((spec_key(spec), spec) for spec in unscored(chosen, known))
     except (OSError, ValueError, KeyError) as exc:
         raise error_exit(f"bench front: {exc}", 2) from None
-    result = {"schema": SCHEMA, "bench": str(table_file), "scores": [str(p) for p in scores or []], "truth": truth,
+    result = {"schema": SCHEMA, "bench": str(table_file), "scores": [str(p) for p in scores or []], "seeds": seeds or None, "truth": truth,
               "repeats": repeats, "searches": searches}
     command = "sharenas bench front " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("front") + 1:]) if "front" in sys.argv else ""
     atomic.write_json(out, json_safe(result))

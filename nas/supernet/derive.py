@@ -68,7 +68,7 @@ def trim_to_budget(space: GateSpace, cost: ParamCostModel, choices: list[int], p
     while cost.exact(choices) > target:
         best = None
         for g in range(space.num_gates):
-            flipped = space.normalize([1 - c if i == g else c for i, c in enumerate(choices)])
+            flipped = space.flip(choices, g)
             if cost.exact(flipped) < cost.exact(choices):
                 confidence = float(probs[g, choices[g]])
                 if best is None or confidence < best[0]:
