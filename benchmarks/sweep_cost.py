@@ -23,14 +23,12 @@ def standalone_seconds(bench_config: str, policy: str, out: Path) -> float:
     """Wall seconds of `train` on the bench's recipe, as `bench build` times an entry."""
     from trainer.config import TrainConfig
     from trainer.loop import train
-    from trainer.typed_config import load_config, to_dict
+    from trainer.typed_config import load_config
 
+    from nas.bench.build import policy_recipe
     from nas.bench.config import load_bench_config
 
-    recipe = to_dict(load_bench_config(bench_config).recipe)
-    recipe["model"]["policy"] = policy
-    recipe["train"].update(seed=0, num_threads=1, progress=False)
-    cfg = load_config(recipe, TrainConfig)
+    cfg = load_config(policy_recipe(load_bench_config(bench_config), policy, seed=0), TrainConfig)
     start = time.perf_counter()
     train(cfg, out)
     return time.perf_counter() - start

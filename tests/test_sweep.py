@@ -67,11 +67,11 @@ def test_gates_that_prefer_early_specialization_still_trim_to_the_all_shared_siz
     logits = torch.zeros(space.num_gates, 2)
     logits[:, 0] = 1.0  # every gate prefers shared / off ...
     logits[space.es_gate] = torch.tensor([0.0, 3.0])  # ... but ES, confidently
+    low, high = cost.extremes()
     argmax = space.normalize(logits.argmax(dim=-1).tolist())
     es_off = [0 if g == space.es_gate else c for g, c in enumerate(argmax)]
-    assert cost.exact(es_off) > cost.exact(argmax) > cost.extremes()[0]  # no single flip reaches share-all
+    assert cost.exact(es_off) > cost.exact(argmax) > low  # no single flip reaches share-all
     swept = budget_sweep(space, cost, logits, sweep_budgets(cost, 8))
-    low, high = cost.extremes()
     assert swept[0][1].params == low and not swept[0][1].policy.early_specialization
     largest = swept[-1][1]  # everything specific and on, ES kept: growing never undoes a chosen ES
     assert largest.policy.early_specialization and all(c == 1 for c in largest.choices) and largest.params < high

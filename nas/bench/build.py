@@ -87,12 +87,17 @@ def held_out_pairs(section: HeldOutSection, bundle: Any, size: Any) -> Any:
     return fresh_shapes(section.pairs, section.seed, size.image_size, size.context_length)
 
 
-def entry_recipe(bench: LoadedBench, out: Path, name: str, seed: int) -> dict[str, Any]:
-    """The training config of one entry: the bench recipe with the entry's policy file and seed."""
+def policy_recipe(bench: LoadedBench, policy: str, seed: int) -> dict[str, Any]:
+    """The bench recipe training `policy` (a preset or a policy file) with `seed`, as an entry trains."""
     recipe = to_dict(bench.recipe)
-    recipe["model"]["policy"] = str((out / POLICIES / f"{name}.json").resolve())
+    recipe["model"]["policy"] = policy
     recipe["train"].update(seed=seed, num_threads=1, progress=False)
     return recipe
+
+
+def entry_recipe(bench: LoadedBench, out: Path, name: str, seed: int) -> dict[str, Any]:
+    """The training config of one entry: the bench recipe with the entry's policy file and seed."""
+    return policy_recipe(bench, str((out / POLICIES / f"{name}.json").resolve()), seed)
 
 
 def _scoring(cfg: Any) -> dict[str, Any]:
