@@ -28,7 +28,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with per-group weight decay, linear warm-up then cosine decay (paper recipe by default)."""
+    """AdamW with per-group weight decay, linear warm-up then cosine decay (paper recipe by default),
+    or warm-up, a constant rate and a final cool-down (`schedule: wsd`)."""
 
     lr: float = 1.6e-3
     final_lr: float = 1.6e-4
@@ -42,6 +43,13 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     """Max global gradient norm; null disables clipping."""
     max_logit_scale: float = math.log(100.0)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    """`cosine`: decay from `lr` to `final_lr` over the whole run after the warm-up. `wsd`
+    (warmup-stable-decay, Hägele et al. 2024): `lr` until the last `cooldown_fraction` of the run, then
+    a (1 - sqrt) decay to `final_lr`. A WSD run of N epochs equals, step for step, a longer WSD run up to
+    its cool-down, so one long run with short cool-down branches gives every shorter length."""
+    cooldown_fraction: float = 0.2
+    """The share of a `wsd` run spent cooling down (unused by `cosine`)."""
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
     """How AdamW updates the tensors: one fused kernel, one multi-tensor call (`foreach`) or a loop
     over them; `auto` is fused (same update, fewest kernels; `benchmarks/adamw_step.py` measures it)."""
@@ -53,6 +61,10 @@ class OptimConfig:
             raise ConfigError(f"optim.lr must be > 0 and optim.final_lr >= 0, got {self.lr} and {self.final_lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ConfigError(f"optim.schedule: {self.schedule!r} is not one of cosine, wsd")
+        if not 0.0 < self.cooldown_fraction <= 1.0:
+            raise ConfigError(f"optim.cooldown_fraction must be in (0, 1], got {self.cooldown_fraction}")
 
 
 @dataclass
@@ -88,6 +100,8 @@ class TrainSection:
     log_every: int = 10
     checkpoint_every: int | None = 500
     """Steps between checkpoints (one is also written at the end); null: only at the end."""
+    checkpoint_steps: list[int] = field(default_factory=list)
+    """Steps at which a checkpoint is also written (e.g. where shorter `wsd` runs branch off this one)."""
     checkpoint_on_eval: bool = False
     """Also write a checkpoint at every evaluation (a scheduler that reports evaluations resumes there)."""
     keep_checkpoints: int = 1
@@ -100,6 +114,8 @@ class TrainSection:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {value}")
+        if any(s < 1 for s in self.checkpoint_steps):
+            raise ConfigError(f"train.checkpoint_steps must be steps >= 1, got {self.checkpoint_steps}")
         if self.num_workers < 0:
             raise ConfigError(f"train.num_workers must be >= 0, got {self.num_workers}")
         if self.micro_batch is not None and self.accum_steps != 1:

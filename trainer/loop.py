@@ -38,7 +38,7 @@ from trainer.evaluation.chance import chance_levels
 from trainer.loss import contrastive_loss
 from trainer.memory import fit_in_memory
 from trainer.metrics import MetricsWriter
-from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
+from trainer.optim import build_optimizer, scheduled_lr, set_lr, warmup_steps
 from trainer.sampler import BatchPlan, total_steps
 from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, dump_config, load_config
 
@@ -212,7 +212,7 @@ class _Trainer:
         if self.cfg.optim.grad_clip is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.grad_clip))
             self._check(grad_norm, "the gradient norm", step)
-        set_lr(self.optimizer, lr_at(step, self.cfg.optim.lr, self.cfg.optim.final_lr, self.warmup, self.total_steps))
+        set_lr(self.optimizer, scheduled_lr(self.cfg.optim, step, self.warmup, self.total_steps))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -329,7 +329,7 @@ class _Trainer:
                     # Save first: a callback that reports a checkpoint with the evaluation finds this step's.
                     if step == self.total_steps or (t.checkpoint_every is not None and step % t.checkpoint_every == 0) or (
                         t.checkpoint_on_eval and self._eval_due(step)
-                    ):
+                    ) or step in t.checkpoint_steps:
                         self._save(step)
                     if self._eval_due(step):
                         final = self._evaluate(step, on_eval, on_eval_elsewhere)

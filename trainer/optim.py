@@ -95,6 +95,24 @@ def lr_at(step: int, base_lr: float, final_lr: float, warmup_steps: int, total_s
     return final_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (base_lr - final_lr)
 
 
+def cooldown_start(cfg: OptimConfig, total_steps: int) -> int:
+    """The first step of a `wsd` schedule's cool-down (where a shorter run branches off a longer one)."""
+    return total_steps - round(cfg.cooldown_fraction * total_steps)
+
+
+def scheduled_lr(cfg: OptimConfig, step: int, warmup: int, total_steps: int) -> float:
+    """Learning rate of optimizer step `step` under `cfg.schedule`: `cosine` is `lr_at`; `wsd` warms up
+    as `lr_at` does, stays at `lr`, and from `cooldown_start` decays as (1 - sqrt(progress)) to
+    `final_lr` at `total_steps` (the cool-down shape Hägele et al. 2024 found best)."""
+    if cfg.schedule == "cosine" or step < warmup:
+        return lr_at(step, cfg.lr, cfg.final_lr, warmup, total_steps)
+    start = max(cooldown_start(cfg, total_steps), warmup)
+    if step < start:
+        return cfg.lr
+    progress = min(1.0, (step - start + 1) / max(1, total_steps - start))
+    return cfg.final_lr + (1.0 - math.sqrt(progress)) * (cfg.lr - cfg.final_lr)
+
+
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:
     """Warm-up length in optimizer steps (from `warmup_epochs` or `warmup_steps`), at most the run."""
     if cfg.warmup_steps is not None:

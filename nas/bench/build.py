@@ -11,6 +11,8 @@ since each running entry's last checkpoint: rerunning the same command resumes t
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import fcntl
 import json
 import os
@@ -22,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -33,7 +35,7 @@ from trainer.typed_config import ConfigError, dump_config, load_config, to_dict
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, in_space, shared_sublayers
 
-ENTRIES, RUNS, POLICIES, LOCK = "entries", "runs", "policies", ".build.lock"
+ENTRIES, RUNS, POLICIES, LOCK, BRANCHES = "entries", "runs", "policies", ".build.lock", "branches"
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     by content instead) and how often it checkpointed (`run_entry` sets that per bench)."""
     recipe = json.loads(json.dumps(recipe))
     del recipe["model"]["policy"]
-    for key in ("checkpoint_every", "keep_checkpoints"):
+    for key in ("checkpoint_every", "checkpoint_steps", "keep_checkpoints"):
         recipe["train"].pop(key, None)
     return recipe
 
@@ -147,17 +149,109 @@ def reuse_entries(bench: LoadedBench, out: Path, source: Path, entries: list[Ent
     return copied
 
 
+def branch_run(run: Path, epochs: int) -> Path:
+    """The run directory of the `epochs`-long cool-down branch of the entry run `run`."""
+    return run / BRANCHES / f"epochs_{epochs}"
+
+
+def better(column: str) -> Callable[[float, float], bool]:
+    """Whether a value of a curve's `column` beats another: lower for losses, higher for the rest."""
+    return (lambda a, b: a < b) if column == "val_loss" or column.endswith("loss") else (lambda a, b: a > b)
+
+
+def best_points(curve: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per scored value of `curve` (`val_loss`, `metrics.KEY`): its best value over the scored points and
+    the epoch of the first point that reached it."""
+    out: dict[str, dict[str, float]] = {}
+    for point in curve:
+        values = {"val_loss": point["val_loss"], **{f"metrics.{k}": v for k, v in point["metrics"].items()}}
+        for column, value in values.items():
+            if value is None:
+                continue
+            seen = out.get(column)
+            if seen is None or better(column)(value, seen["value"]):
+                out[column] = {"value": value, "epoch": point["epoch"]}
+    return out
+
+
+class _Scorer:
+    """Scores checkpoints of one entry: the bench's held-out loss (`val_loss`) and every metric of the
+    recipe's evaluation (retrieval, zero-shot, ...) but the held-out loss it would compute again."""
+
+    def __init__(self, bench: LoadedBench, train_cfg: Any, policy: Any, size: Any, bundle: Any, device: Any, steps_per_epoch: int) -> None:
+        from search_spaces import build_model
+        from trainer.evaluation.heldout import materialize
+
+        self.cfg, self.train_cfg, self.device, self.steps_per_epoch = bench.cfg, train_cfg, device, steps_per_epoch
+        self.held_out = materialize(held_out_pairs(bench.cfg.heldout, bundle, size), bench.cfg.heldout.batch_size)
+        self.bundle = dataclasses.replace(bundle, heldout=None)
+        self.model = build_model(policy, size).to(device)
+        self.seconds = 0.0
+
+    def __call__(self, checkpoint: Path) -> dict[str, Any]:
+        from trainer.checkpoint import load_model_weights, read_state
+        from trainer.evaluation import evaluate
+        from trainer.evaluation.heldout import held_out_loss
+
+        start = time.perf_counter()
+        step = read_state(checkpoint)["step"]
+        load_model_weights(self.model, checkpoint)
+        e = self.train_cfg.eval
+        metrics = evaluate(self.model, self.bundle, self.device, batch_size=e.batch_size, nmi_pairs=0, probe_C=e.probe_C,
+                           seed=self.train_cfg.train.seed, progress=False)
+        point = {"step": step, "epoch": round(step / self.steps_per_epoch, 3), "val_loss": held_out_loss(self.model, self.held_out, self.device),
+                 "metrics": metrics}
+        self.seconds += time.perf_counter() - start
+        return point
+
+
+def read_step(checkpoint: Path) -> int:
+    from trainer.checkpoint import read_state
+
+    return int(read_state(checkpoint)["step"])
+
+
+def _final_train_loss(run: Path) -> float | None:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
+    return records[-1]["train/loss"] if records else None
+
+
+def _train_branch(train_cfg: Any, run: Path, epochs: int, branch_step: int) -> tuple[Path, Any, float]:
+    """Train the `epochs`-long cool-down branch of the run `run` from its checkpoint at `branch_step`
+    (resuming the branch where it stopped); returns its directory, its result and its seconds."""
+    from trainer.checkpoint import CHECKPOINTS, checkpoint_name
+    from trainer.loop import train
+
+    branch = branch_run(run, epochs)
+    if not (branch / "config.yaml").is_file():
+        source = run / CHECKPOINTS / checkpoint_name(branch_step)
+        if not source.is_dir():
+            raise RuntimeError(f"{run}: the checkpoint at step {branch_step} where the {epochs}-epoch branch starts is missing; "
+                               f"delete {run} to retrain the entry")
+        target = branch / CHECKPOINTS / checkpoint_name(branch_step)
+        tmp = target.with_name(f".tmp-{target.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        os.replace(tmp, target)
+    cfg = copy.deepcopy(train_cfg)
+    cfg.train.epochs, cfg.train.checkpoint_steps, cfg.train.checkpoint_every, cfg.train.keep_checkpoints = epochs, [], None, 1
+    start = time.perf_counter()
+    result = train(cfg, branch, resume=True)
+    return branch, result, time.perf_counter() - start
+
+
 def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
-    """Train one entry (resuming its run), score its checkpoints on the held-out set, write its record."""
+    """Train one entry (resuming its run), score its checkpoints on the held-out set (every metric at
+    every scored point), train and score the cool-down branch of every shorter length, write its record."""
     import torch
 
-    from search_spaces import build_model, count_params, get_size, resolve_policy
-    from trainer.checkpoint import list_checkpoints, load_model_weights, read_state
+    from search_spaces import count_params, get_size, resolve_policy
+    from trainer.checkpoint import list_checkpoints
     from trainer.config import TrainConfig
     from trainer.data import build_data
     from trainer.distributed import pick_device
-    from trainer.evaluation.heldout import held_out_loss, materialize
     from trainer.loop import train
+    from trainer.optim import cooldown_start
     from trainer.sampler import BatchPlan, total_steps
 
     torch.set_num_threads(1)
@@ -169,38 +263,50 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     policy = resolve_policy(str(policy_file), size)
     bundle = build_data(train_cfg.data, size.image_size, size.context_length)
     plan = BatchPlan(len(bundle.train), train_cfg.train.batch_size, train_cfg.train.accum_steps, 1, seed)
-    t = train_cfg.train
-    total = total_steps(t, plan.steps_per_epoch)
-    every = cfg.score_every_epochs * plan.steps_per_epoch
-    t.checkpoint_every, t.keep_checkpoints = every, max(1, -(-total // every))
+    t, spe = train_cfg.train, plan.steps_per_epoch
+    total = total_steps(t, spe)
+    every = cfg.score_every_epochs * spe
+    branches = {n: cooldown_start(train_cfg.optim, n * spe) for n in sorted(cfg.lengths)[:-1]}
+    t.checkpoint_every, t.checkpoint_steps = every, sorted(set(branches.values()))
+    t.keep_checkpoints = max(1, -(-total // every)) + len(branches)
     run = entry_run(out_dir, Entry(name, seed))
     start = time.perf_counter()
     result = train(train_cfg, run, resume=(run / "config.yaml").is_file())
     seconds = time.perf_counter() - start
     device = pick_device(t.device)
-    held_out = materialize(held_out_pairs(cfg.heldout, bundle, size), cfg.heldout.batch_size)
-    model = build_model(policy, size).to(device)
-    curve = []
-    for checkpoint in list_checkpoints(run):
-        step = read_state(checkpoint)["step"]
-        load_model_weights(model, checkpoint)
-        loss = held_out_loss(model, held_out, device)
-        curve.append({"step": step, "epoch": round(step / plan.steps_per_epoch, 3), "val_loss": loss})
-    if not curve or curve[-1]["step"] != total:
+    score = _Scorer(bench, train_cfg, policy, size, bundle, device, spe)
+    scored = [score(c) for c in list_checkpoints(run) if read_step(c) % every == 0 or read_step(c) == total]
+    if not scored or scored[-1]["step"] != total:
         raise RuntimeError(f"{run}: the final checkpoint (step {total}) is missing; rerun to resume the entry")
-    final_loss = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
+    lengths: dict[str, Any] = {}
+    for epochs, branch_step in branches.items():
+        branch, branch_result, branch_seconds = _train_branch(train_cfg, run, epochs, branch_step)
+        final = score(list_checkpoints(branch)[-1])
+        points = [p for p in scored if p["step"] <= branch_step] + [final]
+        lengths[str(epochs)] = {
+            "steps": final["step"], "val_loss": final["val_loss"], "metrics": final["metrics"], "curve": points, "best": best_points(points),
+            "branch_step": branch_step, "train_loss": _final_train_loss(branch), "train_seconds": round(branch_seconds, 1),
+        }
     record = {
         "name": name, "seed": seed, "policy": policy.to_dict(), "params": count_params(policy, size).total,
-        "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": curve[-1]["val_loss"], "curve": curve,
-        "metrics": result.metrics, "chance": result.chance, "heldout_pairs": sum(int(images.shape[0]) for images, _ in held_out),
-        "train_loss": final_loss[-1]["train/loss"] if final_loss else None,
-        "train_seconds": round(seconds, 1), "device": str(device), "score_precision": SCORE_PRECISION,
+        "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": scored[-1]["val_loss"], "curve": scored,
+        "best": best_points(scored), "metrics": result.metrics, "chance": result.chance,
+        "heldout_pairs": sum(int(images.shape[0]) for images, _ in score.held_out),
+        "train_loss": _final_train_loss(run), "train_seconds": round(seconds, 1), "score_seconds": round(score.seconds, 1),
+        "device": str(device), "score_precision": SCORE_PRECISION,
     }
+    if lengths:
+        record["lengths"] = {**lengths, str(max(cfg.lengths)): {
+            "steps": total, "val_loss": record["val_loss"], "metrics": result.metrics, "curve": scored, "best": record["best"],
+            "branch_step": None, "train_loss": record["train_loss"], "train_seconds": record["train_seconds"]}}
     entry = entry_file(out_dir, Entry(name, seed))
     entry.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(entry, record)
     for checkpoint in list_checkpoints(run)[:-1]:
         shutil.rmtree(checkpoint)
+    for epochs in branches:
+        for checkpoint in list_checkpoints(branch_run(run, epochs))[:-1]:
+            shutil.rmtree(checkpoint)
     return record
 
 

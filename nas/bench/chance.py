@@ -10,7 +10,7 @@ from pathlib import Path
 from trainer.evaluation.chance import chance_levels, contrastive_chance
 from trainer.typed_config import ConfigError, config_diff
 
-from nas.bench.config import BenchConfig, HeldOutSection, load_bench_config
+from nas.bench.config import BenchConfig, HeldOutSection, load_bench_config, metric_sources
 
 HELD_OUT = "val_loss"
 """Where an entry record keeps the bench's own held-out loss; `metrics.KEY` is the trainer's metric KEY."""
@@ -30,7 +30,8 @@ def column_chance(
             pairs = None if heldout is None else heldout.pairs if heldout.source == "shapes" else heldout_pairs
             value = contrastive_chance(pairs, heldout.batch_size) if pairs else None
         else:
-            value = trainer.get(source.removeprefix("metrics."))
+            parts = [trainer.get(part.removeprefix("metrics.")) for part in metric_sources(source)]
+            value = sum(parts) / len(parts) if None not in parts else None
         out[column] = value if value is not None else (known or {}).get(column)
     return out
 

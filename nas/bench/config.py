@@ -42,6 +42,14 @@ class HeldOutSection:
             raise ConfigError(f"heldout: need batch_size >= 2 and pairs >= 2 batches, got {self.pairs} pairs, batch {self.batch_size}")
 
 
+def metric_sources(source: str) -> list[str]:
+    """The entry-record paths a column's `source` reads: `val_loss`, `metrics.KEY`, or
+    `mean(metrics.A, metrics.B, ...)`, the mean of several (e.g. R@10 of both retrieval directions)."""
+    if source.startswith("mean(") and source.endswith(")"):
+        return [part.strip() for part in source[5:-1].split(",") if part.strip()]
+    return [source]
+
+
 SYNTHETIC_METRICS = {
     "val_loss": "val_loss",
     "zeroshot_shapes": "metrics.zeroshot/shapes/top1",
@@ -81,13 +89,27 @@ class BenchConfig:
     reference: str = "msclip"
     metrics: dict[str, str] = field(default_factory=lambda: dict(SYNTHETIC_METRICS))
     paper_zeroshot: str = "zeroshot_shapes"
+    ranking: str = "val_loss"
+    """The column the bench ranks policies by: its noise ceiling is the headline one, the rank check's
+    default ground truth and the regime map's metric."""
+    lengths: list[int] = field(default_factory=list)
+    """Training lengths in epochs scored for every entry (the length study), the longest being the
+    recipe's `train.epochs`. The recipe must use `optim.schedule: wsd`: the longest run is trained
+    once and each shorter length is a cool-down branch off its checkpoint where that length's
+    cool-down starts (step for step the run of that length). Empty: the recipe's length only."""
 
     def __post_init__(self) -> None:
         if self.metrics.get("val_loss") != "val_loss":
             raise ConfigError("metrics: the table needs the column val_loss: val_loss (the bench's held-out loss)")
-        bad = sorted(c for c, source in self.metrics.items() if c != "val_loss" and not source.startswith("metrics."))
+        bad = sorted(c for c, source in self.metrics.items()
+                     if c != "val_loss" and not all(part.startswith("metrics.") for part in metric_sources(source)))
         if bad:
-            raise ConfigError(f"metrics: {', '.join(bad)} must come from metrics.KEY (a key of the final evaluation)")
+            raise ConfigError(f"metrics: {', '.join(bad)} must come from metrics.KEY (a key of the final evaluation) "
+                              "or mean(metrics.KEY, metrics.KEY, ...)")
+        if self.ranking not in self.metrics:
+            raise ConfigError(f"ranking: {self.ranking!r} is not one of the metrics columns ({', '.join(self.metrics)})")
+        if any(n < 1 for n in self.lengths) or len(set(self.lengths)) != len(self.lengths):
+            raise ConfigError(f"lengths: give distinct epoch counts >= 1, got {self.lengths}")
         if self.paper_zeroshot not in self.metrics:
             raise ConfigError(f"paper_zeroshot: {self.paper_zeroshot!r} is not one of the metrics columns")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -114,6 +136,9 @@ def load_bench_config(path: str | Path, overrides: list[str] = ()) -> LoadedBenc
     cfg = load_config(path, BenchConfig, list(overrides))
     recipe_path = Path(cfg.train) if Path(cfg.train).is_absolute() else path.parent / cfg.train
     recipe = load_config(recipe_path, TrainConfig, cfg.train_overrides)
+    if cfg.lengths and (recipe.optim.schedule != "wsd" or recipe.train.epochs != max(cfg.lengths)):
+        raise ConfigError(f"lengths: {cfg.lengths} needs a recipe with optim.schedule: wsd and train.epochs: {max(cfg.lengths)} "
+                          f"(the longest length), got {recipe.optim.schedule} and {recipe.train.epochs}; set them in train_overrides")
     if recipe.model.size != cfg.space.size:
         raise ConfigError(f"train: the recipe {recipe_path} trains size {recipe.model.size!r} but space.size is {cfg.space.size!r}")
     unknown = sorted(set(cfg.extra_seeds) - {Path(p).stem if p.endswith(".json") else p for p in cfg.policies})

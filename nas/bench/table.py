@@ -17,7 +17,7 @@ from trainer.typed_config import load_config
 
 from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
-from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection
+from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection, metric_sources
 from nas.bench.spread import finite, paired_records, pooled_std
 from nas.provenance import package_versions
 from nas.ranking.statistics import rank_agreement
@@ -29,18 +29,38 @@ BENCH_PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "share
 """The packages whose versions a bench table records."""
 
 
-def read_entries(bench_dir: str | Path) -> list[dict[str, Any]]:
+LENGTH_FIELDS = ("steps", "val_loss", "metrics", "curve", "best", "train_loss", "train_seconds")
+"""What an entry record's view at one length (`lengths[N]`) replaces."""
+
+
+def at_length(record: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The entry record as if its run had been `epochs` long (its cool-down branch of that length)."""
+    lengths = record.get("lengths") or {}
+    if str(epochs) not in lengths:
+        have = ", ".join(sorted(lengths, key=int)) or "none"
+        raise ValueError(f"entry {record['name']}/seed_{record['seed']} has no {epochs}-epoch length (lengths: {have}); "
+                         "choose one of the bench's lengths")
+    return {**record, **{k: lengths[str(epochs)][k] for k in LENGTH_FIELDS if k in lengths[str(epochs)]}}
+
+
+def read_entries(bench_dir: str | Path, length: int | None = None) -> list[dict[str, Any]]:
+    """The finished entry records of a bench directory; at `length` epochs, their view at that length."""
     root = Path(bench_dir) / "entries"
     if not root.is_dir():
         raise FileNotFoundError(f"{bench_dir} holds no entries/ folder: give the --out of `sharenas bench build`")
-    return [json.loads(p.read_text()) for p in sorted(root.glob("*/seed_*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(root.glob("*/seed_*.json"))]
+    return records if length is None else [at_length(r, length) for r in records]
 
 
-def _get(record: dict[str, Any], path: str) -> float:
-    value: Any = record
-    for part in path.split(".", 1):
-        value = value.get(part, float("nan")) if isinstance(value, dict) else float("nan")
-    return float(value) if value is not None else float("nan")
+def record_value(record: dict[str, Any], source: str) -> float:
+    """The value of an entry record at `source` (see `metric_sources`; the mean of several parts)."""
+    values = []
+    for path in metric_sources(source):
+        value: Any = record
+        for part in path.split(".", 1):
+            value = value.get(part, float("nan")) if isinstance(value, dict) else float("nan")
+        values.append(float(value) if value is not None else float("nan"))
+    return float(np.mean(values))
 
 
 def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNTHETIC_METRICS) -> dict[str, dict[str, Any]]:
@@ -49,12 +69,29 @@ def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNT
     out: dict[str, dict[str, Any]] = {}
     for r in records:
         entry = out.setdefault(r["name"], {"params": r["params"], "policy": r["policy"], "shared_sublayers": r.get("shared_sublayers"), "runs": []})
-        entry["runs"].append({"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
-                              **{c: finite(_get(r, p)) for c, p in metrics.items()}, "curve": r["curve"],
-                              "score_precision": r.get("score_precision", "unrecorded")})
+        run = {"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
+               **{c: finite(record_value(r, p)) for c, p in metrics.items()}, "curve": r["curve"],
+               "score_precision": r.get("score_precision", "unrecorded")}
+        best = {c: best_of_curve(r["curve"], c, p) for c, p in metrics.items()}
+        if any(b is not None for b in best.values()):
+            run["best"] = best
+        entry["runs"].append(run)
     for entry in out.values():
         entry["runs"].sort(key=lambda run: run["seed"])
     return out
+
+
+def best_of_curve(curve: list[dict[str, Any]], column: str, source: str) -> dict[str, float] | None:
+    """The best value of `column` (read at `source`) over the scored points of a run's curve and the epoch
+    of the first point that reached it; None when the curve holds no value of it (curves of benches that
+    scored the held-out loss only)."""
+    points = [(finite(record_value(point, source)), point["epoch"]) for point in curve]
+    points = [(v, e) for v, e in points if v is not None]
+    if not points:
+        return None
+    pick = min if column in LOWER_IS_BETTER else max
+    value = pick(v for v, _ in points)
+    return {"value": value, "epoch": next(e for v, e in points if v == value)}
 
 
 def runs_frame(policies: dict[str, dict[str, Any]], metrics: list[str]) -> pd.DataFrame:
@@ -82,8 +119,26 @@ def _oriented(values: pd.Series, column: str) -> np.ndarray:
     return -values.to_numpy(float) if column in LOWER_IS_BETTER else values.to_numpy(float)
 
 
-def seed_agreement(runs: pd.DataFrame, column: str, seeds: tuple[int, int] = (0, 1), bootstrap: int = 2000) -> dict[str, Any] | None:
-    """Rank agreement between two seeds over the policies that have both: the noise ceiling of `column`."""
+def ceiling_seeds(runs: pd.DataFrame) -> tuple[int, int] | None:
+    """The two seeds a noise ceiling pairs: the two lowest seeds that every policy has, else the pair of
+    seeds that the most policies share (lowest seeds first among ties); None with fewer than two seeds."""
+    seeds_of = runs.groupby("policy")["seed"].apply(set)
+    common = sorted(set.intersection(*seeds_of)) if len(seeds_of) else []
+    if len(common) >= 2:
+        return common[0], common[1]
+    seeds = sorted(set(runs["seed"]))
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    if not pairs:
+        return None
+    return max(pairs, key=lambda ab: (sum(set(ab) <= have for have in seeds_of), -ab[0], -ab[1]))
+
+
+def seed_agreement(runs: pd.DataFrame, column: str, seeds: tuple[int, int] | None = None, bootstrap: int = 2000) -> dict[str, Any] | None:
+    """Rank agreement between two seeds (by default `ceiling_seeds`) over the policies that have both: the
+    noise ceiling of `column`; `seeds` in the result says which were paired."""
+    seeds = seeds or ceiling_seeds(runs)
+    if seeds is None:
+        return None
     wide = runs.pivot_table(index="policy", columns="seed", values=column)
     if not set(seeds) <= set(wide.columns):
         return None
@@ -94,7 +149,7 @@ def seed_agreement(runs: pd.DataFrame, column: str, seeds: tuple[int, int] = (0,
     return {**result, "seeds": list(seeds)}
 
 
-def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] = (0, 1), bootstrap: int = 2000) -> list[dict[str, Any]]:
+def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] | None = None, bootstrap: int = 2000) -> list[dict[str, Any]]:
     """Seed-to-seed agreement of the held-out loss at every scored point of the schedule."""
     rows = [{"policy": name, "seed": run["seed"], "step": c["step"], "epoch": c["epoch"], "val_loss": c["val_loss"]}
             for name, p in policies.items() for run in p["runs"] for c in run["curve"]]
@@ -138,12 +193,13 @@ def _trainer_chance(chance_config: str | Path | None, config: str | None) -> dic
 
 
 def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, Any] | None = None,
-                chance_config: str | Path | None = None) -> dict[str, Any]:
-    """The machine-readable bench of a bench directory. The chance levels of the trainer's metrics come
-    from the entries (recorded by `bench build`), else from the recipe of `chance_config` (the bench
-    config the directory was built with)."""
+                chance_config: str | Path | None = None, length: int | None = None) -> dict[str, Any]:
+    """The machine-readable bench of a bench directory (at `length` epochs: of its runs' cool-down
+    branches of that length). The chance levels of the trainer's metrics come from the entries
+    (recorded by `bench build`), else from the recipe of `chance_config` (the bench config the
+    directory was built with)."""
     bench_dir = Path(bench_dir)
-    records = [{**r, "score_precision": entry_score_precision(bench_dir, r)} for r in read_entries(bench_dir)]
+    records = [{**r, "score_precision": entry_score_precision(bench_dir, r)} for r in read_entries(bench_dir, length)]
     if not records:
         raise ValueError(f"{bench_dir} holds no finished entries yet; run `sharenas bench build` first")
     config_file = bench_dir / "config.yaml"

@@ -105,6 +105,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="ShareBench: policies trained
 bench_app.command("build")(bench_commands.build)
 bench_app.command("show")(bench_commands.show)
 bench_app.command("front")(bench_commands.front)
+bench_app.command("regime")(bench_commands.regime)
 app.add_typer(bench_app, name="bench")
 data_app = typer.Typer(no_args_is_help=True, help="The real image-text set (ShareBench-real) built from Debian's packages.")
 data_app.command("build")(data_commands.build)

@@ -37,8 +37,9 @@ CROSS_BENCH = ("lengths", "agreement")
 """Sections computed from other benches (`--lengths`, `--compare`): a JSON recomputed without them keeps its own."""
 
 
-def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None) -> dict[str, Any]:
-    """A bench table computed from a bench directory, or recomputed from the runs its JSON records."""
+def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None, length: Optional[int] = None) -> dict[str, Any]:
+    """A bench table computed from a bench directory (at `length` epochs: of its runs' branches of that
+    length), or recomputed from the runs its JSON records."""
     from nas.bench.table import bench_table, load_paper_results, recompute_table
 
     if source.suffix == ".json":
@@ -50,8 +51,10 @@ def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = Non
             result = recompute_table(table, bootstrap, load_paper_results(), chance_config)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
+        if length is not None:
+            raise ValueError(f"--length applies to a bench directory, not to the table {source} (a table holds one length)")
         return {**result, **{k: table[k] for k in CROSS_BENCH if k in table}}
-    return bench_table(source, bootstrap, load_paper_results(), chance_config)
+    return bench_table(source, bootstrap, load_paper_results(), chance_config, length)
 
 
 def _cross_bench(table: dict[str, Any], lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
@@ -76,13 +79,15 @@ def show(
     lengths: Optional[list[Path]] = typer.Option(
         None, "--lengths", help="Benches of the same policies and seeds at other training lengths (directories or JSONs; repeatable): the length study."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Another bench (directory or JSON): how well it ranks this bench's policies."),
+    length: Optional[int] = typer.Option(None, "--length", metavar="EPOCHS",
+                                         help="For a bench built with `lengths`: the table of its runs at this length (their cool-down branches)."),
 ) -> None:
     """The bench table (mean +- std per policy, pooled seed std, differences from the reference paired by
     seed) and its noise ceiling (seed-to-seed Kendall tau / Spearman, CIs)."""
     from nas.bench.render import bench_markdown, bench_title, ceiling_frame, paired_frame, policy_frame, spread_frame
 
     try:
-        table = load_table(source, bootstrap, chance_config)
+        table = load_table(source, bootstrap, chance_config, length)
         _cross_bench(table, lengths or [], compare, bootstrap)
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
@@ -91,7 +96,7 @@ def show(
         name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
         title = {"sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, bench_title(name))
         options = (f" --config {chance_config}" if chance_config else "") + "".join(f" --lengths {p}" for p in lengths or []) + (
-            f" --compare {compare}" if compare else "")
+            f" --compare {compare}" if compare else "") + (f" --length {length}" if length is not None else "")
         shown = f"sharenas bench show {source}{options} --json --markdown {markdown}"
         if source.suffix == ".json":
             text = bench_markdown(table, title, shown, "recomputed from the runs the JSON records, which `scripts/sharebench.sh` trains")
@@ -165,3 +170,34 @@ def front(
             path = write_missing / f"{stem}-{key[:8]}.json"
             atomic.write_json(path, spec)
             typer.echo(f"missing: {path}")
+
+
+def regime(
+    cells: list[str] = typer.Argument(..., metavar="NAME=DIR", help="A cell of the map: its name and bench directory (built with `lengths`)."),
+    out: Path = typer.Option(..., "--out", help="Results JSON; the markdown goes beside it (.md)."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples for the Kendall tau CIs."),
+) -> None:
+    """The regime map: per cell and training length, whether the policies that differ only inside the
+    transformer separate (between-policy vs pooled seed std, seed-to-seed Kendall tau, CPU-hours)."""
+    import shlex
+    import sys
+
+    from trainer import atomic
+
+    from nas.bench.regime import regime_map, regime_markdown
+
+    try:
+        pairs = {}
+        for item in cells:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"{item!r}: give each cell as NAME=DIR")
+            pairs[name] = Path(path)
+        result = regime_map(pairs, bootstrap)
+    except (OSError, ValueError, KeyError) as exc:
+        raise error_exit(f"bench regime: {exc}", 2) from None
+    command = "sharenas bench regime " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("regime") + 1:]) if "regime" in sys.argv else ""
+    atomic.write_json(out, json_safe(result))
+    text = regime_markdown(result, command)
+    atomic.write_text(out.with_suffix(".md"), text)
+    typer.echo(text)

@@ -26,7 +26,7 @@ BASELINE_PARAM = "baseline"
 `baseline` too); a baseline the space can express is enqueued with its parameters in the space."""
 
 RUNTIME_KEYS = ("train.device", "train.num_threads", "train.num_workers", "train.progress", "train.log_every",
-                "train.checkpoint_every", "train.checkpoint_on_eval", "train.keep_checkpoints", "eval.batch_size")
+                "train.checkpoint_every", "train.checkpoint_steps", "train.checkpoint_on_eval", "train.keep_checkpoints", "eval.batch_size")
 """Trial-config keys a resumed study may change (they do not change results)."""
 
 

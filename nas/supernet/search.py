@@ -53,7 +53,7 @@ from trainer.distributed import BatchNormStats, World, average_over_ranks_, barr
 from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
 from trainer.loss import contrastive_loss
 from trainer.metrics import MetricsWriter
-from trainer.optim import build_optimizer, lr_at, set_lr, warmup_steps
+from trainer.optim import build_optimizer, scheduled_lr, set_lr, warmup_steps
 from trainer.sampler import BatchPlan
 from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config
 
@@ -217,7 +217,7 @@ class GumbelSearch:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
             self._check(norm, "the weights' gradient norm", step)
         o = self.cfg.optim
-        set_lr(self.weight_opt, lr_at(step, o.lr, o.final_lr, self.lr_warmup, self.total_steps))
+        set_lr(self.weight_opt, scheduled_lr(o, step, self.lr_warmup, self.total_steps))
         self.weight_opt.step()
         self.weight_opt.zero_grad(set_to_none=True)
         with torch.no_grad():

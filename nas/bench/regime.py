@@ -1,0 +1,169 @@
+"""The regime map: in which cell (recipe: data, width, augmentation) and at which training length do
+sharing choices inside the transformer separate by more than seed noise?
+
+Each cell is a bench directory whose entries were trained with `lengths` (one WSD run per policy and
+seed with a cool-down branch per shorter length). At every length of every cell the map gives, for the
+bench's ranking metric over the policies that differ only inside the transformer (early
+specialization and the parallel branch off; those with either are positive controls, reported apart):
+- the std of the policy means (between-policy) beside the pooled seed std: seed noise alone makes the
+  former about `pooled / sqrt(seeds)`, so a ratio between / pooled well above that says the policies
+  differ; `range_in_pooled_std` is max - min of the means in pooled seed stds;
+- the seed-to-seed Kendall tau of those policies with its bootstrap CI (the noise ceiling they allow);
+- every control's difference from the reference, paired by seed;
+- what it cost: CPU-hours of the cell as trained, and of standalone runs of that length (the run's
+  seconds prorated by epochs; one trained run is uniform in cost per epoch).
+The same holds for the best-epoch value of the metric (selected on the scored points, so optimistic).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from trainer.typed_config import load_config
+
+from nas.bench.config import BenchConfig
+from nas.bench.spread import finite, paired_differences, pooled_std
+from nas.bench.table import LOWER_IS_BETTER, at_length, best_of_curve, read_entries, record_value, seed_agreement
+
+REGIME_SCHEMA = "sharenas/regime/v1"
+SEPARATES = 2.0
+"""Policies separate in a cell when the range of their means exceeds this many pooled seed stds."""
+
+
+def is_control(policy: dict[str, Any]) -> bool:
+    """A policy with a modality-specific extra (early specialization or the parallel branch)."""
+    return bool(policy.get("early_specialization")) or policy.get("parallel_branch") is not None
+
+
+def _frame(records: list[dict[str, Any]], column: str, source: str) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        best = best_of_curve(r["curve"], column, source)
+        rows.append({"policy": r["name"], "seed": r["seed"], "control": is_control(r["policy"]), "final": finite(record_value(r, source)),
+                     "best": None if best is None else best["value"], "best_epoch": None if best is None else best["epoch"],
+                     "seconds": r["train_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def separation(runs: pd.DataFrame, value: str, column: str, reference: str, bootstrap: int) -> dict[str, Any]:
+    """The spread statistics of `value` (final or best) over the transformer-only policies of `runs`,
+    and the controls' paired differences from `reference` (see the module docstring)."""
+    runs = runs.dropna(subset=[value])
+    inside = runs[~runs["control"]].rename(columns={value: column})
+    means = inside.groupby("policy")[column].mean()
+    pooled = pooled_std(inside, column)
+    between = float(means.std(ddof=1)) if len(means) >= 2 else None
+    seeds = float(inside.groupby("policy")["seed"].count().mean()) if len(inside) else 0.0
+    ceiling = seed_agreement(inside, column, bootstrap=bootstrap)
+    out: dict[str, Any] = {
+        "policies": int(len(means)), "seeds_per_policy": seeds, "between_std": finite(between), "pooled_std": pooled["std"], "pooled_df": pooled["df"],
+        "between_over_pooled": finite(between / pooled["std"]) if between is not None and pooled["std"] else None,
+        "noise_only_ratio": finite(1 / np.sqrt(seeds)) if seeds else None,
+        "range_in_pooled_std": finite((means.max() - means.min()) / pooled["std"]) if pooled["std"] and len(means) >= 2 else None,
+        "best_policy": (means.idxmin() if column in LOWER_IS_BETTER else means.idxmax()) if len(means) else None,
+        "kendall": None if ceiling is None else ceiling["kendall"], "kendall_ci": None if ceiling is None else ceiling["kendall_ci"],
+        "kendall_seeds": None if ceiling is None else ceiling["seeds"],
+        "means": {name: finite(v) for name, v in means.items()},
+    }
+    all_runs = runs.rename(columns={value: column})
+    if reference in set(all_runs["policy"]) and all_runs["policy"].nunique() > 1:
+        diffs = paired_differences(all_runs, column, reference)
+        controls = sorted(set(all_runs.loc[all_runs["control"], "policy"]))
+        out["controls_vs_reference"] = {
+            name: {"mean": finite(diffs.loc[name, "mean"]), "se": finite(diffs.loc[name, "se"]), "n": int(diffs.loc[name, "n"])}
+            for name in controls if name in diffs.index
+        }
+        inside_diffs = diffs.loc[[n for n in diffs.index if n in means.index]]
+        if len(inside_diffs):
+            top = inside_diffs["mean"].abs().idxmax()
+            out["largest_paired_vs_reference"] = {"policy": top, "mean": finite(inside_diffs.loc[top, "mean"]),
+                                                  "se": finite(inside_diffs.loc[top, "se"]), "n": int(inside_diffs.loc[top, "n"])}
+    return out
+
+
+def cell_rows(name: str, bench_dir: Path, bootstrap: int) -> list[dict[str, Any]]:
+    """One row per length of the cell at `bench_dir` (its finished entries only)."""
+    cfg = load_config(yaml.safe_load((bench_dir / "config.yaml").read_text()) or {}, BenchConfig)
+    column, source = cfg.ranking, cfg.metrics[cfg.ranking]
+    records = read_entries(bench_dir)
+    if not records:
+        raise ValueError(f"{bench_dir}: no finished entries yet; run `sharenas bench build` first")
+    longest = max(cfg.lengths) if cfg.lengths else None
+    trained_hours = sum(r["train_seconds"] + sum(v["train_seconds"] for k, v in (r.get("lengths") or {}).items() if int(k) != longest)
+                        + r.get("score_seconds", 0.0) for r in records) / 3600
+    rows = []
+    for epochs in sorted(cfg.lengths) or [None]:
+        view = records if epochs is None else [at_length(r, epochs) for r in records]
+        runs = _frame(view, column, source)
+        trunk_seconds = sum(r["train_seconds"] for r in records)
+        row = {
+            "cell": name, "bench": cfg.name, "epochs": epochs, "metric": column, "runs": len(view),
+            "standalone_cpu_hours": trunk_seconds / 3600 * (epochs / longest if epochs else 1.0),
+            "cell_cpu_hours": trained_hours,
+            "final": separation(runs, "final", column, cfg.reference, bootstrap),
+            "best": separation(runs, "best", column, cfg.reference, bootstrap),
+            "best_epoch_median": finite(runs["best_epoch"].median()) if runs["best_epoch"].notna().any() else None,
+            "runs_detail": [{k: (finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in runs.to_dict("records")],
+        }
+        rows.append(row)
+    return rows
+
+
+def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
+    """The map over `cells` (name -> bench directory) and the chosen cell: among the (cell, length) rows
+    whose transformer-only policies separate (`range_in_pooled_std` > `SEPARATES`), the one with the
+    highest seed-to-seed Kendall tau; without any, the row with the highest tau, flagged as not separating."""
+    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap)]
+    scored = [r for r in rows if r["final"]["kendall"] is not None]
+    separating = [r for r in scored if (r["final"]["range_in_pooled_std"] or 0.0) > SEPARATES]
+    pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None
+    chosen = None
+    if pick is not None:
+        f = pick["final"]
+        reason = (f"the transformer-only policies span {f['range_in_pooled_std']:.2f} pooled seed stds (> {SEPARATES}) with the highest "
+                  f"seed-to-seed Kendall tau among such rows, {f['kendall']:.3f} {f['kendall_ci']}" if separating else
+                  f"no row separates the transformer-only policies by more than {SEPARATES} pooled seed stds; this row has the highest "
+                  f"seed-to-seed Kendall tau, {f['kendall']:.3f} {f['kendall_ci']}, over a range of {f['range_in_pooled_std']:.2f} pooled stds")
+        chosen = {"cell": pick["cell"], "epochs": pick["epochs"], "separates": bool(separating), "reason": reason}
+    return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "cells": {n: str(p) for n, p in cells.items()}, "rows": rows, "chosen": chosen}
+
+
+def regime_markdown(regime: dict[str, Any], command: str) -> str:
+    """The map as markdown: one line per (cell, length), final and best-epoch values."""
+    lines = ["# The regime map: where sharing choices inside the transformer separate", "",
+             f"Regenerate: `{command}`", "",
+             "Per cell and length, over the policies without early specialization or the parallel branch: the std of the "
+             "policy means (between), the pooled seed std (pooled), between / pooled (seed noise alone gives about "
+             "1/sqrt(seeds), the `noise` column), the range of the means in pooled stds, and the seed-to-seed Kendall tau "
+             f"with its 95% bootstrap CI. A cell separates when the range exceeds {regime['separates_at']} pooled stds. "
+             "`controls` are the paired differences of the policies with extras from the reference (mean ± SE).", ""]
+    for which in ("final", "best"):
+        title = "At the end of each length's schedule" if which == "final" else "At each run's best scored epoch (selected on the held-out set: optimistic)"
+        lines += [f"## {title}", ""]
+        frame = []
+        for r in regime["rows"]:
+            s = r[which]
+            ci = s["kendall_ci"]
+            frame.append({
+                "cell": r["cell"], "epochs": r["epochs"], "metric": r["metric"], "policies": s["policies"], "runs": r["runs"],
+                "between": _f(s["between_std"]), "pooled": _f(s["pooled_std"]), "between/pooled": _f(s["between_over_pooled"]),
+                "noise": _f(s["noise_only_ratio"]), "range/pooled": _f(s["range_in_pooled_std"]),
+                "kendall": "-" if s["kendall"] is None else f"{s['kendall']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
+                "best": s["best_policy"] or "-",
+                "controls": "; ".join(f"{n} {_f(d['mean'])} ± {_f(d['se'])}" for n, d in (s.get("controls_vs_reference") or {}).items()) or "-",
+                "CPU-h (standalone)": f"{r['standalone_cpu_hours']:.2f}",
+            })
+        lines += [pd.DataFrame(frame).to_markdown(index=False), ""]
+    cpu = {r["cell"]: r["cell_cpu_hours"] for r in regime["rows"]}
+    lines += ["CPU-hours as trained (trunk + cool-down branches + scoring): " + ", ".join(f"{c} {h:.2f}" for c, h in cpu.items()), ""]
+    chosen = regime.get("chosen")
+    lines += ["## Chosen cell", "", f"{chosen['cell']} at {chosen['epochs']} epochs: {chosen['reason']}." if chosen else "None yet.", ""]
+    return "\n".join(lines)
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
