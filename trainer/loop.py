@@ -294,6 +294,7 @@ class _Trainer:
         try:
             while step < self.total_steps:
                 epoch, start = divmod(step, spe)
+                self.bundle.train.set_epoch(cfg.train.seed, epoch)
                 loader = DataLoader(
                     self.bundle.train,
                     batch_sampler=self.plan.sampler(epoch, start, world.rank),

@@ -147,6 +147,7 @@ class GumbelSearch:
         """Endless batches of `dataset` from batch `start` on, epoch after epoch, in the plan's deterministic order."""
         epoch, offset = divmod(start, plan.steps_per_epoch)
         while True:
+            dataset.set_epoch(self.cfg.train.seed, epoch)
             loader = DataLoader(
                 dataset, batch_sampler=plan.sampler(epoch, offset, self.world.rank), collate_fn=collate_pairs,
                 num_workers=self.cfg.train.num_workers, pin_memory=self.device.type == "cuda",

@@ -1,12 +1,14 @@
 """`build_data`: one entry point from a `DataConfig` to the training splits and evaluation sets."""
 from __future__ import annotations
 
+import numpy as np
+
 from .bundle import DataBundle
 from .config import DataConfig
 from .csv_source import build_csv
 from .digits import build_digits
 from .failures import DecodeFailures
-from .pairs import ConcatPairs
+from .pairs import ConcatPairs, SubsetPairs
 from .realset.source import build_real
 from .shapes import build_shapes, fresh_shapes
 from .shards import build_webdataset
@@ -15,6 +17,16 @@ _BUILDERS = {"shapes": build_shapes, "digits": build_digits, "csv": build_csv, "
 
 
 def build_data(cfg: DataConfig, image_size: int, context_length: int) -> DataBundle:
+    """Build every split of `cfg.source` (see `_build`), the training split cut to `cfg.train_fraction`."""
+    bundle = _build(cfg, image_size, context_length)
+    if cfg.train_fraction < 1.0:
+        n = len(bundle.train)
+        keep = max(1, round(n * cfg.train_fraction))
+        bundle.train = SubsetPairs(bundle.train, sorted(np.random.default_rng(cfg.seed).permutation(n)[:keep].tolist()))
+    return bundle
+
+
+def _build(cfg: DataConfig, image_size: int, context_length: int) -> DataBundle:
     """Build every split of `cfg.source` for a model taking `image_size` px images and
     `context_length` tokens. "embedded" concatenates the shapes and digits splits and keeps the
     evaluation sets of both. Raises `DataError` for anything wrong with files, columns or shards."""

@@ -49,6 +49,12 @@ class DataConfig:
     heldout_shapes: int = 0
     heldout_seed: int = 123
     seed: int = 0
+    train_fraction: float = 1.0
+    """Train on this fraction of the training split: its first pairs in a fixed random order (`seed`),
+    so a smaller fraction is a subset of a larger one (data-size studies)."""
+    caption_augment: Literal["none", "keywords"] = "none"
+    """`keywords` (source `real`): each epoch a random subset of every training caption's keywords (see
+    `trainer.data.realset.captions`); `none`: the captions as written."""
 
     def __post_init__(self) -> None:
         sources = get_args(Source)
@@ -74,6 +80,12 @@ class DataConfig:
             raise ValueError(f"data.heldout_shapes: 0 (off) or at least 2 pairs, got {self.heldout_shapes}")
         if self.heldout_shapes and self.source not in ("embedded", "shapes"):
             raise ValueError(f"data.heldout_shapes: generated held-out pairs need source embedded or shapes, not {self.source!r}; set it to 0")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"data.train_fraction: must be in (0, 1], got {self.train_fraction}")
+        if self.caption_augment not in ("none", "keywords"):
+            raise ValueError(f"data.caption_augment: {self.caption_augment!r} is not one of none, keywords")
+        if self.caption_augment == "keywords" and self.source != "real":
+            raise ValueError(f"data.caption_augment: keywords reads the real set's caption grammar; source {self.source!r} has none (set none)")
         if self.val_fraction <= 0.0:
             raise ValueError("data.val_fraction: must be > 0; evaluation needs held-out pairs")
         if self.val_fraction + self.arch_fraction >= 0.9:

@@ -7,7 +7,7 @@ import copy
 import csv
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .bundle import DataBundle, split_user_pairs
 from .collate import Item
@@ -60,12 +60,24 @@ class CsvPairs(PairDataset):
         self.context_length = context_length
         self.failures = failures
         self.transform: EvalTransform | TrainTransform = EvalTransform(image_size)
+        self.caption_view: Callable[[str, int, int, int], str] | None = None
+        """`(caption, seed, epoch, index) -> caption` drawn per epoch (e.g. `realset.captions.keyword_subset`)."""
+        self._epoch: tuple[int, int] = (0, 0)
 
     def augmented(self) -> "CsvPairs":
         """The same pairs with the training augmentation (the evaluation splits keep this one)."""
         out = copy.copy(self)
         out.transform = TrainTransform(self.image_size)
         return out
+
+    def with_caption_view(self, view: Callable[[str, int, int, int], str]) -> "CsvPairs":
+        """The same pairs whose captions are drawn by `view` each epoch (see `set_epoch`)."""
+        out = copy.copy(self)
+        out.caption_view = view
+        return out
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self._epoch = (seed, epoch)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -78,7 +90,10 @@ class CsvPairs(PairDataset):
         image = decode_image(path, str(path), self.failures)
         if image is None:
             return None
-        return self.transform(image), tokenize(self.rows[index][1], self.context_length)[0]
+        caption = self.rows[index][1]
+        if self.caption_view is not None:
+            caption = self.caption_view(caption, *self._epoch, index)
+        return self.transform(image), tokenize(caption, self.context_length)[0]
 
     def caption(self, index: int) -> str:
         return self.rows[index][1]

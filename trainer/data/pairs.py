@@ -35,6 +35,10 @@ class PairDataset(Dataset, ABC):
         """These pairs with the training augmentation; sources without one (generated data) return self."""
         return self
 
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Tell an augmentation that draws per epoch (caption keyword subsets) which run and epoch
+        follows; the trainer calls it before each epoch's loader. Datasets without one ignore it."""
+
 
 class SubsetPairs(PairDataset):
     """The items of `base` at `indices`, in that order."""
@@ -51,6 +55,9 @@ class SubsetPairs(PairDataset):
 
     def caption(self, index: int) -> str:
         return self.base.caption(self.indices[index])
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.base.set_epoch(seed, epoch)
 
 
 class ConcatPairs(PairDataset):
@@ -79,6 +86,10 @@ class ConcatPairs(PairDataset):
     def caption(self, index: int) -> str:
         part, local = self._locate(index)
         return part.caption(local)
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(seed, epoch)
 
 
 def split_indices(n: int, val_fraction: float, arch_fraction: float, seed: int) -> tuple[list[int], list[int], list[int]]:

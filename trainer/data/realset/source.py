@@ -20,6 +20,7 @@ from trainer.data.csv_source import CsvPairs, read_pairs_csv
 from trainer.data.errors import DataError
 from trainer.data.failures import DecodeFailures
 from trainer.data.pairs import SubsetPairs, materialize_pairs
+from trainer.data.realset.captions import keyword_subset
 from trainer.data.realset.manifest import read_manifest, zeroshot_specs
 from trainer.data.tasks import ZeroShotTask
 
@@ -59,6 +60,12 @@ def _zeroshot(root: Path, rows: list[tuple[str, ...]], manifest: dict, image_siz
     return tasks
 
 
+def _training_view(pairs: CsvPairs, cfg: DataConfig) -> CsvPairs:
+    """The training pairs with the configured image and caption augmentations."""
+    out = pairs.augmented() if cfg.augment else pairs
+    return out.with_caption_view(keyword_subset) if cfg.caption_augment == "keywords" else out
+
+
 def build_real(cfg: DataConfig, image_size: int, context_length: int, failures: DecodeFailures) -> DataBundle:
     root = Path(cfg.path or "").expanduser()
     manifest = read_manifest(root)
@@ -72,7 +79,7 @@ def build_real(cfg: DataConfig, image_size: int, context_length: int, failures: 
     arch, train = sorted(order[:n_arch].tolist()), sorted(order[n_arch:].tolist())
     heldout = CsvPairs([(p, c) for p, c, _, _ in held_rows], root, image_size, context_length, failures)
     return DataBundle(
-        train=SubsetPairs(train_all.augmented() if cfg.augment else train_all, train),
+        train=SubsetPairs(_training_view(train_all, cfg), train),
         arch=SubsetPairs(train_all, arch) if arch else None,
         val_pairs=[materialize_pairs(HELDOUT_NAME, heldout, capped(len(heldout), cfg.max_eval_images), context_length)],
         zeroshot=_zeroshot(root, held_rows, manifest, image_size, context_length, failures, cfg.max_eval_images),
