@@ -21,7 +21,15 @@
 #                                {gumbel-sweep,pareto}.yaml): sweep-real-tiny.json and {pareto-real-tiny,
 #                                pareto-real-tiny-nsga2,pareto-real-tiny-random,front-policies-real-tiny,
 #                                fronts-real-tiny,fronts-real-tiny-seed1}.{json,md}
-#   scripts/sharebench.sh        all four
+#   scripts/sharebench.sh regime the regime map of ShareBench-real v2 (many CPU-hours; resumable, commit
+#                                finished entries as they come): every cell in experiments/bench/regime/ (12
+#                                transformer-only policies and msclip-es, seeds 0 and 1, one 24-epoch WSD run each
+#                                with cool-down branches at 2-16 epochs), then
+#                                experiments/results/sharebench-real-v2-lengths.{json,md} over the cells built so far;
+#                                finished entries are kept in experiments/results/regime/CELL/ with the cell's
+#                                config (commit them: the map is computed from them, and a build on another
+#                                machine starts from them)
+#   scripts/sharebench.sh        tiny, real, fronts and fronts-real
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARENAS=${SHARENAS:-.venv/bin/sharenas}
@@ -114,6 +122,33 @@ fronts() {
   return 0
 }
 
+# The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
+REGIME_CELLS=(full-w64 half-w64 full-w64-keywords full-w128)
+
+# regime [CELL...]: build each cell (default: all, in REGIME_CELLS order), then the map of the cells built so far
+regime() {
+  [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
+  local cells=("$@") cell args=() status=0
+  [ ${#cells[@]} -gt 0 ] || cells=("${REGIME_CELLS[@]}")
+  for cell in "${cells[@]}"; do
+    # finished entries are committed as data (experiments/results/regime/CELL/{config.yaml,entries/}); a new
+    # machine goes on from them
+    if [ -d "$RESULTS/regime/$cell/entries" ]; then
+      mkdir -p "runs/regime/$cell/entries"
+      cp -rn "$RESULTS/regime/$cell/entries/." "runs/regime/$cell/entries/"
+    fi
+    "$SHARENAS" bench build "experiments/bench/regime/$cell.yaml" --out "runs/regime/$cell" --workers "$WORKERS" || status=$?
+    mkdir -p "$RESULTS/regime/$cell/entries"
+    cp "runs/regime/$cell/config.yaml" "$RESULTS/regime/$cell/"
+    cp -r "runs/regime/$cell/entries/." "$RESULTS/regime/$cell/entries/"
+  done
+  for cell in "${REGIME_CELLS[@]}"; do
+    [ -d "$RESULTS/regime/$cell/entries" ] && args+=("$cell=$RESULTS/regime/$cell")
+  done
+  "$SHARENAS" bench regime "${args[@]}" --out "$RESULTS/sharebench-real-v2-lengths.json"
+  return $status
+}
+
 case "${1:-all}" in
   tiny) tiny ;;
   real) real ;;
@@ -121,6 +156,7 @@ case "${1:-all}" in
   fronts-real)
     [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
     fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random --seed-one tpe nsga2 random ;;
+  regime) shift; regime "$@" ;;
   all) tiny; real; "$0" fronts; "$0" fronts-real ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
 esac

@@ -40,13 +40,14 @@ SIZES: dict[str, ModelSize] = {
         ModelSize("b32", 224, 32, 768, 12, 64, 4.0, 77, 49408, 512, 512),
         ModelSize("b16", 224, 16, 768, 12, 64, 4.0, 77, 49408, 512, 512),
         ModelSize("small", 64, 8, 256, 12, 32, 4.0, 32, 49408, 256, 192),
+        ModelSize("mini", 32, 8, 128, 12, 32, 4.0, 32, 49408, 128, 96),
         ModelSize("tiny", 32, 8, 64, 12, 16, 4.0, 32, 49408, 64, 48),
     )
 }
 
 
 def get_size(size: str | ModelSize) -> ModelSize:
-    """Look a size up by name (`b32`, `b16`, `small`, `tiny`); a `ModelSize` passes through."""
+    """Look a size up by name (`b32`, `b16`, `small`, `mini`, `tiny`); a `ModelSize` passes through."""
     if isinstance(size, ModelSize):
         return size
     try:
