@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real image-text set (ShareBench-real) from Debian's packages: public-domain clip art captioned
 # from its SVG metadata, and Noto Color Emoji glyphs with their Unicode names, groups and CLDR keywords;
-# with --sources also Tux Paint's stamps with their descriptions.
+# with --sources also Tux Paint's stamps and Wesnoth's unit pictures with their descriptions.
 #
 #   scripts/realdata.sh install [--sources LIST]
 #                                    install the packages if missing (apt-get, needs root)
@@ -9,7 +9,7 @@
 #                                    install if needed, then build DIR (images, CSVs, webdataset shards,
 #                                    LICENSES/, manifest.json with the hashes); about 10 minutes on 2 cores;
 #                                    OPTIONS go to `sharenas data build` (e.g. --clipart-png DIR, or
-#                                    --sources clipart,emoji,tuxpaint; the default is clipart,emoji)
+#                                    --sources clipart,emoji,tuxpaint,wesnoth; the default is clipart,emoji)
 #   scripts/realdata.sh check DIR    re-hash DIR's CSVs and shards against its manifest
 #
 # The same package versions give byte-identical CSVs and shards (see DIR/manifest.json).
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(openclipart-png openclipart-svg fonts-noto-color-emoji unicode-data unicode-cldr-core libraqm0)
 # packages of the sources beyond the default ones, installed when --sources names them
-declare -A SOURCE_PACKAGES=([tuxpaint]="tuxpaint-stamps-default librsvg2-bin")
+declare -A SOURCE_PACKAGES=([tuxpaint]="tuxpaint-stamps-default librsvg2-bin" [wesnoth]="wesnoth-1.16-data")
 PY="${SHARENAS_PYTHON:-.venv/bin/python}"
 
 die() { echo "realdata.sh: $*" >&2; exit 1; }

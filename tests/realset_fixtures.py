@@ -1,8 +1,10 @@
 """Package trees the real-set tests write themselves: clip-art PNGs with SVG metadata (boilerplate
 titles, author names in file names, a decompression bomb, a blank image, a duplicate), an
-emoji-test.txt with two groups and skin-tone variants, a CLDR annotation file, and Tux Paint stamps
+emoji-test.txt with two groups and skin-tone variants, a CLDR annotation file, Tux Paint stamps
 with description files (translations, a byte-order mark, a long description, a mirror image without
-one, a stamp in both PNG and SVG, a copy of a clip-art image)."""
+one, a stamp in both PNG and SVG, a copy of a clip-art image), and Wesnoth unit configurations with
+sprites and portraits (a female variant, a macro-built image, a hidden unit, a portrait two units
+share, team-colour pixels)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -96,7 +98,7 @@ def write_packages(root: Path, emoji_font: Path = Path("unused.ttf")) -> Roots:
     _clipart(png, svg, "food/huge_banana", drawing(92, (400, 300)), _svg("Banana", keywords=("fruit",)))
     _clipart(png, svg, "food/nothing_drawn", Image.new("RGBA", (20, 20), (0, 0, 0, 0)), _svg("Invisible"))
     emoji_test, cldr = _emoji_files(root)
-    return Roots(png, svg, emoji_font, emoji_test, (cldr,), _stamps(root / "stamps"))
+    return Roots(png, svg, emoji_font, emoji_test, (cldr,), _stamps(root / "stamps"), _wesnoth(root / "wesnoth"))
 
 
 def _stamp(root: Path, rel: str, image: Image.Image | None, description: str | None, svg: bool = False) -> None:
@@ -122,4 +124,67 @@ def _stamps(root: Path) -> Path:
     _stamp(root, "vehicles/bus", drawing(143, (40, 24)), "A bus.\n", svg=True)  # PNG and SVG: the PNG is used
     _stamp(root, "vehicles/no_picture", None, "A description without a picture.\n")
     _stamp(root, "animals/clip_art_copy", drawing(0), "A copy of a clip-art picture.\n")  # the pixels of animals/item_0_0
+    return root
+
+
+TEAM_MAGENTA = (244, 154, 193)
+"""The first colour of Wesnoth's team-colour palette: the game draws it in the side's colour."""
+UNITS_CFG = """#textdomain wesnoth-units
+[unit_type]
+    id=Elvish Archer
+    name= _ "Elvish Archer"
+    race=elf
+    image="units/elves/archer.png"
+    profile="portraits/elves/archer.png~RIGHT()"
+    description= _ "Elves are ""the"" finest archers
+of the woods. Their arrows rarely miss."
+    [attack]
+        name=bow
+        description=_"bow"
+        icon=attacks/bow-elven.png
+    [/attack]
+    [female]
+        name= _ "female^Elvish Archer"
+        image="units/elves/archer+female.png"
+    [/female]
+[/unit_type]
+[unit_type]
+    id=Elvish Marksman
+    name= _ "Elvish Marksman"
+    image="units/elves/marksman.png"
+    profile="portraits/elves/archer.png"
+[/unit_type]
+[unit_type]
+    id=Elvish Walker
+    name= _ "Elvish Walker"
+    image="units/elves/{BASE}.png"
+[/unit_type]
+[unit_type]
+    id=Elvish Ghost
+    name= _ "Elvish Ghost"
+    image="units/elves/ghost.png"
+    hide_help=yes
+[/unit_type]
+"""
+
+
+def _wesnoth(root: Path) -> Path:
+    """A Wesnoth data/core tree: elves with a female variant and a shared portrait, and plain units
+    enough for a split."""
+    (root / "units" / "elves").mkdir(parents=True)
+    (root / "units" / "elves" / "Elves.cfg").write_text(UNITS_CFG, encoding="utf-8")
+    for rel, index in (("units/elves/archer", 150), ("units/elves/archer+female", 151), ("units/elves/marksman", 152),
+                       ("units/elves/ghost", 153), ("portraits/elves/archer", 154)):
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        image = drawing(index, (36, 36))
+        if rel == "units/elves/archer":
+            ImageDraw.Draw(image).rectangle((8, 8, 20, 20), fill=TEAM_MAGENTA + (255,))
+        image.save(root / "images" / f"{rel}.png")
+    (root / "units" / "orcs").mkdir()
+    cfg = []
+    for i in range(8):
+        cfg.append(f'[unit_type]\n    name= _ "Orcish Unit {i}"\n    image="units/orcs/unit{i}.png"\n    description= _ "An orc."\n[/unit_type]')
+        (root / "images" / "units" / "orcs").mkdir(parents=True, exist_ok=True)
+        drawing(160 + i, (36, 36)).save(root / "images" / "units" / "orcs" / f"unit{i}.png")
+    (root / "units" / "orcs" / "Orcs.cfg").write_text("\n".join(cfg) + "\n", encoding="utf-8")
     return root

@@ -3,8 +3,9 @@
 Sources (`SOURCES`; a build takes `DEFAULT_SOURCES` unless told otherwise): the Open Clip Art
 Library (`clipart`: `openclipart-png` images captioned from `openclipart-svg` metadata, see
 `clipart.py`), Noto Color Emoji glyphs with their Unicode names and CLDR keywords (`emoji`, see
-`emoji.py`), and Tux Paint's stamps with their descriptions (`tuxpaint`, see `tuxpaint.py`, not in
-the default build). Steps, each a fixed rule:
+`emoji.py`), and, not in the default build, Tux Paint's stamps with their descriptions (`tuxpaint`,
+see `tuxpaint.py`) and Wesnoth's unit sprites and portraits with the units' names and descriptions
+(`wesnoth`, see `wesnoth.py`). Steps, each a fixed rule:
 1. every source image is flattened on white, cropped to its content, padded square and stored at
    `Rules.image_size` px (64: serves the `tiny` 32 px and `small` 64 px sizes); blank images are dropped;
 2. duplicates go: images with identical stored pixels keep the first by id, and no caption is kept
@@ -40,7 +41,7 @@ from typing import Callable
 from PIL import Image
 
 from trainer import atomic
-from trainer.data.realset import clipart, emoji, tuxpaint
+from trainer.data.realset import clipart, emoji, tuxpaint, wesnoth
 from trainer.data.realset.images import BlankImage, load_source, prepare
 from trainer.data.realset.manifest import MANIFEST, MANIFEST_SCHEMA, ZeroShotSpec
 
@@ -49,12 +50,13 @@ NON_VISUAL = frozenset({"unsorted", "special"})
 CLIPART_TEMPLATES = ("clip art of {}.", "a drawing of {}.", "an illustration of {}.", "a clip art image from the {} category.")
 EMOJI_TEMPLATES = ("an emoji of {}.", "a {} emoji.", "an emoji from the {} group.")
 TUXPAINT_TEMPLATES = ("a drawing of {}.", "a picture of {}.", "a children's drawing from the {} category.")
-SOURCES = ("clipart", "emoji", "tuxpaint")
+SOURCES = ("clipart", "emoji", "tuxpaint", "wesnoth")
 DEFAULT_SOURCES = ("clipart", "emoji")
 SOURCE_PACKAGES = {
     "clipart": ("openclipart-png", "openclipart-svg"),
     "emoji": ("fonts-noto-color-emoji", "unicode-data", "unicode-cldr-core"),
     "tuxpaint": ("tuxpaint-stamps-default", "librsvg2-bin"),
+    "wesnoth": ("wesnoth-1.16-data",),
 }
 """The Debian packages whose files (or, for librsvg2-bin, renderer) each source's pairs come from."""
 DEBIAN_PACKAGES = tuple(p for source in DEFAULT_SOURCES for p in SOURCE_PACKAGES[source])
@@ -64,11 +66,11 @@ Glyphs = Callable[[str], "Image.Image | None"]
 
 @dataclass(frozen=True)
 class Pair:
-    id: str  # "clipart/animals/birds/...", "emoji/1f600" or "tuxpaint/animals/birds/..."
+    id: str  # "clipart/animals/birds/...", "emoji/1f600", "tuxpaint/animals/birds/..." or "wesnoth/units/elves-wood/fighter"
     caption: str
     source: str  # one of SOURCES
-    category: str  # clip-art or stamp top-level folder, or emoji group
-    subgroup: str  # clip-art or stamp second-level folder (or ""), or emoji subgroup
+    category: str  # clip-art or stamp top-level folder, emoji group, or Wesnoth race folder
+    subgroup: str  # clip-art or stamp second-level folder (or ""), emoji subgroup, or "sprite" / "portrait"
 
     @property
     def filepath(self) -> str:
@@ -97,6 +99,7 @@ class Roots:
     emoji_test: Path = emoji.EMOJI_TEST
     cldr: tuple[Path, ...] = emoji.CLDR_ANNOTATIONS
     tuxpaint: Path = tuxpaint.STAMPS_ROOT
+    wesnoth: Path = wesnoth.WESNOTH_ROOT
 
 
 def _id_hash(pair: Pair) -> str:
@@ -202,6 +205,38 @@ def _tuxpaint_pairs(roots: Roots, size: int, workers: int, counts: Counter, note
     return out
 
 
+def _wesnoth_image(picture: wesnoth.UnitPicture, size: int) -> tuple[bytes | None, str | None]:
+    """(stored PNG or None, why it was dropped)."""
+    try:
+        return prepare(wesnoth.load_picture(picture.image), size), None
+    except BlankImage as blank:
+        return None, f"blank: {blank}"
+    except Exception as error:  # noqa: BLE001 - any undecodable file is counted, never fatal
+        return None, f"undecodable: {type(error).__name__}: {error}"
+
+
+def _wesnoth_pairs(roots: Roots, size: int, workers: int, counts: Counter, notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
+    pictures, ambiguous = wesnoth.list_pictures(roots.wesnoth)
+    if not pictures:
+        raise FileNotFoundError(f"no unit pictures under {roots.wesnoth}: install Debian's wesnoth-1.16-data (scripts/realdata.sh install --sources wesnoth)")
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            images = list(pool.map(_wesnoth_image, pictures, [size] * len(pictures), chunksize=8))
+    else:
+        images = [_wesnoth_image(picture, size) for picture in pictures]
+    counts["wesnoth_found"] = len(pictures)
+    counts["wesnoth_dropped_shared_picture"] = len(ambiguous)
+    notes["wesnoth_shared_pictures"] = ambiguous
+    out = []
+    for picture, (data, dropped) in zip(pictures, images):
+        if data is None:
+            counts[f"wesnoth_dropped_{dropped.split(':')[0]}"] += 1
+            notes["wesnoth_dropped"].append(f"{picture.rel} ({dropped})")
+            continue
+        out.append((Pair(f"wesnoth/{picture.rel}", wesnoth.caption(picture.name, picture.description), "wesnoth", picture.race, picture.kind), data))
+    return out
+
+
 def _added(pair: Pair) -> bool:
     """Whether the pair is of a source beyond the default ones (these give way in deduplication)."""
     return pair.source not in DEFAULT_SOURCES
@@ -236,7 +271,8 @@ def deduplicate(pairs: list[tuple[Pair, bytes]], max_per_caption: int, counts: C
 def zeroshot_specs(heldout: list[Pair], min_per_class: int, sources: tuple[str, ...] = DEFAULT_SOURCES) -> list[ZeroShotSpec]:
     """Per built source, in `SOURCES` order: clip-art categories (visual ones with enough held-out
     images), emoji groups, and stamp categories (visual ones with enough held-out images; a task
-    with fewer than two classes is left out)."""
+    with fewer than two classes is left out). Wesnoth gets none: of its races only humans and the
+    mixed "monsters" folder have enough held-out pictures."""
     per = Counter((p.source, p.category) for p in heldout)
     clip_classes = sorted(c for (s, c), n in per.items() if s == "clipart" and c not in NON_VISUAL and n >= min_per_class)
     emoji_classes = [g for g in dict.fromkeys(p.category for p in sorted(heldout, key=lambda p: p.id) if p.source == "emoji")
@@ -306,7 +342,8 @@ def write_licenses(out: Path, sources: tuple[str, ...] = DEFAULT_SOURCES) -> Non
         if source.is_file():
             shutil.copyfile(source, target / f"{package}.copyright")
             copied.append(package)
-    note = LICENSE_NOTE + "".join(LICENSE_NOTES[s] for s in sources if s in LICENSE_NOTES)
+    added = "".join(LICENSE_NOTES[s] for s in sources if s in LICENSE_NOTES)
+    note = LICENSE_NOTE + (f"# Licenses of the added sources\n\n{added}\n" if added else "")
     (target / "README.md").write_text(note + "".join(f"- `{p}.copyright`: Debian's copyright file of `{p}`\n" for p in copied))
 
 
@@ -322,12 +359,13 @@ LICENSE_NOTE = """# Licenses of the real set
 
 """
 LICENSE_NOTES = {
-    "tuxpaint": """# Licenses of the added sources
-
-- Tux Paint stamps (`images/tuxpaint/`, captions from the stamps' description files): Bill Kendrick
+    "tuxpaint": """- Tux Paint stamps (`images/tuxpaint/`, captions from the stamps' description files): Bill Kendrick
   and the Tux Paint contributors, GNU General Public License version 2 or later, as Debian's
   `tuxpaint-stamps-default` states. SVG-only stamps are rendered with `librsvg2-bin`.
-
+""",
+    "wesnoth": """- Wesnoth unit sprites and portraits (`images/wesnoth/`, captions from the units' names and
+  descriptions): The Battle for Wesnoth Project and its artists, GNU General Public License version 2
+  or later, as Debian's `wesnoth-1.16-data` states.
 """,
 }
 """What the license README adds for a source beyond the default ones (the default build's README is unchanged)."""
@@ -367,6 +405,8 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
         found += _emoji_pairs(roots, glyphs, size, counts, notes)
     if "tuxpaint" in sources:
         found += _tuxpaint_pairs(roots, size, workers, counts, notes)
+    if "wesnoth" in sources:
+        found += _wesnoth_pairs(roots, size, workers, counts, notes)
     pairs = deduplicate(found, rules.max_per_caption, counts)
     held = heldout_ids([p for p, _ in pairs], rules.heldout_fraction)
     splits = {"train": [p for p in pairs if p[0].id not in held], "heldout": [p for p in pairs if p[0].id in held]}
@@ -389,6 +429,9 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
     if "tuxpaint" in sources:
         rule_record.update(tuxpaint_non_visual_categories=sorted(tuxpaint.NON_VISUAL), tuxpaint_max_words=tuxpaint.MAX_WORDS,
                            tuxpaint_svg_side=tuxpaint.SVG_SIDE)
+    if "wesnoth" in sources:
+        rule_record.update(wesnoth_max_words=wesnoth.MAX_WORDS, wesnoth_skipped_folders=sorted(wesnoth.SKIPPED_FOLDERS),
+                           wesnoth_team_palette=[f"{c:06X}" for c in wesnoth.TEAM_PALETTE], wesnoth_team_colour_range=[f"{c:06X}" for c in wesnoth.RED_RANGE])
     manifest = {
         "schema": MANIFEST_SCHEMA,
         **({} if sources == DEFAULT_SOURCES else {"sources": list(sources)}),
