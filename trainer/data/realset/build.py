@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from PIL import Image
 
@@ -62,6 +62,7 @@ SOURCE_PACKAGES = {
 DEBIAN_PACKAGES = tuple(p for source in DEFAULT_SOURCES for p in SOURCE_PACKAGES[source])
 FIELDS = ("filepath", "caption", "source", "category", "subgroup", "id")
 Glyphs = Callable[[str], "Image.Image | None"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,16 +170,35 @@ def _emoji_pairs(roots: Roots, glyphs: Glyphs | None, size: int, counts: Counter
     return out
 
 
-def _tuxpaint_image(stamp: tuxpaint.Stamp, size: int) -> tuple[bytes | None, str | None]:
-    """(stored PNG or None, why it was dropped)."""
+def _stored(load: Callable[[T], Image.Image], item: T, size: int) -> tuple[bytes | None, str | None]:
+    """(stored PNG of the picture `load(item)` draws, or None; why it was dropped)."""
     try:
-        if stamp.image.suffix == ".svg":
-            return prepare(tuxpaint.render_svg(stamp.image), size), None
-        return load_source(stamp.image, size)[0], None
+        return prepare(load(item), size), None
     except BlankImage as blank:
         return None, f"blank: {blank}"
     except Exception as error:  # noqa: BLE001 - any undecodable file is counted, never fatal
         return None, f"undecodable: {type(error).__name__}: {error}"
+
+
+def _stored_all(load: Callable[[T], Image.Image], items: list[T], size: int, workers: int) -> list[tuple[bytes | None, str | None]]:
+    """`_stored` for every item, in a process pool when workers > 1 (`load` must be a module-level function)."""
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(_stored, [load] * len(items), items, [size] * len(items), chunksize=8))
+    return [_stored(load, item, size) for item in items]
+
+
+def _keep(source: str, found: list[tuple[str, Pair]], images: list[tuple[bytes | None, str | None]], counts: Counter,
+          notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
+    """The pairs whose pictures were stored; the others counted and noted as `SOURCE_dropped_WHY`."""
+    out = []
+    for (path, pair), (data, dropped) in zip(found, images):
+        if data is None:
+            counts[f"{source}_dropped_{dropped.split(':')[0]}"] += 1
+            notes[f"{source}_dropped"].append(f"{path} ({dropped})")
+        else:
+            out.append((pair, data))
+    return out
 
 
 def _tuxpaint_pairs(roots: Roots, size: int, workers: int, counts: Counter, notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
@@ -188,53 +208,21 @@ def _tuxpaint_pairs(roots: Roots, size: int, workers: int, counts: Counter, note
                                 "(scripts/realdata.sh install --sources tuxpaint)")
     if any(s.image.suffix == ".svg" for s in stamps):
         tuxpaint.check_svg_renderer()
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            images = list(pool.map(_tuxpaint_image, stamps, [size] * len(stamps), chunksize=8))
-    else:
-        images = [_tuxpaint_image(stamp, size) for stamp in stamps]
     counts["tuxpaint_found"] = len(stamps)
     counts["tuxpaint_rendered_svg"] = sum(s.image.suffix == ".svg" for s in stamps)
-    out = []
-    for stamp, (data, dropped) in zip(stamps, images):
-        if data is None:
-            counts[f"tuxpaint_dropped_{dropped.split(':')[0]}"] += 1
-            notes["tuxpaint_dropped"].append(f"{stamp.path} ({dropped})")
-            continue
-        out.append((Pair(f"tuxpaint/{stamp.path}", stamp.description, "tuxpaint", stamp.category, stamp.subgroup), data))
-    return out
-
-
-def _wesnoth_image(picture: wesnoth.UnitPicture, size: int) -> tuple[bytes | None, str | None]:
-    """(stored PNG or None, why it was dropped)."""
-    try:
-        return prepare(wesnoth.load_picture(picture.image), size), None
-    except BlankImage as blank:
-        return None, f"blank: {blank}"
-    except Exception as error:  # noqa: BLE001 - any undecodable file is counted, never fatal
-        return None, f"undecodable: {type(error).__name__}: {error}"
+    found = [(s.path, Pair(f"tuxpaint/{s.path}", s.description, "tuxpaint", s.category, s.subgroup)) for s in stamps]
+    return _keep("tuxpaint", found, _stored_all(tuxpaint.load_stamp, stamps, size, workers), counts, notes)
 
 
 def _wesnoth_pairs(roots: Roots, size: int, workers: int, counts: Counter, notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
-    pictures, ambiguous = wesnoth.list_pictures(roots.wesnoth)
+    pictures, shared = wesnoth.list_pictures(roots.wesnoth)
     if not pictures:
         raise FileNotFoundError(f"no unit pictures under {roots.wesnoth}: install Debian's wesnoth-1.16-data (scripts/realdata.sh install --sources wesnoth)")
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            images = list(pool.map(_wesnoth_image, pictures, [size] * len(pictures), chunksize=8))
-    else:
-        images = [_wesnoth_image(picture, size) for picture in pictures]
     counts["wesnoth_found"] = len(pictures)
-    counts["wesnoth_dropped_shared_picture"] = len(ambiguous)
-    notes["wesnoth_shared_pictures"] = ambiguous
-    out = []
-    for picture, (data, dropped) in zip(pictures, images):
-        if data is None:
-            counts[f"wesnoth_dropped_{dropped.split(':')[0]}"] += 1
-            notes["wesnoth_dropped"].append(f"{picture.rel} ({dropped})")
-            continue
-        out.append((Pair(f"wesnoth/{picture.rel}", wesnoth.caption(picture.name, picture.description), "wesnoth", picture.race, picture.kind), data))
-    return out
+    counts["wesnoth_dropped_shared_picture"] = len(shared)
+    notes["wesnoth_shared_pictures"] = shared
+    found = [(p.rel, Pair(f"wesnoth/{p.rel}", wesnoth.caption(p.name, p.description), "wesnoth", p.race, p.kind)) for p in pictures]
+    return _keep("wesnoth", found, _stored_all(wesnoth.load_picture, [p.image for p in pictures], size, workers), counts, notes)
 
 
 def _added(pair: Pair) -> bool:

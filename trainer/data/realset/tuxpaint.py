@@ -89,6 +89,14 @@ def check_svg_renderer() -> None:
         raise FileNotFoundError("rsvg-convert not found: install Debian's librsvg2-bin (scripts/realdata.sh install --sources tuxpaint)")
 
 
+def load_stamp(stamp: Stamp) -> Image.Image:
+    """The stamp's picture as RGBA: the PNG as shipped, or the SVG rendered by `render_svg`."""
+    if stamp.image.suffix == ".svg":
+        return render_svg(stamp.image)
+    with Image.open(stamp.image) as image:
+        return image.convert("RGBA")
+
+
 def render_svg(path: Path, side: int = SVG_SIDE) -> Image.Image:
     """An SVG rendered by `rsvg-convert` to fit `side` x `side` px, as RGBA."""
     result = subprocess.run(["rsvg-convert", "--width", str(side), "--height", str(side), "--keep-aspect-ratio", str(path)],
