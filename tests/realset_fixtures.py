@@ -1,6 +1,10 @@
 """Package trees the real-set tests write themselves: clip-art PNGs with SVG metadata (boilerplate
 titles, author names in file names, a decompression bomb, a blank image, a duplicate), an
-emoji-test.txt with two groups and skin-tone variants, and a CLDR annotation file."""
+emoji-test.txt with two groups and skin-tone variants, a CLDR annotation file, Tux Paint stamps
+with description files (translations, a byte-order mark, a long description, a mirror image without
+one, a stamp in both PNG and SVG, a copy of a clip-art image), and Wesnoth unit configurations with
+sprites and portraits (a female variant, a macro-built image, a hidden unit, a portrait two units
+share, team-colour pixels)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +29,8 @@ CATEGORIES = ("animals", "food", "transportation", "unsorted")
 PER_CATEGORY = 14
 EMOJI_GROUPS = {"Smileys & Emotion": ["1F600", "1F601", "1F602", "1F603", "1F604", "1F605", "1F606", "1F607"],
                 "Animals & Nature": ["1F400", "1F401", "1F402", "1F403", "1F404", "1F405", "1F406", "1F407"]}
+STAMP_CATEGORIES = ("animals", "food", "vehicles", "seasonal")
+STAMPS_PER_CATEGORY = 8
 RULES = Rules(image_size=32, heldout_fraction=0.25, max_per_caption=20, shard_size=16, min_heldout_per_class=2)
 BOMB_LIMIT = 50_000
 """Pillow's pixel limit the tests set: the 400 x 300 banana is a decompression bomb under it."""
@@ -92,4 +98,93 @@ def write_packages(root: Path, emoji_font: Path = Path("unused.ttf")) -> Roots:
     _clipart(png, svg, "food/huge_banana", drawing(92, (400, 300)), _svg("Banana", keywords=("fruit",)))
     _clipart(png, svg, "food/nothing_drawn", Image.new("RGBA", (20, 20), (0, 0, 0, 0)), _svg("Invisible"))
     emoji_test, cldr = _emoji_files(root)
-    return Roots(png, svg, emoji_font, emoji_test, (cldr,))
+    return Roots(png, svg, emoji_font, emoji_test, (cldr,), _stamps(root / "stamps"), _wesnoth(root / "wesnoth"))
+
+
+def _stamp(root: Path, rel: str, image: Image.Image | None, description: str | None, svg: bool = False) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        image.save(root / f"{rel}.png")
+    if svg:
+        (root / f"{rel}.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><circle cx="5" cy="5" r="4"/></svg>')
+    if description is not None:
+        (root / f"{rel}.txt").write_text(description, encoding="utf-8")
+
+
+def _stamps(root: Path) -> Path:
+    """A Tux Paint stamps tree: `STAMPS_PER_CATEGORY` plain stamps per category, and the special cases."""
+    for c, category in enumerate(STAMP_CATEGORIES):
+        for i in range(STAMPS_PER_CATEGORY):
+            _stamp(root, f"{category}/stamp_{c}_{i}", drawing(100 + c * STAMPS_PER_CATEGORY + i, (36, 28)),
+                   f"A {category} stamp number {i}.\nde.utf8=Ein Stempel {i}.\nfr.utf8=Un tampon {i}.\n")
+    _stamp(root, "animals/birds/peacock", drawing(140, (30, 36)), "\ufeffA peacock (a male peafowl).\nde.utf8=Ein Pfau.\n")
+    _stamp(root, "animals/birds/peacock_mirror", drawing(141, (30, 36)), None)  # flipped copy: no description, not a stamp
+    _stamp(root, "food/toonie", drawing(142, (30, 30)),
+           "es.utf8=Una moneda.\nA Canadian two dollar coin ($2.00) called a toonie. (Its name is a play on the loonie.)\n")
+    _stamp(root, "vehicles/bus", drawing(143, (40, 24)), "A bus.\n", svg=True)  # PNG and SVG: the PNG is used
+    _stamp(root, "vehicles/no_picture", None, "A description without a picture.\n")
+    _stamp(root, "animals/clip_art_copy", drawing(0), "A copy of a clip-art picture.\n")  # the pixels of animals/item_0_0
+    return root
+
+
+TEAM_MAGENTA = (244, 154, 193)
+"""The first colour of Wesnoth's team-colour palette: the game draws it in the side's colour."""
+UNITS_CFG = """#textdomain wesnoth-units
+[unit_type]
+    id=Elvish Archer
+    name= _ "Elvish Archer"
+    race=elf
+    image="units/elves/archer.png"
+    profile="portraits/elves/archer.png~RIGHT()"
+    description= _ "Elves are ""the"" finest archers
+of the woods. Their arrows rarely miss."
+    [attack]
+        name=bow
+        description=_"bow"
+        icon=attacks/bow-elven.png
+    [/attack]
+    [female]
+        name= _ "female^Elvish Archer"
+        image="units/elves/archer+female.png"
+    [/female]
+[/unit_type]
+[unit_type]
+    id=Elvish Marksman
+    name= _ "Elvish Marksman"
+    image="units/elves/marksman.png"
+    profile="portraits/elves/archer.png"
+[/unit_type]
+[unit_type]
+    id=Elvish Walker
+    name= _ "Elvish Walker"
+    image="units/elves/{BASE}.png"
+[/unit_type]
+[unit_type]
+    id=Elvish Ghost
+    name= _ "Elvish Ghost"
+    image="units/elves/ghost.png"
+    hide_help=yes
+[/unit_type]
+"""
+
+
+def _wesnoth(root: Path) -> Path:
+    """A Wesnoth data/core tree: elves with a female variant and a shared portrait, and plain units
+    enough for a split."""
+    (root / "units" / "elves").mkdir(parents=True)
+    (root / "units" / "elves" / "Elves.cfg").write_text(UNITS_CFG, encoding="utf-8")
+    for rel, index in (("units/elves/archer", 150), ("units/elves/archer+female", 151), ("units/elves/marksman", 152),
+                       ("units/elves/ghost", 153), ("portraits/elves/archer", 154)):
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        image = drawing(index, (36, 36))
+        if rel == "units/elves/archer":
+            ImageDraw.Draw(image).rectangle((8, 8, 20, 20), fill=TEAM_MAGENTA + (255,))
+        image.save(root / "images" / f"{rel}.png")
+    (root / "units" / "orcs").mkdir()
+    cfg = []
+    for i in range(8):
+        cfg.append(f'[unit_type]\n    name= _ "Orcish Unit {i}"\n    image="units/orcs/unit{i}.png"\n    description= _ "An orc."\n[/unit_type]')
+        (root / "images" / "units" / "orcs").mkdir(parents=True, exist_ok=True)
+        drawing(160 + i, (36, 36)).save(root / "images" / "units" / "orcs" / f"unit{i}.png")
+    (root / "units" / "orcs" / "Orcs.cfg").write_text("\n".join(cfg) + "\n", encoding="utf-8")
+    return root

@@ -81,6 +81,8 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
         ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json --bootstrap 200",
     "scripts/sharebench.sh": ("covered", "the bench and rank-check tests run each command it chains; the script itself takes hours"),
     "scripts/realdata.sh build data/real": ("covered", "tests/test_realset.py::test_the_script_builds_and_checks_a_set"),
+    "scripts/realdata.sh build data/real-plus --sources clipart,emoji,tuxpaint,wesnoth":
+        ("covered", "tests/test_realset.py::test_the_script_builds_the_added_sources"),
     ".venv/bin/sharenas data check data/real": ".venv/bin/sharenas data check data/real",
     ".venv/bin/sharenas train experiments/real/msclip.yaml --out runs/real-msclip":
         f".venv/bin/sharenas train experiments/real/msclip.yaml --out runs/real-msclip {TRAIN} --set train.batch_size=8",

@@ -17,22 +17,27 @@ def build(
     emoji_font: Optional[Path] = typer.Option(None, help="A colour emoji font [default: Noto Color Emoji of fonts-noto-color-emoji]."),
     emoji_test: Optional[Path] = typer.Option(None, help="Unicode's emoji-test.txt [default: unicode-data's]."),
     cldr: Optional[list[Path]] = typer.Option(None, help="CLDR English annotation files (repeatable) [default: unicode-cldr-core's]."),
+    tuxpaint: Optional[Path] = typer.Option(None, help="The Tux Paint stamps tree [default: where tuxpaint-stamps-default puts it]."),
+    wesnoth: Optional[Path] = typer.Option(None, help="Wesnoth's data/core tree [default: where wesnoth-1.16-data puts it]."),
+    sources: str = typer.Option("clipart,emoji", help="Comma-separated sources: clipart, emoji, tuxpaint, wesnoth (the default build is clipart,emoji)."),
 ) -> None:
     """Build the real set: images, train/held-out CSVs, webdataset shards, licenses and a manifest."""
     from dataclasses import replace
 
-    from trainer.data.realset.build import Roots, build_realset
+    from trainer.data.realset.build import Roots, build_realset, parse_sources
 
     given = {"clipart_png": clipart_png, "clipart_svg": clipart_svg, "emoji_font": emoji_font, "emoji_test": emoji_test,
-             "cldr": tuple(cldr) if cldr else None}
+             "cldr": tuple(cldr) if cldr else None, "tuxpaint": tuxpaint,
+             "wesnoth": wesnoth}
     roots = replace(Roots(), **{k: v for k, v in given.items() if v is not None})
     try:
-        manifest = build_realset(out, roots, workers=workers)
-    except (FileNotFoundError, OSError) as exc:
+        manifest = build_realset(out, roots, workers=workers, sources=parse_sources(sources))
+    except (FileNotFoundError, OSError, ValueError) as exc:
         raise error_exit(exc) from None
     counts = manifest["counts"]
-    typer.echo(f"{out}: {counts['train']:,} training and {counts['heldout']:,} held-out pairs "
-               f"({counts['train_clipart'] + counts['heldout_clipart']:,} clip art, {counts['train_emoji'] + counts['heldout_emoji']:,} emoji); "
+    labels = {"clipart": "clip art", "emoji": "emoji", "tuxpaint": "Tux Paint stamps", "wesnoth": "Wesnoth unit pictures"}
+    per_source = ", ".join(f"{counts[f'train_{s}'] + counts[f'heldout_{s}']:,} {label}" for s, label in labels.items() if f"train_{s}" in counts)
+    typer.echo(f"{out}: {counts['train']:,} training and {counts['heldout']:,} held-out pairs ({per_source}); "
                f"zero-shot tasks: " + ", ".join(f"{z['name']} ({len(z['classes'])} classes)" for z in manifest["zeroshot"]))
 
 

@@ -1,19 +1,25 @@
 """`sharenas data build DIR`: the real image-text set (ShareBench-real) from Debian's packages.
 
-Sources: the Open Clip Art Library (`openclipart-png` images captioned from `openclipart-svg`
-metadata, see `clipart.py`) and Noto Color Emoji glyphs with their Unicode names and CLDR keywords
-(see `emoji.py`). Steps, each a fixed rule:
+Sources (`SOURCES`; a build takes `DEFAULT_SOURCES` unless told otherwise): the Open Clip Art
+Library (`clipart`: `openclipart-png` images captioned from `openclipart-svg` metadata, see
+`clipart.py`), Noto Color Emoji glyphs with their Unicode names and CLDR keywords (`emoji`, see
+`emoji.py`), and, not in the default build, Tux Paint's stamps with their descriptions (`tuxpaint`,
+see `tuxpaint.py`) and Wesnoth's unit sprites and portraits with the units' names and descriptions
+(`wesnoth`, see `wesnoth.py`). Steps, each a fixed rule:
 1. every source image is flattened on white, cropped to its content, padded square and stored at
    `Rules.image_size` px (64: serves the `tiny` 32 px and `small` 64 px sizes); blank images are dropped;
 2. duplicates go: images with identical stored pixels keep the first by id, and no caption is kept
    for more than `Rules.max_per_caption` images (1,375 generated stars would otherwise share "star");
+   pairs of the default sources come first in both, so adding a source never removes one of theirs;
 3. the split is by image and fixed: within each clip-art category and emoji group, the
    `Rules.heldout_fraction` of images whose ids have the lowest SHA-256 are held out;
 4. outputs: `images/ID.png`, `train.csv` / `heldout.csv` (filepath, caption, source, category,
    subgroup, id), webdataset shards `shards/{train,heldout}-NNNNNN.tar` (KEY.png, KEY.txt,
    KEY.json), `LICENSES/`, and `manifest.json` with the package versions, the rules, the counts, the
    zero-shot tasks and the SHA-256 of every CSV and shard. Tar members carry no time or owner, so
-   the same package versions give byte-identical files.
+   the same package versions give byte-identical files. A build from other sources than the
+   default records them as `sources` (a manifest without it was built from the default ones), and
+   the default build writes exactly what it wrote before the other sources existed.
 """
 from __future__ import annotations
 
@@ -30,12 +36,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from PIL import Image
 
 from trainer import atomic
-from trainer.data.realset import clipart, emoji
+from trainer.data.realset import clipart, emoji, tuxpaint, wesnoth
 from trainer.data.realset.images import BlankImage, load_source, prepare
 from trainer.data.realset.manifest import MANIFEST, MANIFEST_SCHEMA, ZeroShotSpec
 
@@ -43,18 +49,29 @@ NON_VISUAL = frozenset({"unsorted", "special"})
 """Clip-art folders that are not a kind of picture: "unsorted", and "special" (gradients, patterns, ...)."""
 CLIPART_TEMPLATES = ("clip art of {}.", "a drawing of {}.", "an illustration of {}.", "a clip art image from the {} category.")
 EMOJI_TEMPLATES = ("an emoji of {}.", "a {} emoji.", "an emoji from the {} group.")
-DEBIAN_PACKAGES = ("openclipart-png", "openclipart-svg", "fonts-noto-color-emoji", "unicode-data", "unicode-cldr-core")
+TUXPAINT_TEMPLATES = ("a drawing of {}.", "a picture of {}.", "a children's drawing from the {} category.")
+SOURCES = ("clipart", "emoji", "tuxpaint", "wesnoth")
+DEFAULT_SOURCES = ("clipart", "emoji")
+SOURCE_PACKAGES = {
+    "clipart": ("openclipart-png", "openclipart-svg"),
+    "emoji": ("fonts-noto-color-emoji", "unicode-data", "unicode-cldr-core"),
+    "tuxpaint": ("tuxpaint-stamps-default", "librsvg2-bin"),
+    "wesnoth": ("wesnoth-1.16-data",),
+}
+"""The Debian packages whose files (or, for librsvg2-bin, renderer) each source's pairs come from."""
+DEBIAN_PACKAGES = tuple(p for source in DEFAULT_SOURCES for p in SOURCE_PACKAGES[source])
 FIELDS = ("filepath", "caption", "source", "category", "subgroup", "id")
 Glyphs = Callable[[str], "Image.Image | None"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Pair:
-    id: str  # "clipart/animals/birds/..." or "emoji/1f600"
+    id: str  # "clipart/animals/birds/...", "emoji/1f600", "tuxpaint/animals/birds/..." or "wesnoth/units/elves-wood/fighter"
     caption: str
-    source: str  # "clipart" | "emoji"
-    category: str  # clip-art top-level folder, or emoji group
-    subgroup: str  # clip-art second-level folder (or ""), or emoji subgroup
+    source: str  # one of SOURCES
+    category: str  # clip-art or stamp top-level folder, emoji group, or Wesnoth race folder
+    subgroup: str  # clip-art or stamp second-level folder (or ""), emoji subgroup, or "sprite" / "portrait"
 
     @property
     def filepath(self) -> str:
@@ -82,6 +99,8 @@ class Roots:
     emoji_font: Path = emoji.EMOJI_FONT
     emoji_test: Path = emoji.EMOJI_TEST
     cldr: tuple[Path, ...] = emoji.CLDR_ANNOTATIONS
+    tuxpaint: Path = tuxpaint.STAMPS_ROOT
+    wesnoth: Path = wesnoth.WESNOTH_ROOT
 
 
 def _id_hash(pair: Pair) -> str:
@@ -151,12 +170,74 @@ def _emoji_pairs(roots: Roots, glyphs: Glyphs | None, size: int, counts: Counter
     return out
 
 
+def _stored(load: Callable[[T], Image.Image], item: T, size: int) -> tuple[bytes | None, str | None]:
+    """(stored PNG of the picture `load(item)` draws, or None; why it was dropped)."""
+    try:
+        return prepare(load(item), size), None
+    except BlankImage as blank:
+        return None, f"blank: {blank}"
+    except Exception as error:  # noqa: BLE001 - any undecodable file is counted, never fatal
+        return None, f"undecodable: {type(error).__name__}: {error}"
+
+
+def _stored_all(load: Callable[[T], Image.Image], items: list[T], size: int, workers: int) -> list[tuple[bytes | None, str | None]]:
+    """`_stored` for every item, in a process pool when workers > 1 (`load` must be a module-level function)."""
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(_stored, [load] * len(items), items, [size] * len(items), chunksize=8))
+    return [_stored(load, item, size) for item in items]
+
+
+def _keep(source: str, found: list[tuple[str, Pair]], images: list[tuple[bytes | None, str | None]], counts: Counter,
+          notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
+    """The pairs whose pictures were stored; the others counted and noted as `SOURCE_dropped_WHY`."""
+    out = []
+    for (path, pair), (data, dropped) in zip(found, images):
+        if data is None:
+            counts[f"{source}_dropped_{dropped.split(':')[0]}"] += 1
+            notes[f"{source}_dropped"].append(f"{path} ({dropped})")
+        else:
+            out.append((pair, data))
+    return out
+
+
+def _tuxpaint_pairs(roots: Roots, size: int, workers: int, counts: Counter, notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
+    stamps = tuxpaint.list_stamps(roots.tuxpaint)
+    if not stamps:
+        raise FileNotFoundError(f"no described stamps under {roots.tuxpaint}: install Debian's tuxpaint-stamps-default "
+                                "(scripts/realdata.sh install --sources tuxpaint)")
+    if any(s.image.suffix == ".svg" for s in stamps):
+        tuxpaint.check_svg_renderer()
+    counts["tuxpaint_found"] = len(stamps)
+    counts["tuxpaint_rendered_svg"] = sum(s.image.suffix == ".svg" for s in stamps)
+    found = [(s.path, Pair(f"tuxpaint/{s.path}", s.description, "tuxpaint", s.category, s.subgroup)) for s in stamps]
+    return _keep("tuxpaint", found, _stored_all(tuxpaint.load_stamp, stamps, size, workers), counts, notes)
+
+
+def _wesnoth_pairs(roots: Roots, size: int, workers: int, counts: Counter, notes: dict[str, list[str]]) -> list[tuple[Pair, bytes]]:
+    pictures, shared = wesnoth.list_pictures(roots.wesnoth)
+    if not pictures:
+        raise FileNotFoundError(f"no unit pictures under {roots.wesnoth}: install Debian's wesnoth-1.16-data (scripts/realdata.sh install --sources wesnoth)")
+    counts["wesnoth_found"] = len(pictures)
+    counts["wesnoth_dropped_shared_picture"] = len(shared)
+    notes["wesnoth_shared_pictures"] = shared
+    found = [(p.rel, Pair(f"wesnoth/{p.rel}", wesnoth.caption(p.name, p.description), "wesnoth", p.race, p.kind)) for p in pictures]
+    return _keep("wesnoth", found, _stored_all(wesnoth.load_picture, [p.image for p in pictures], size, workers), counts, notes)
+
+
+def _added(pair: Pair) -> bool:
+    """Whether the pair is of a source beyond the default ones (these give way in deduplication)."""
+    return pair.source not in DEFAULT_SOURCES
+
+
 def deduplicate(pairs: list[tuple[Pair, bytes]], max_per_caption: int, counts: Counter) -> list[tuple[Pair, bytes]]:
     """Drop images whose stored pixels repeat an earlier one (by id), then cap each caption at
-    `max_per_caption` images, keeping those whose id hashes lowest (an unbiased, stable choice)."""
+    `max_per_caption` images, keeping those whose id hashes lowest (an unbiased, stable choice).
+    Pairs of the default sources come before the others in both steps, so the default sources keep
+    the same pairs whatever else is built beside them."""
     seen: set[str] = set()
     unique = []
-    for pair, data in sorted(pairs, key=lambda p: p[0].id):
+    for pair, data in sorted(pairs, key=lambda p: (_added(p[0]), p[0].id)):
         digest = hashlib.sha256(data).hexdigest()
         if digest in seen:
             counts[f"{pair.source}_dropped_duplicate_image"] += 1
@@ -168,23 +249,32 @@ def deduplicate(pairs: list[tuple[Pair, bytes]], max_per_caption: int, counts: C
         by_caption[item[0].caption.lower()].append(item)
     kept = []
     for group in by_caption.values():
-        group.sort(key=lambda p: _id_hash(p[0]))
+        group.sort(key=lambda p: (_added(p[0]), _id_hash(p[0])))
         kept += group[:max_per_caption]
         for pair, _ in group[max_per_caption:]:
             counts[f"{pair.source}_dropped_caption_cap"] += 1
     return sorted(kept, key=lambda p: p[0].id)
 
 
-def zeroshot_specs(heldout: list[Pair], min_per_class: int) -> list[ZeroShotSpec]:
-    """Clip-art categories (visual ones with enough held-out images) and emoji groups."""
+def zeroshot_specs(heldout: list[Pair], min_per_class: int, sources: tuple[str, ...] = DEFAULT_SOURCES) -> list[ZeroShotSpec]:
+    """Per built source, in `SOURCES` order: clip-art categories (visual ones with enough held-out
+    images), emoji groups, and stamp categories (visual ones with enough held-out images; a task
+    with fewer than two classes is left out). Wesnoth gets none: of its races only humans and the
+    mixed "monsters" folder have enough held-out pictures."""
     per = Counter((p.source, p.category) for p in heldout)
     clip_classes = sorted(c for (s, c), n in per.items() if s == "clipart" and c not in NON_VISUAL and n >= min_per_class)
     emoji_classes = [g for g in dict.fromkeys(p.category for p in sorted(heldout, key=lambda p: p.id) if p.source == "emoji")
                      if per[("emoji", g)] >= min_per_class]
-    return [
-        ZeroShotSpec("clipart", "clipart", tuple(clip_classes), tuple(c.replace("_", " ") for c in clip_classes), CLIPART_TEMPLATES),
-        ZeroShotSpec("emoji", "emoji", tuple(sorted(emoji_classes)), tuple(g.replace("&", "and").lower() for g in sorted(emoji_classes)), EMOJI_TEMPLATES),
-    ]
+    stamp_classes = sorted(c for (s, c), n in per.items() if s == "tuxpaint" and c not in tuxpaint.NON_VISUAL and n >= min_per_class)
+    specs = {
+        "clipart": ZeroShotSpec("clipart", "clipart", tuple(clip_classes), tuple(c.replace("_", " ") for c in clip_classes), CLIPART_TEMPLATES),
+        "emoji": ZeroShotSpec("emoji", "emoji", tuple(sorted(emoji_classes)), tuple(g.replace("&", "and").lower() for g in sorted(emoji_classes)),
+                              EMOJI_TEMPLATES),
+    }
+    if len(stamp_classes) >= 2:
+        specs["tuxpaint"] = ZeroShotSpec("tuxpaint", "tuxpaint", tuple(stamp_classes), tuple(c.replace("naturalforces", "natural forces") for c in stamp_classes),
+                                         TUXPAINT_TEMPLATES)
+    return [specs[s] for s in SOURCES if s in sources and s in specs]
 
 
 def _tar_member(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -219,10 +309,10 @@ def write_csv(path: Path, pairs: list[Pair]) -> None:
     atomic.write_text(path, buffer.getvalue())
 
 
-def debian_versions() -> dict[str, str]:
+def debian_versions(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> dict[str, str]:
     """Debian versions of the source packages (None where dpkg does not know one: fixtures, other systems)."""
     out = {}
-    for package in DEBIAN_PACKAGES:
+    for package in packages:
         try:
             result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
             out[package] = result.stdout.strip() or None
@@ -231,16 +321,18 @@ def debian_versions() -> dict[str, str]:
     return out
 
 
-def write_licenses(out: Path) -> None:
+def write_licenses(out: Path, sources: tuple[str, ...] = DEFAULT_SOURCES) -> None:
     target = out / "LICENSES"
     target.mkdir(exist_ok=True)
     copied = []
-    for package in DEBIAN_PACKAGES:
+    for package in _packages(sources):
         source = Path("/usr/share/doc") / package / "copyright"
         if source.is_file():
             shutil.copyfile(source, target / f"{package}.copyright")
             copied.append(package)
-    (target / "README.md").write_text(LICENSE_NOTE + "".join(f"- `{p}.copyright`: Debian's copyright file of `{p}`\n" for p in copied))
+    added = "".join(LICENSE_NOTES[s] for s in sources if s in LICENSE_NOTES)
+    note = LICENSE_NOTE + (f"# Licenses of the added sources\n\n{added}\n" if added else "")
+    (target / "README.md").write_text(note + "".join(f"- `{p}.copyright`: Debian's copyright file of `{p}`\n" for p in copied))
 
 
 LICENSE_NOTE = """# Licenses of the real set
@@ -254,20 +346,55 @@ LICENSE_NOTE = """# Licenses of the real set
   annotations): Unicode, Inc., Unicode License (Unicode-DFS-2016).
 
 """
+LICENSE_NOTES = {
+    "tuxpaint": """- Tux Paint stamps (`images/tuxpaint/`, captions from the stamps' description files): Bill Kendrick
+  and the Tux Paint contributors, GNU General Public License version 2 or later, as Debian's
+  `tuxpaint-stamps-default` states. SVG-only stamps are rendered with `librsvg2-bin`.
+""",
+    "wesnoth": """- Wesnoth unit sprites and portraits (`images/wesnoth/`, captions from the units' names and
+  descriptions): The Battle for Wesnoth Project and its artists, GNU General Public License version 2
+  or later, as Debian's `wesnoth-1.16-data` states.
+""",
+}
+"""What the license README adds for a source beyond the default ones (the default build's README is unchanged)."""
+
+
+def _packages(sources: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for source in SOURCES if source in sources for p in SOURCE_PACKAGES[source])
 
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(), workers: int = 2, glyphs: Glyphs | None = None) -> dict:
-    """Build the set into `out` (replacing an earlier build there) and return its manifest. `glyphs`
-    draws one emoji (default: Noto Color Emoji at `roots.emoji_font`)."""
+def parse_sources(text: str) -> tuple[str, ...]:
+    """`"clipart,emoji,tuxpaint"` -> the sources in `SOURCES` order; ValueError naming the unknown ones."""
+    given = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(given) - set(SOURCES))
+    if unknown or not given:
+        raise ValueError(f"unknown sources {unknown or given}: choose from {', '.join(SOURCES)} (comma-separated)")
+    return tuple(s for s in SOURCES if s in given)
+
+
+def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(), workers: int = 2, glyphs: Glyphs | None = None,
+                  sources: tuple[str, ...] = DEFAULT_SOURCES) -> dict:
+    """Build the set from `sources` (a subset of `SOURCES`) into `out` (replacing an earlier build
+    there) and return its manifest. `glyphs` draws one emoji (default: Noto Color Emoji at
+    `roots.emoji_font`)."""
     out = Path(out)
+    sources = parse_sources(",".join(sources))
     counts: Counter = Counter()
     notes: dict[str, list[str]] = defaultdict(list)
     size = rules.image_size
-    found = _clipart_pairs(roots, size, workers, counts, notes) + _emoji_pairs(roots, glyphs, size, counts, notes)
+    found = []
+    if "clipart" in sources:
+        found += _clipart_pairs(roots, size, workers, counts, notes)
+    if "emoji" in sources:
+        found += _emoji_pairs(roots, glyphs, size, counts, notes)
+    if "tuxpaint" in sources:
+        found += _tuxpaint_pairs(roots, size, workers, counts, notes)
+    if "wesnoth" in sources:
+        found += _wesnoth_pairs(roots, size, workers, counts, notes)
     pairs = deduplicate(found, rules.max_per_caption, counts)
     held = heldout_ids([p for p, _ in pairs], rules.heldout_fraction)
     splits = {"train": [p for p in pairs if p[0].id not in held], "heldout": [p for p in pairs if p[0].id in held]}
@@ -283,19 +410,27 @@ def build_realset(out: str | Path, roots: Roots = Roots(), rules: Rules = Rules(
         write_csv(out / f"{split}.csv", [p for p, _ in items])
         files += [f"{split}.csv", *write_shards(out, split, items, rules.shard_size)]
         counts[split] = len(items)
-        for source in ("clipart", "emoji"):
+        for source in sources:
             counts[f"{split}_{source}"] = sum(p.source == source for p, _ in items)
-    write_licenses(out)
+    write_licenses(out, sources)
+    rule_record = {**asdict(rules), "non_visual_categories": sorted(NON_VISUAL), "clipart_collection_size": clipart.COLLECTION_SIZE}
+    if "tuxpaint" in sources:
+        rule_record.update(tuxpaint_non_visual_categories=sorted(tuxpaint.NON_VISUAL), tuxpaint_max_words=tuxpaint.MAX_WORDS,
+                           tuxpaint_svg_side=tuxpaint.SVG_SIDE)
+    if "wesnoth" in sources:
+        rule_record.update(wesnoth_max_words=wesnoth.MAX_WORDS, wesnoth_skipped_folders=sorted(wesnoth.SKIPPED_FOLDERS),
+                           wesnoth_team_palette=[f"{c:06X}" for c in wesnoth.TEAM_PALETTE], wesnoth_team_colour_range=[f"{c:06X}" for c in wesnoth.RED_RANGE])
     manifest = {
         "schema": MANIFEST_SCHEMA,
+        **({} if sources == DEFAULT_SOURCES else {"sources": list(sources)}),
         "image_size": size,
-        "packages": debian_versions(),
+        "packages": debian_versions(_packages(sources)),
         "software": {"pillow": Image.__version__, "zlib": Image.core.zlib_version, "python": sys.version.split()[0],
                      "sharenas": metadata.version("sharenas")},
-        "rules": {**asdict(rules), "non_visual_categories": sorted(NON_VISUAL), "clipart_collection_size": clipart.COLLECTION_SIZE},
+        "rules": rule_record,
         "counts": dict(sorted(counts.items())),
         "notes": {k: sorted(v) for k, v in sorted(notes.items())},
-        "zeroshot": [spec.to_dict() for spec in zeroshot_specs([p for p, _ in splits["heldout"]], rules.min_heldout_per_class)],
+        "zeroshot": [spec.to_dict() for spec in zeroshot_specs([p for p, _ in splits["heldout"]], rules.min_heldout_per_class, sources)],
         "files": {name: sha256_file(out / name) for name in files},
     }
     atomic.write_json(out / MANIFEST, manifest, ensure_ascii=False)
