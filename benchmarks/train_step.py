@@ -1,9 +1,10 @@
 """Training samples/s of a recipe on one thread (the trainer itself: data path, forward, backward,
 clipping, AdamW), for variants of the step that learn the same thing, against today's step in one run.
 
-Each variant trains the recipe twice per repeat, for `--short` and for `--long` steps, in this process
-(process CPU time, which other jobs on a shared machine do not inflate); the per-step cost is the
-difference over `--long - --short` steps, so model and data set-up, compilation and the final
+Each variant first trains `--short` steps unmeasured (so `compile` finds its kernels in inductor's cache
+from then on), then twice per repeat, for `--short` and for `--long` steps, in this process (process
+CPU time, which other jobs on a shared machine do not inflate); the per-step cost is the difference
+over `--long - --short` steps, so model and data set-up, the cached compilation and the final
 evaluation cancel. Variants alternate within each repeat. Prints the median samples/s per variant and
 `ratio = variant samples/s / today's` (> 1: faster).
 
@@ -72,6 +73,8 @@ def main() -> None:
     batch = load_config(args.recipe, TrainConfig).train.batch_size
     rates: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants:
+            cpu_seconds(args.recipe, variant, args.short, args.policy, Path(tmp) / f"{variant}-warm-up")
         for repeat in range(args.repeats):
             for variant in variants:
                 short = cpu_seconds(args.recipe, variant, args.short, args.policy, Path(tmp) / f"{variant}-{repeat}-short")

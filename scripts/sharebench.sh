@@ -123,11 +123,12 @@ fronts() {
 }
 
 # The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
-REGIME_CELLS=(full-w64 half-w64 full-w64-keywords full-w128)
+REGIME_CELLS=(full-w64 half-w64 full-w64-keywords plus-w64 full-w128)
 
 # regime [CELL...]: build each cell (default: all, in REGIME_CELLS order), then the map of the cells built so far
 regime() {
   [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
+  [ -f data/real-plus/manifest.json ] || scripts/realdata.sh build data/real-plus --sources clipart,emoji,tuxpaint,wesnoth
   local cells=("$@") cell args=() status=0
   [ ${#cells[@]} -gt 0 ] || cells=("${REGIME_CELLS[@]}")
   for cell in "${cells[@]}"; do

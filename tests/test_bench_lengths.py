@@ -26,7 +26,7 @@ RECIPE = {
     "model": {"policy": "msclip", "size": "tiny"},
     "data": {"source": "shapes", "num_shapes": 160, "shapes_zeroshot_per_class": 2, "max_eval_images": 40},
     "optim": {"lr": 5e-4, "final_lr": 5e-5, "warmup_epochs": None, "warmup_steps": 2, "schedule": "wsd", "cooldown_fraction": 0.5},
-    "train": {"epochs": 4, "batch_size": 16, "num_threads": 1, "progress": False, "device": "cpu"},
+    "train": {"epochs": 2, "batch_size": 16, "num_threads": 1, "progress": False, "device": "cpu"},
     "eval": {"every_epochs": None, "nmi_pairs": 0},
 }
 METRICS = {"val_loss": "val_loss", "zeroshot_shapes": "metrics.zeroshot/shapes/top1",
@@ -40,7 +40,7 @@ def lengths_bench(tmp_path: Path, seeds=(0, 1), **extra) -> Path:
     config.write_text(yaml.safe_dump({
         "name": "test-lengths", "train": "recipe.yaml", "policies": ["msclip", "share-all", "share-last-6", "msclip-es"],
         "random": {"count": 0}, "seeds": list(seeds), "heldout": {"pairs": 64, "batch_size": 32}, "bootstrap": 200,
-        "lengths": [2, 4], "metrics": METRICS, "ranking": "r1", "paper_zeroshot": "zeroshot_shapes", **extra,
+        "lengths": [1, 2], "metrics": METRICS, "ranking": "r1", "paper_zeroshot": "zeroshot_shapes", **extra,
     }))
     return config
 
@@ -63,24 +63,24 @@ def test_a_cool_down_branch_is_the_run_of_that_length_bit_for_bit(tmp_path):
     out = tmp_path / "bench"
     prepare(load_bench_config(config), out)
     record = run_entry(str(config), [], str(out), "msclip", 0)
-    # 112 training pairs / 16 = 7 steps per epoch; the 2-epoch branch leaves the 4-epoch run at step 7 (half of 14)
-    assert record["lengths"]["2"]["branch_step"] == 7 and record["lengths"]["2"]["steps"] == 14
-    assert record["lengths"]["4"]["steps"] == 28 and record["steps"] == 28
-    # the same entry trained alone for 2 epochs
-    alone = load_config(RECIPE, TrainConfig, ["train.epochs=2", f"model.policy={out / 'policies' / 'msclip.json'}"])
+    # 112 training pairs / 16 = 7 steps per epoch; the 1-epoch run cools down over its last round(3.5) = 4 steps, so
+    # its branch leaves the 2-epoch run at step 3
+    assert record["lengths"]["1"]["branch_step"] == 3 and record["lengths"]["1"]["steps"] == 7
+    assert record["lengths"]["2"]["steps"] == 14 and record["steps"] == 14
+    # the same entry trained alone for 1 epoch
+    alone = load_config(RECIPE, TrainConfig, ["train.epochs=1", f"model.policy={out / 'policies' / 'msclip.json'}"])
     train(alone, tmp_path / "alone")
-    mine = load_file(str(list_checkpoints(branch_run(entry_run(out, Entry("msclip", 0)), 2))[-1] / MODEL_FILE))
+    mine = load_file(str(list_checkpoints(branch_run(entry_run(out, Entry("msclip", 0)), 1))[-1] / MODEL_FILE))
     theirs = load_file(str(list_checkpoints(tmp_path / "alone")[-1] / MODEL_FILE))
     assert mine.keys() == theirs.keys() and all(mine[k].equal(theirs[k]) for k in mine)
     # every metric at every scored point, and the best-epoch values
-    assert [p["epoch"] for p in record["curve"]] == [1.0, 2.0, 3.0, 4.0]
+    assert [p["epoch"] for p in record["curve"]] == [1.0, 2.0]
     assert all({"zeroshot/shapes/top1", "retrieval/shapes/i2t_r1"} <= set(p["metrics"]) for p in record["curve"])
     assert "heldout/shapes/loss" not in record["curve"][0]["metrics"]  # the bench's own held-out loss is val_loss
-    losses = [p["val_loss"] for p in record["curve"]]
-    assert record["best"]["val_loss"] == {"value": min(losses), "epoch": record["curve"][losses.index(min(losses))]["epoch"]}
-    two = record["lengths"]["2"]
-    assert [p["epoch"] for p in two["curve"]] == [1.0, 2.0]  # the run's own point at epoch 1, then the branch's end
-    assert two["curve"][0] == record["curve"][0]
+    one = record["lengths"]["1"]
+    assert [p["epoch"] for p in one["curve"]] == [1.0]  # the branch's end, after its cool-down
+    assert one["curve"][0]["val_loss"] != record["curve"][0]["val_loss"]  # the longer run at epoch 1 had not cooled down
+
     # only the final checkpoints remain
     assert len(list_checkpoints(entry_run(out, Entry("msclip", 0)))) == 1
 
@@ -109,8 +109,8 @@ def test_a_ceiling_pairs_any_two_seeds_every_policy_has():
 
 
 def test_lengths_need_a_wsd_recipe_of_the_longest_length(tmp_path):
-    config = lengths_bench(tmp_path, lengths=[2, 6])
-    with pytest.raises(ConfigError, match="train.epochs: 6"):
+    config = lengths_bench(tmp_path, lengths=[1, 3])
+    with pytest.raises(ConfigError, match="train.epochs: 3"):
         load_bench_config(config)
     with pytest.raises(ConfigError, match="ranking"):
         load_bench_config(lengths_bench(tmp_path / "r", ranking="nope"))
@@ -127,14 +127,14 @@ def built(tmp_path_factory) -> Path:
 
 
 def test_tables_at_each_length_and_a_ceiling_from_seeds_3_and_4(built):
-    full, short = bench_table(built, bootstrap=200), bench_table(built, bootstrap=200, length=2)
-    assert full["noise_ceiling_by_metric"]["r1"]["seeds"] == [3, 4]
-    assert {r["steps"] for p in short["policies"].values() for r in p["runs"]} == {14}
+    full, short = bench_table(built, bootstrap=200), bench_table(built, bootstrap=200, length=1)
+    assert full["noise_ceiling_by_metric"]["r1"]["seeds"] == [3, 4] and full["noise_ceiling"] == full["noise_ceiling_by_metric"]["r1"]
+    assert {r["steps"] for p in short["policies"].values() for r in p["runs"]} == {7}
     record = json.loads(entry_file(built, Entry("share-all", 3)).read_text())
-    two = record["lengths"]["2"]["metrics"]
+    two = record["lengths"]["1"]["metrics"]
     run = next(r for r in short["policies"]["share-all"]["runs"] if r["seed"] == 3)
     assert run["r1"] == pytest.approx((two["retrieval/shapes/i2t_r1"] + two["retrieval/shapes/t2i_r1"]) / 2)
-    assert run["best"]["val_loss"]["value"] == min(p["val_loss"] for p in record["lengths"]["2"]["curve"])
+    assert run["best"]["val_loss"]["value"] == min(p["val_loss"] for p in record["lengths"]["1"]["curve"])
     with pytest.raises(ValueError, match="no 3-epoch length"):
         bench_table(built, length=3)
 
@@ -142,8 +142,8 @@ def test_tables_at_each_length_and_a_ceiling_from_seeds_3_and_4(built):
 def test_the_regime_map_over_the_transformer_only_policies(built):
     regime = regime_map({"cell": built}, bootstrap=200)
     rows = {r["epochs"]: r for r in regime["rows"]}
-    assert sorted(rows) == [2, 4]
-    four = rows[4]["final"]
+    assert sorted(rows) == [1, 2]
+    four = rows[2]["final"]
     assert four["policies"] == 3 and set(four["controls_vs_reference"]) == {"msclip-es"}
     means = {}
     for name in ("msclip", "share-all", "share-last-6", "msclip-es"):
@@ -157,4 +157,18 @@ def test_the_regime_map_over_the_transformer_only_policies(built):
     es = four["controls_vs_reference"]["msclip-es"]
     assert es["mean"] == pytest.approx(sum(a - b for a, b in zip(means["msclip-es"], means["msclip"])) / 2)
     assert four["kendall_seeds"] == [3, 4] and four["kendall"] is not None
-    assert regime["chosen"]["cell"] == "cell" and regime["chosen"]["epochs"] in (2, 4)
+    assert regime["chosen"]["cell"] == "cell" and regime["chosen"]["epochs"] in (1, 2)
+
+
+def test_bench_show_prints_a_length_with_its_best_epochs_and_paired_seeds(built, tmp_path):
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+
+    markdown = tmp_path / "table.md"
+    result = CliRunner().invoke(app, ["bench", "show", str(built), "--length", "1", "--markdown", str(markdown), "--bootstrap", "200"])
+    assert result.exit_code == 0, result.output
+    text = markdown.read_text()
+    assert "the ranking metric; seed 3 vs seed 4 over 4 policies" in text and "## Best scored epoch" in text
+    assert f"--length 1 --json --markdown {markdown}" in text
+    assert "3 vs 4" in result.output  # the ceilings' seeds column

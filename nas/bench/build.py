@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -154,26 +154,6 @@ def branch_run(run: Path, epochs: int) -> Path:
     return run / BRANCHES / f"epochs_{epochs}"
 
 
-def better(column: str) -> Callable[[float, float], bool]:
-    """Whether a value of a curve's `column` beats another: lower for losses, higher for the rest."""
-    return (lambda a, b: a < b) if column == "val_loss" or column.endswith("loss") else (lambda a, b: a > b)
-
-
-def best_points(curve: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per scored value of `curve` (`val_loss`, `metrics.KEY`): its best value over the scored points and
-    the epoch of the first point that reached it."""
-    out: dict[str, dict[str, float]] = {}
-    for point in curve:
-        values = {"val_loss": point["val_loss"], **{f"metrics.{k}": v for k, v in point["metrics"].items()}}
-        for column, value in values.items():
-            if value is None:
-                continue
-            seen = out.get(column)
-            if seen is None or better(column)(value, seen["value"]):
-                out[column] = {"value": value, "epoch": point["epoch"]}
-    return out
-
-
 class _Scorer:
     """Scores checkpoints of one entry: the bench's held-out loss (`val_loss`) and every metric of the
     recipe's evaluation (retrieval, zero-shot, ...) but the held-out loss it would compute again."""
@@ -284,20 +264,20 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
         final = score(list_checkpoints(branch)[-1])
         points = [p for p in scored if p["step"] <= branch_step] + [final]
         lengths[str(epochs)] = {
-            "steps": final["step"], "val_loss": final["val_loss"], "metrics": final["metrics"], "curve": points, "best": best_points(points),
+            "steps": final["step"], "val_loss": final["val_loss"], "metrics": final["metrics"], "curve": points,
             "branch_step": branch_step, "train_loss": _final_train_loss(branch), "train_seconds": round(branch_seconds, 1),
         }
     record = {
         "name": name, "seed": seed, "policy": policy.to_dict(), "params": count_params(policy, size).total,
         "shared_sublayers": shared_sublayers(policy), "steps": total, "val_loss": scored[-1]["val_loss"], "curve": scored,
-        "best": best_points(scored), "metrics": result.metrics, "chance": result.chance,
+        "metrics": result.metrics, "chance": result.chance,
         "heldout_pairs": sum(int(images.shape[0]) for images, _ in score.held_out),
         "train_loss": _final_train_loss(run), "train_seconds": round(seconds, 1), "score_seconds": round(score.seconds, 1),
         "device": str(device), "score_precision": SCORE_PRECISION,
     }
     if lengths:
         record["lengths"] = {**lengths, str(max(cfg.lengths)): {
-            "steps": total, "val_loss": record["val_loss"], "metrics": result.metrics, "curve": scored, "best": record["best"],
+            "steps": total, "val_loss": record["val_loss"], "metrics": result.metrics, "curve": scored,
             "branch_step": None, "train_loss": record["train_loss"], "train_seconds": record["train_seconds"]}}
     entry = entry_file(out_dir, Entry(name, seed))
     entry.parent.mkdir(parents=True, exist_ok=True)

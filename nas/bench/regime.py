@@ -5,6 +5,7 @@ Each cell is a bench directory whose entries were trained with `lengths` (one WS
 seed with a cool-down branch per shorter length). At every length of every cell the map gives, for the
 bench's ranking metric over the policies that differ only inside the transformer (early
 specialization and the parallel branch off; those with either are positive controls, reported apart):
+- the mean of the policy means (the length study's curve: where it stops rising is the plateau);
 - the std of the policy means (between-policy) beside the pooled seed std: seed noise alone makes the
   former about `pooled / sqrt(seeds)`, so a ratio between / pooled well above that says the policies
   differ; `range_in_pooled_std` is max - min of the means in pooled seed stds;
@@ -60,7 +61,8 @@ def separation(runs: pd.DataFrame, value: str, column: str, reference: str, boot
     seeds = float(inside.groupby("policy")["seed"].count().mean()) if len(inside) else 0.0
     ceiling = seed_agreement(inside, column, bootstrap=bootstrap)
     out: dict[str, Any] = {
-        "policies": int(len(means)), "seeds_per_policy": seeds, "between_std": finite(between), "pooled_std": pooled["std"], "pooled_df": pooled["df"],
+        "policies": int(len(means)), "seeds_per_policy": seeds, "mean": finite(means.mean()) if len(means) else None,
+        "between_std": finite(between), "pooled_std": pooled["std"], "pooled_df": pooled["df"],
         "between_over_pooled": finite(between / pooled["std"]) if between is not None and pooled["std"] else None,
         "noise_only_ratio": finite(1 / np.sqrt(seeds)) if seeds else None,
         "range_in_pooled_std": finite((means.max() - means.min()) / pooled["std"]) if pooled["std"] and len(means) >= 2 else None,
@@ -95,11 +97,11 @@ def cell_rows(name: str, bench_dir: Path, bootstrap: int) -> list[dict[str, Any]
     longest = max(cfg.lengths) if cfg.lengths else None
     trained_hours = sum(r["train_seconds"] + sum(v["train_seconds"] for k, v in (r.get("lengths") or {}).items() if int(k) != longest)
                         + r.get("score_seconds", 0.0) for r in records) / 3600
+    trunk_seconds = sum(r["train_seconds"] for r in records)
     rows = []
     for epochs in sorted(cfg.lengths) or [None]:
         view = records if epochs is None else [at_length(r, epochs) for r in records]
         runs = _frame(view, column, source)
-        trunk_seconds = sum(r["train_seconds"] for r in records)
         row = {
             "cell": name, "bench": cfg.name, "epochs": epochs, "metric": column, "runs": len(view),
             "standalone_cpu_hours": trunk_seconds / 3600 * (epochs / longest if epochs else 1.0),
@@ -136,8 +138,8 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
     """The map as markdown: one line per (cell, length), final and best-epoch values."""
     lines = ["# The regime map: where sharing choices inside the transformer separate", "",
              f"Regenerate: `{command}`", "",
-             "Per cell and length, over the policies without early specialization or the parallel branch: the std of the "
-             "policy means (between), the pooled seed std (pooled), between / pooled (seed noise alone gives about "
+             "Per cell and length, over the policies without early specialization or the parallel branch: the mean of the "
+             "policy means (where it stops rising is the plateau of the length study), the std of the policy means (between), the pooled seed std (pooled), between / pooled (seed noise alone gives about "
              "1/sqrt(seeds), the `noise` column), the range of the means in pooled stds, and the seed-to-seed Kendall tau "
              f"with its 95% bootstrap CI. A cell separates when the range exceeds {regime['separates_at']} pooled stds. "
              "`controls` are the paired differences of the policies with extras from the reference (mean ± SE).", ""]
@@ -150,7 +152,7 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
             ci = s["kendall_ci"]
             frame.append({
                 "cell": r["cell"], "epochs": r["epochs"], "metric": r["metric"], "policies": s["policies"], "runs": r["runs"],
-                "between": _f(s["between_std"]), "pooled": _f(s["pooled_std"]), "between/pooled": _f(s["between_over_pooled"]),
+                "mean": _f(s["mean"]), "between": _f(s["between_std"]), "pooled": _f(s["pooled_std"]), "between/pooled": _f(s["between_over_pooled"]),
                 "noise": _f(s["noise_only_ratio"]), "range/pooled": _f(s["range_in_pooled_std"]),
                 "kendall": "-" if s["kendall"] is None else f"{s['kendall']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
                 "best": s["best_policy"] or "-",

@@ -29,7 +29,7 @@ BENCH_PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "share
 """The packages whose versions a bench table records."""
 
 
-LENGTH_FIELDS = ("steps", "val_loss", "metrics", "curve", "best", "train_loss", "train_seconds")
+LENGTH_FIELDS = ("steps", "val_loss", "metrics", "curve", "train_loss", "train_seconds")
 """What an entry record's view at one length (`lengths[N]`) replaces."""
 
 
@@ -92,6 +92,16 @@ def best_of_curve(curve: list[dict[str, Any]], column: str, source: str) -> dict
     pick = min if column in LOWER_IS_BETTER else max
     value = pick(v for v, _ in points)
     return {"value": value, "epoch": next(e for v, e in points if v == value)}
+
+
+def best_means(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, dict[str, float | None]]:
+    """Per column: the mean over a policy's runs of their best scored value and of the epoch it came at."""
+    out: dict[str, dict[str, float | None]] = {}
+    for column in metrics:
+        best = [r["best"][column] for r in runs if (r.get("best") or {}).get(column)]
+        out[column] = {"value": finite(np.mean([b["value"] for b in best])) if best else None,
+                       "epoch": finite(np.mean([b["epoch"] for b in best])) if best else None}
+    return out
 
 
 def runs_frame(policies: dict[str, dict[str, Any]], metrics: list[str]) -> pd.DataFrame:
@@ -231,12 +241,14 @@ def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[st
 def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: str | None, packages: dict[str, str],
               chance: dict[str, float | None], bootstrap: int = 2000, paper: dict[str, Any] | None = None) -> dict[str, Any]:
     """The machine-readable bench: policies with their runs, summaries and differences from the
-    reference paired by seed; the noise ceiling per metric (`noise_ceiling` is the val loss's); the
+    reference paired by seed, and the means of the runs' best-epoch values where their curves scored every
+    metric; the noise ceiling per metric (`noise_ceiling` is that of the ranking column); the
     length study; given the paper's tables, the direction check; the pooled seed std and the chance
     level of every metric."""
     runs = runs_frame(policies, metrics)
     summary = summary_frame(runs, metrics)
     reference = _bench_config(config).reference
+    ranking = _bench_config(config).ranking
     paired = paired_records(runs, metrics, reference)
     table_policies: dict[str, Any] = {}
     for name, row in summary.iterrows():
@@ -244,6 +256,7 @@ def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: s
         table_policies[name] = {
             "params": int(row["params"]), "policy": p["policy"], "shared_sublayers": p.get("shared_sublayers"),
             "mean": {c: finite(row[f"{c}_mean"]) for c in metrics}, "std": {c: finite(row[f"{c}_std"]) for c in metrics},
+            **({"best_mean": best_means(p["runs"], metrics)} if any("best" in r for r in p["runs"]) else {}),
             **({"vs_reference": paired[name]} if name in paired else {}), "runs": p["runs"],
         }
     ceilings = {c: seed_agreement(runs, c, bootstrap=bootstrap) for c in metrics}
@@ -255,7 +268,8 @@ def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: s
         "train_wall_seconds": round(float(runs["train_seconds"].sum()), 1),
         "score_precision": score_precision(policies),
         "policies": table_policies,
-        "noise_ceiling": ceilings["val_loss"],
+        "ranking": ranking,
+        "noise_ceiling": ceilings[ranking] if ranking in ceilings else ceilings["val_loss"],
         "noise_ceiling_by_metric": ceilings,
         "length_study": length_study(policies, bootstrap=bootstrap),
     }
