@@ -123,7 +123,7 @@ fronts() {
 }
 
 # The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
-REGIME_CELLS=(full-w64 half-w64 full-w64-keywords plus-w64 full-w128)
+REGIME_CELLS=(full-w64 half-w64 long-w64 full-w64-keywords plus-w64 full-w128)
 
 # regime [CELL...]: build each cell (default: all, in REGIME_CELLS order), then the map of the cells built so far
 regime() {
