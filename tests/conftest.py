@@ -30,6 +30,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     config.stash[OUTCOMES].collected.update(item.nodeid for item in items)
     items.sort(key=lambda item: item.get_closest_marker("after_others") is not None)
+    _follow_covered_integration_tests(items)
+
+
+def _follow_covered_integration_tests(items: list[pytest.Item]) -> None:
+    """A test marked `covers(test_id)` vouches for that test's outcome, so it runs in the same target: it
+    gets the `integration` marker when the covered test has it. Runs before `-m` deselects anything."""
+    integration = {item.nodeid for item in items if item.get_closest_marker("integration") is not None}
+    for item in items:
+        marker = item.get_closest_marker("covers")
+        if marker is None:
+            continue
+        where = marker.args[0]
+        if any(test_id == where or test_id.startswith(f"{where}[") for test_id in integration):
+            item.add_marker(pytest.mark.integration)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
