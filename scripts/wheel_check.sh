@@ -35,7 +35,9 @@ before=$("$work/venv/bin/python" -c "$where" 2>/dev/null)
 kept() {
   local after
   after=$("$work/venv/bin/python" -c "$where" 2>/dev/null)
-  if grep -E '^Installing collected packages:.*\btorch\b' "$work/install.log" || [ "$before" != "$after" ]; then
+  # the packages pip installed, one a line ("open-clip-torch" and "torchvision" are not torch)
+  if grep '^Installing collected packages:' "$work/install.log" | sed 's/^[^:]*://' | tr ',' '\n' | tr -d ' ' | grep -qx torch \
+      || [ "$before" != "$after" ]; then
     echo "$1 replaced torch: before $before, after $after" >&2
     exit 1
   fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,15 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 @pytest.fixture
 def session_outcomes(request: pytest.FixtureRequest) -> SessionOutcomes:
     return request.config.stash[OUTCOMES]
+
+
+@pytest.fixture(scope="session")
+def short_gumbel_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short Gumbel search (no retrain) shared by the tests that read its run directory: the export,
+    the reports and the budget sweep (which adds its `sweep.json` beside the search's files)."""
+    from nas.supernet.search import run_gumbel_search
+    from test_gumbel_search import short_config
+
+    out = tmp_path_factory.mktemp("gumbel")
+    run_gumbel_search(short_config(eval={"nmi_pairs": 0, "every_epochs": None}), out, retrain=False)
+    return out

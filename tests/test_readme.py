@@ -197,6 +197,7 @@ def test_the_readme_figure_is_committed_and_its_script_draws_it(tmp_path):
     assert Image.open(tmp_path / "front.png").size == Image.open(ROOT / images[0]).size
 
 
+@pytest.mark.integration  # about 40 commands, each a new process (torchrun, Optuna studies, Gumbel searches): make test-integration
 def test_the_readme_commands_run_in_order(tmp_path):
     for folder in ("experiments", "scripts"):
         (tmp_path / folder).symlink_to(ROOT / folder)
