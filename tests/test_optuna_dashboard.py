@@ -133,6 +133,7 @@ def test_dashboard_shows_a_multi_objective_study_front_with_its_objective_names(
     assert {t["number"]: t["values"] for t in detail["trials"]}[told["msclip-s"]] == values["msclip-s"]
 
 
+@pytest.mark.integration  # the dashboard command in a process of its own: make test-integration
 @pytest.mark.parametrize(
     ("storage", "message"),
     [
