@@ -1,10 +1,11 @@
 # Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# `make test` deselects the tests marked `integration` (pyproject's addopts); `make test-integration` runs them.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sharenas-installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-integration docs venv clean
 
 venv: $(STAMP)
 
@@ -18,8 +19,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+test-integration: $(STAMP)
+	$(PY) -m pytest -m 'integration and not slow and not gpu'
+
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(VENV)/bin/mkdocs build --strict
+
 demo: $(STAMP)
 	$(VENV)/bin/sharenas demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -149,12 +149,15 @@ class GateSpace:
 @dataclass
 class GateSpaceConfig:
     """A gate space as configuration (the `space:` section of a bench, the base of a supernet's):
-    the model size by name and the optional gates. `fusion_layers`: candidate layers for the
-    parallel branch's adapters (0-based; the paper's 2, 4, 6, 8, 10); an empty list searches no branch."""
+    the model size by name and the optional gates beside the (layer, sublayer) gates."""
 
     size: str = "tiny"
+    """The model size: b32, b16, small or tiny."""
     early_specialization: bool = True
+    """Add a gate for early specialization (the conv stem)."""
     fusion_layers: list[int] = field(default_factory=lambda: list(paper_fusion_layers(12)))
+    """Candidate layers for the parallel branch's adapters, one gate each (0-based: a layer's tokens
+    entering that block; the paper's 2, 4, 6, 8, 10); an empty list searches no branch."""
 
     def build(self) -> GateSpace:
         """The space itself; an unknown size is a `ValueError`, a bad layout a `PolicyError`."""

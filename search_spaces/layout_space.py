@@ -73,20 +73,28 @@ class LayoutSpaceConfig:
     """
 
     layouts: list[Layout] = field(default_factory=lambda: list(LAYOUTS))
+    """The layout families a trial picks from: `share_last` (MS-CLIP sharing in the last K layers),
+    `mask` (per layer: shared with `mask_combo`, or not), `sublayers` (per layer: which sublayers)."""
     share_last_k: tuple[int, int] | None = None
     """Inclusive range of K for `share_last`; null: 0..layers."""
     mask_combo: str = "attn+ffn"
     """Sublayers a layer shares when its `share_lXX` is true."""
     sublayer_combos: list[str] = field(default_factory=lambda: list(ALL_COMBOS))
+    """The `sublayers` layout's choices per layer (`"attn+ffn"`, `"none"`, ...); default all 16."""
     presets: list[str] = field(default_factory=list)
     """Presets offered as whole layouts (`layout: preset:NAME`)."""
     early_specialization: bool = True
+    """Search early specialization (offered only when layer 0 shares nothing); false: fixed off."""
     parallel_branch: bool = True
+    """Search the parallel branch; false: fixed off."""
     fusion_layers: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 10])
     """Candidate fusion layers (0-based, >= 1); the search picks 1..max_fusion_layers of them."""
     max_fusion_layers: int = MAX_FUSION_LAYERS
+    """The most fusion layers a policy has (1..5)."""
     adapter_kernels: bool = True
+    """Search whether each adapter kernel halves; false: fixed to halving at every stage."""
     dwconv: bool = True
+    """Search DWConv in the adapters against average pooling; false: fixed on."""
     narrow_text: bool = False
     """Offer `narrow_text` (the text tower at the size's narrow width, as `clip`) to policies that share
     nothing and have neither early specialization nor a parallel branch: `clip` becomes a point of the space."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     config.stash[OUTCOMES].collected.update(item.nodeid for item in items)
     items.sort(key=lambda item: item.get_closest_marker("after_others") is not None)
+    _follow_covered_integration_tests(items)
+
+
+def _follow_covered_integration_tests(items: list[pytest.Item]) -> None:
+    """A test marked `covers(test_id)` vouches for that test's outcome, so it runs in the same target: it
+    gets the `integration` marker when the covered test has it. Runs before `-m` deselects anything."""
+    integration = {item.nodeid for item in items if item.get_closest_marker("integration") is not None}
+    for item in items:
+        marker = item.get_closest_marker("covers")
+        if marker is None:
+            continue
+        where = marker.args[0]
+        if any(test_id == where or test_id.startswith(f"{where}[") for test_id in integration):
+            item.add_marker(pytest.mark.integration)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -54,3 +69,15 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 @pytest.fixture
 def session_outcomes(request: pytest.FixtureRequest) -> SessionOutcomes:
     return request.config.stash[OUTCOMES]
+
+
+@pytest.fixture(scope="session")
+def short_gumbel_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short Gumbel search (no retrain) shared by the tests that read its run directory: the export,
+    the reports and the budget sweep (which adds its `sweep.json` beside the search's files)."""
+    from nas.supernet.search import run_gumbel_search
+    from test_gumbel_search import short_config
+
+    out = tmp_path_factory.mktemp("gumbel")
+    run_gumbel_search(short_config(eval={"nmi_pairs": 0, "every_epochs": None}), out, retrain=False)
+    return out

@@ -45,3 +45,19 @@ def test_malformed_policy_exits_2_with_one_line(tmp_path, policy, field):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["params", "--help"]])
+def test_help_shows_flags_without_a_value(args):
+    """A boolean option is a flag: the help shows `--version`, `--json`, never `--version <bool>`."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    flags = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith(("--version", "--json", "--help"))]
+    assert flags and "<bool>" not in result.stdout, result.stdout
+
+
+def test_version_flag_prints_the_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"sharenas {version('sharenas')}", result.output

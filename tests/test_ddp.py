@@ -15,6 +15,8 @@ from trainer.loop import train
 from trainer.metrics import read_metrics
 from trainer.typed_config import load_config, to_dict
 
+pytestmark = pytest.mark.integration  # torchrun processes: make test-integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

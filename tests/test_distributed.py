@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -24,6 +25,7 @@ def _gather_worker(rank: int, init_file: str, results: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.integration
 def test_gather_rows_with_uneven_ranks_passes_gradients_back(tmp_path):
     """Ranks with different row counts (failed images dropped) gather in rank order; the gradient of
     every rank's loss reaches the rows' owner (summed over ranks)."""
@@ -50,6 +52,7 @@ def _wait_worker(rank: int, init_file: str, results: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.integration
 def test_run_on_main_outlasts_the_default_groups_timeout(tmp_path):
     """Process 0 works for longer than the default group's timeout; process 1 waits for it (in a
     group with its own timeout) and both carry on."""

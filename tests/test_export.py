@@ -12,7 +12,6 @@ import torch
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.supernet.search import run_gumbel_search
 from nas.discrete.config import load_search_config
 from nas.discrete.search import run_search
 from search_spaces import ExportError, build_model, count_model_params, load_exported, save_exported
@@ -58,14 +57,7 @@ def load_in_clean_process(directory: Path) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v) for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
 
 
-@pytest.fixture(scope="module")
-def gumbel_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gumbel")
-    run_gumbel_search(short_config(eval={"nmi_pairs": 0, "every_epochs": None}), out, retrain=False)
-    return out
-
-
-def test_gumbel_export_loads_without_the_search_code(gumbel_run, tmp_path):
+def test_gumbel_export_loads_without_the_search_code(short_gumbel_run, tmp_path):
     from safetensors.torch import load_file
 
     from nas.supernet.rundir import build_space
@@ -73,15 +65,15 @@ def test_gumbel_export_loads_without_the_search_code(gumbel_run, tmp_path):
     from search_spaces import SharingPolicy
 
     out = tmp_path / "export"
-    result = CliRunner().invoke(app, ["export", str(gumbel_run), "--out", str(out)])
+    result = CliRunner().invoke(app, ["export", str(short_gumbel_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "arch.json").read_text())
     assert record["schema"] == "sharenas/arch/v1" and record["size"] == "tiny" and "inherited" in record["weights_origin"]
     assert record["provenance"]["search"] == "gumbel" and {"torch", "sharenas"} <= set(record["packages"])
     assert "inherited" in (out / "README.md").read_text()
     supernet = Supernet(build_space(short_config()))
-    supernet.load_state_dict(load_file(str(gumbel_run / "supernet.safetensors")))
-    policy = SharingPolicy.load(gumbel_run / "arch.json")
+    supernet.load_state_dict(load_file(str(short_gumbel_run / "supernet.safetensors")))
+    policy = SharingPolicy.load(short_gumbel_run / "arch.json")
     supernet.fix(policy)
     reference = embeddings(supernet)  # the supernet's own path: export must equal it
     loaded = load_in_clean_process(out)
@@ -168,10 +160,10 @@ def chromium() -> str | None:
     return result.stdout.strip() or None
 
 
-def test_reports_for_a_search_a_study_and_a_bench_render_offline(gumbel_run, tmp_path):
+def test_reports_for_a_search_a_study_and_a_bench_render_offline(short_gumbel_run, tmp_path):
     from nas.report import write_report
 
-    gumbel = write_report(gumbel_run, tmp_path / "gumbel.html")
+    gumbel = write_report(short_gumbel_run, tmp_path / "gumbel.html")
     assert [h for h, _ in gumbel.figures] == ["Gates", "Derived policy"]
     cfg = load_search_config(search_config(tmp_path, baselines=["msclip", "clip", "msclip-s"], n_trials=3))
     result = run_search(cfg)

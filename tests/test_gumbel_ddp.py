@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from trainer.typed_config import load_config
+
+pytestmark = pytest.mark.integration  # two processes: make test-integration
 
 SEARCH = {
     "space": {"size": "tiny", "fusion_layers": [2, 4]},

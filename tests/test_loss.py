@@ -72,6 +72,7 @@ def _loss_worker(rank: int, init_file: str, results: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.integration  # two gloo processes: make test-integration
 def test_two_processes_score_their_rows_against_the_gathered_rows_like_one_global_batch(tmp_path):
     """Two gloo processes, each holding its own rows, run the loss through the real gather: the mean of
     their losses is the one-process loss over the concatenated batch, and the gradient each process

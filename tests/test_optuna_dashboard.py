@@ -73,6 +73,7 @@ def _dashboard(url: str, tmp_path: Path) -> Iterator[tuple[int, dict]]:
         log.close()
 
 
+@pytest.mark.integration
 def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=url, study_name="dash-study", direction="maximize")
@@ -101,6 +102,7 @@ def test_dashboard_serves_the_study_note_and_artifacts_on_localhost(tmp_path: Pa
         assert addresses == {"0100007F"}, f"sockets listening on port {port} (hex, as in /proc/net/tcp*): {addresses or 'none found'}"
 
 
+@pytest.mark.integration
 def test_dashboard_shows_a_multi_objective_study_front_with_its_objective_names(tmp_path: Path) -> None:
     """The study `search optuna experiments/tiny/pareto.yaml` creates (directions, metric names,
     baselines enqueued), with values told by hand: the dashboard's Pareto-front view is drawn from
@@ -131,6 +133,7 @@ def test_dashboard_shows_a_multi_objective_study_front_with_its_objective_names(
     assert {t["number"]: t["values"] for t in detail["trials"]}[told["msclip-s"]] == values["msclip-s"]
 
 
+@pytest.mark.integration  # the dashboard command in a process of its own: make test-integration
 @pytest.mark.parametrize(
     ("storage", "message"),
     [

@@ -209,6 +209,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.integration
 def test_killed_worker_trial_fails_and_is_retried(tmp_path: Path) -> None:
     config = tmp_path / "search.yaml"
     config.write_text(yaml.safe_dump(search_config(tmp_path, n_trials=2)))
@@ -265,6 +266,7 @@ def _two_workers(tmp_path: Path, url: str, study: str, n_trials: int) -> None:
     assert sum(both) == n_trials
 
 
+@pytest.mark.integration
 def test_two_workers_share_a_journal_study(tmp_path: Path) -> None:
     _two_workers(tmp_path, f"journal:{tmp_path / 'study.journal'}", "journal-study", 3)
 
@@ -299,6 +301,7 @@ def postgres_url() -> str:
         subprocess.run([script, "stop"], env=pg_env, capture_output=True)
 
 
+@pytest.mark.integration
 @pytest.mark.postgres
 def test_two_workers_share_a_postgres_study(tmp_path: Path, postgres_url: str) -> None:
     _two_workers(tmp_path, postgres_url, f"pg-{uuid.uuid4().hex[:8]}", 3)

@@ -1,6 +1,6 @@
-"""Every command of the README is run, shortened where a full run takes long, or covered by a test that
-must pass in the same session (or a CI step): a README edit that is not reflected here fails, so the two
-cannot drift."""
+"""Every command of the README and of the docs pages (docs/*.md) is run, shortened where a full run takes
+long, or covered by a test that must pass in the same session (or a CI step, or a script CI runs): an
+edit of either that is not reflected here fails, so they cannot drift."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.realset_fixtures import RULES, glyph, write_packages
-from tests.test_data import _write_shards
+from tests.test_data import _csv_dataset, _write_shards
 from trainer.data.realset.build import build_realset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,11 +23,15 @@ GUMBEL = "--set train.epochs=null --set train.steps=4 --set search.warmup_epochs
 OPTUNA = ("--set train.train.epochs=null --set train.train.steps=3 --set train.eval.every_epochs=null --set train.eval.every_steps=3 "
           "--set train.data.heldout_shapes=256 --set train.eval.nmi_pairs=0")
 
-# README command -> the shortened command run here (in README order: later ones use earlier outputs),
-# or ("covered", where) for commands another test or the CI script runs.
+# Documented command -> the shortened command run here (in this order: later ones use earlier outputs),
+# or ("covered", where) for commands another test, the CI script or a script it runs runs.
 COMMANDS: dict[str, str | tuple[str, str]] = {
     "make demo": ("covered", ".ci/run runs make demo after make test"),
     "make test": ("covered", ".ci/run"),
+    "make test-integration": ("covered", ".ci/run"),
+    "make docs": ("covered", ".ci/run"),
+    "scripts/wheel_check.sh": ("covered", ".ci/run"),
+    "pip install -e .": ("covered", "scripts/wheel_check.sh runs it with pip's resolver in a fresh venv that already has torch"),
     ".venv/bin/sharenas presets": ".venv/bin/sharenas presets",
     ".venv/bin/sharenas params msclip --size b32": ".venv/bin/sharenas params msclip --size b32",
     ".venv/bin/sharenas params experiments/policies/example.json --json": ".venv/bin/sharenas params experiments/policies/example.json --json",
@@ -37,12 +41,19 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
         f".venv/bin/sharenas train experiments/tiny/msclip.yaml --out runs/short {TRAIN.replace('train.steps=4', 'train.steps=2')}",
     ".venv/bin/sharenas train --resume --out runs/msclip": ".venv/bin/sharenas train --resume --out runs/msclip",
     ".venv/bin/sharenas eval runs/msclip": ".venv/bin/sharenas eval runs/msclip",
+    ".venv/bin/sharenas train experiments/tiny/msclip.yaml --set data.source=csv --set data.path=data/pairs.csv --out runs/csv":
+        f".venv/bin/sharenas train experiments/tiny/msclip.yaml --set data.source=csv --set data.path=data/pairs.csv --out runs/csv {TRAIN} "
+        "--set train.batch_size=4",
+    ".venv/bin/sharenas train experiments/tiny/msclip.yaml --set data.source=webdataset --set 'data.path=shards/shard-{000..002}.tar' --out runs/shards":
+        ".venv/bin/sharenas train experiments/tiny/msclip.yaml --set data.source=webdataset --set 'data.path=shards/shard-{000..002}.tar' "
+        f"--out runs/shards {TRAIN} --set train.batch_size=4",
     ".venv/bin/torchrun --nproc_per_node 8 -m trainer.run experiments/b32/msclip.yaml --set data.source=webdataset --set 'data.path=shards/{000..099}.tar'":
         ".venv/bin/torchrun --nproc_per_node 2 -m trainer.run experiments/tiny/msclip.yaml --set data.source=webdataset "
         "--set 'data.path=shards/shard-{000..002}.tar' --set train.batch_size=4 --out runs/ddp " + TRAIN.replace("train.steps=4", "train.steps=2"),
     ".venv/bin/sharenas search gumbel experiments/tiny/gumbel.yaml --out runs/gumbel": f".venv/bin/sharenas search gumbel experiments/tiny/gumbel.yaml --out runs/gumbel {GUMBEL}",
     ".venv/bin/sharenas search gumbel --resume --out runs/gumbel": ".venv/bin/sharenas search gumbel --resume --out runs/gumbel",
     ".venv/bin/sharenas params runs/gumbel/arch.json": ".venv/bin/sharenas params runs/gumbel/arch.json",
+    ".venv/bin/sharenas params runs/gumbel/arch.json --size b32": ".venv/bin/sharenas params runs/gumbel/arch.json --size b32",
     ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict":
         ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict --set train.epochs=null --set train.steps=3 --set conflict.batches=1",
     ".venv/bin/sharenas search rank-check experiments/tiny/rank_check.yaml --out runs/rank-check":
@@ -102,24 +113,32 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
 }
 
 
-def readme_commands() -> list[str]:
-    """The shell commands of the README's plain code blocks (comments stripped, continuations joined)."""
-    text = (ROOT / "README.md").read_text()
-    commands = []
-    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
-        if lang:
-            continue
-        for line in re.sub(r"\\\n\s*", "", body).splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            if line:
-                commands.append(line)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+"""The README and the docs site's pages (the configuration reference is generated and holds no commands)."""
+
+
+def documented_commands() -> dict[str, str]:
+    """The shell commands of the plain code blocks of every page (comments stripped, continuations
+    joined), each with the first page that shows it."""
+    commands: dict[str, str] = {}
+    for page in PAGES:
+        for lang, body in re.findall(r"```(\w*)\n(.*?)```", page.read_text(), re.S):
+            if lang:
+                continue
+            for line in re.sub(r"\\\n\s*", "", body).splitlines():
+                line = re.sub(r"\s+#.*$", "", line).strip()
+                if line:
+                    commands.setdefault(line, str(page.relative_to(ROOT)))
     return commands
 
 
-def test_every_readme_command_is_run_or_covered():
-    commands = readme_commands()
-    assert [c for c in commands if c not in COMMANDS] == [], "a README command this test does not know: add it to COMMANDS"
-    assert [c for c in COMMANDS if c not in commands] == [], "COMMANDS lists a command the README no longer has"
+def test_every_documented_command_is_run_or_covered():
+    commands = documented_commands()
+    unknown = [f"{page}: {c}" for c, page in commands.items() if c not in COMMANDS]
+    assert unknown == [], "a command of the README or the docs that this test does not know: add it to COMMANDS"
+    assert [c for c in COMMANDS if c not in commands] == [], "COMMANDS lists a command no page has any more"
+    assert {"README.md", "docs/getting-started.md", "docs/data.md", "docs/search.md", "docs/clusters.md",
+            "docs/sharebench.md", "docs/export.md", "docs/contributing.md"} <= set(commands.values())
 
 
 def covered_by(where: str) -> list[str]:
@@ -127,10 +146,12 @@ def covered_by(where: str) -> list[str]:
 
 
 @pytest.mark.after_others
-@pytest.mark.parametrize("where", sorted({how[1] for how in COMMANDS.values() if isinstance(how, tuple) and "::" in how[1]}))
+@pytest.mark.parametrize("where", [pytest.param(where, marks=pytest.mark.covers(where))
+                                   for where in sorted({how[1] for how in COMMANDS.values() if isinstance(how, tuple) and "::" in how[1]})])
 def test_the_covering_test_ran_and_passed(where, session_outcomes):
-    """A README command counts as covered only when its covering test passed in this session; when that
-    test was skipped, deselected or not collected, this test is skipped with the reason."""
+    """A documented command counts as covered only when its covering test passed in this session; when that
+    test was skipped, deselected or not collected, this test is skipped with the reason. It carries the
+    covering test's `integration` marker (tests/conftest.py), so it runs in the same target."""
     commands = "; ".join(covered_by(where))
     path, name = where.split("::")
     assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), f"{path} has no test {name}, which covers: {commands}"
@@ -155,12 +176,37 @@ def test_the_ci_script_runs_what_it_covers():
             assert readme in steps, f"{readme!r} is named as run by .ci/run, which does not run it"
 
 
+def test_the_scripts_run_what_they_cover():
+    """A command covered by a script (which .ci/run runs) appears in that script."""
+    steps = (ROOT / ".ci" / "run").read_text().splitlines()
+    for readme, how in COMMANDS.items():
+        if isinstance(how, tuple) and how[1].startswith("scripts/"):
+            script = how[1].split()[0]
+            assert script in steps, f"{script} covers {readme!r} but .ci/run does not run it"
+            assert readme in (ROOT / script).read_text(), f"{script} is named as running {readme!r}, which it does not"
+
+
+def test_the_readme_figure_is_committed_and_its_script_draws_it(tmp_path):
+    """The README's figure is a committed PNG, and scripts/figure_front.py draws one of the same size
+    from the committed results."""
+    from PIL import Image
+
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (ROOT / "README.md").read_text())
+    assert images == ["docs/assets/front-real-tiny.png"]
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "figure_front.py"), "--out", str(tmp_path / "front.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "front.png").size == Image.open(ROOT / images[0]).size
+
+
+@pytest.mark.integration  # about 40 commands, each a new process (torchrun, Optuna studies, Gumbel searches): make test-integration
 def test_the_readme_commands_run_in_order(tmp_path):
     for folder in ("experiments", "scripts"):
         (tmp_path / folder).symlink_to(ROOT / folder)
     (tmp_path / "shards").mkdir()
     _write_shards(tmp_path / "shards")
     build_realset(tmp_path / "data" / "real", write_packages(tmp_path / "packages"), RULES, workers=1, glyphs=glyph)
+    _csv_dataset(tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for readme, how in COMMANDS.items():
         if isinstance(how, tuple):

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
 from nas.cli import app as sharenas
-from nas.supernet.search import run_gumbel_search
 from nas.supernet.sweep import SWEEP_FILE, budget_sweep, run_sweep, sweep_budgets
 from search_spaces import GateSpaceConfig, SharingPolicy, count_params
-from test_gumbel_search import short_config
 from nas.supernet.model import Supernet
 
 
-@pytest.fixture(scope="module")
-def search_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gumbel")
-    run_gumbel_search(short_config(eval={"nmi_pairs": 0, "every_epochs": None}), out, retrain=False)
-    return out
-
-
-def test_eight_budgets_derive_at_least_six_growing_policies_from_one_supernet(search_run) -> None:
-    record = run_sweep(search_run, count=8, reference=(4.0, 8e6))
+def test_eight_budgets_derive_at_least_six_growing_policies_from_one_supernet(short_gumbel_run) -> None:
+    record = run_sweep(short_gumbel_run, count=8, reference=(4.0, 8e6))
     budgets = record["budgets"]
     assert len(budgets) == 8
     params = [b["params"] for b in budgets]
@@ -38,13 +28,13 @@ def test_eight_budgets_derive_at_least_six_growing_policies_from_one_supernet(se
         assert p["val_loss"] > 0
     assert budgets[-1]["params"] == budgets[-1]["budget"]  # the last budget is the all-specific size, reached
     assert any(p["on_front"] for p in distinct) and record["hypervolume"] > 0
-    assert json.loads((search_run / SWEEP_FILE).read_text())["hypervolume"] == record["hypervolume"]
+    assert json.loads((short_gumbel_run / SWEEP_FILE).read_text())["hypervolume"] == record["hypervolume"]
 
 
-def test_the_cli_prints_the_sweep(search_run) -> None:
-    result = CliRunner().invoke(sharenas, ["search", "sweep", str(search_run), "--budgets", "3", "--reference", "4.0,8e6"])
+def test_the_cli_prints_the_sweep(short_gumbel_run) -> None:
+    result = CliRunner().invoke(sharenas, ["search", "sweep", str(short_gumbel_run), "--budgets", "3", "--reference", "4.0,8e6"])
     assert result.exit_code == 0, result.output
-    assert "hypervolume" in result.output and len(json.loads((search_run / SWEEP_FILE).read_text())["budgets"]) == 3
+    assert "hypervolume" in result.output and len(json.loads((short_gumbel_run / SWEEP_FILE).read_text())["budgets"]) == 3
 
 
 def test_a_directory_that_is_no_search_is_a_clear_error(tmp_path) -> None:

@@ -83,6 +83,7 @@ MOMENTS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("moment", MOMENTS)
 def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_driver_is_killed(tmp_path, moment, uninterrupted):
     """Killed at a moment its trials define, the driver resumes to the full number of trials, each counted
@@ -127,6 +128,7 @@ def test_tune_retries_a_failed_trial_from_its_checkpoint_and_resumes_after_the_d
         assert reported_steps(tmp_path, int(env[HOLD].split(":")[0])) == [2, 4, 6]
 
 
+@pytest.mark.integration
 def test_resume_does_not_run_a_trial_the_study_finished_after_the_snapshot_and_retries_one_no_ray_trial_has(tmp_path):
     """Deterministic: trial 0 stops after step 2 and Tune's snapshot holds it running; the driver is
     killed; the study then records trial 0 finished (as OptunaSearch does when a trial ends) and a
@@ -159,6 +161,7 @@ def test_resume_does_not_run_a_trial_the_study_finished_after_the_snapshot_and_r
     assert ray_values(tmp_path) == {0: 0.125, 2: trials[2].value}  # trial 0 counts once, with its recorded value
 
 
+@pytest.mark.integration
 def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
     from typer.testing import CliRunner
 
@@ -181,6 +184,7 @@ def test_asha_stops_trials_early_and_the_study_says_so(tmp_path):
     assert report.exit_code == 0 and "3 figures" in report.output, report.output
 
 
+@pytest.mark.integration
 def test_a_multi_objective_study_runs_on_ray_and_ends_with_its_front(tmp_path):
     objective = {"kind": "multi", "costs": ["params", "flops"], "reference_point": {"heldout/shapes/loss": 4.0}}
     run_to_end(experiment(tmp_path, n=3, scheduler="fifo", objective=objective))
@@ -210,6 +214,7 @@ def test_a_study_with_another_direction_is_refused(tmp_path, monkeypatch):
         driver.run_tune(config)
 
 
+@pytest.mark.integration
 @pytest.mark.ray_cluster
 def test_job_submission_to_a_token_authenticated_head(tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -245,6 +250,7 @@ def test_job_submission_to_a_token_authenticated_head(tmp_path):
     shutil.rmtree(cluster, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_continues_from_its_saved_state(tmp_path):
     """The search of grid point seed=0 fails once right after saving its state at step 4; Tune's retry
     continues from there (`search gumbel --resume`) and ends where the search run in one go ends."""

@@ -23,6 +23,7 @@ from trainer.typed_config import load_config
 from trainer.metrics import read_metrics
 
 pytest.importorskip("ray.train", reason="ray[train] is not installed")
+pytestmark = pytest.mark.integration  # Ray Train workers on a local Ray: make test-integration
 
 KILL_ONCE, FAIL_ONCE = "SHARENAS_TUNE_KILL_ONCE", "SHARENAS_TUNE_FAIL_ONCE"
 # Two workers and the trial's driver in the 2 CPUs of a local Ray: Ray's CPUs are logical, and each

@@ -12,12 +12,14 @@ from trainer.typed_config import ConfigError, load_config
 
 @dataclass
 class RandomSection:
-    """`count` random policies of the space, stratified by their number of shared sublayers: the range
-    0..all is cut into `strata` equal bins and each bin gets the same number of policies."""
+    """Random policies of the space, stratified by their number of shared sublayers."""
 
     count: int = 16
+    """How many random policies the bench adds."""
     strata: int = 8
+    """The range 0..all shared sublayers is cut into this many equal bins, each with the same number of policies."""
     seed: int = 0
+    """Seed of the draw."""
 
     def __post_init__(self) -> None:
         if self.count < 0 or self.strata < 1:
@@ -26,14 +28,17 @@ class RandomSection:
 
 @dataclass
 class HeldOutSection:
-    """The ground-truth metric: the contrastive loss in fixed batches of `batch_size` on `source`:
-    "shapes", `pairs` freshly generated shapes pairs (stream `seed`, disjoint from every training
-    split), or "data", the recipe data's own held-out split (all of it; e.g. the real set's)."""
+    """The ground-truth metric: the contrastive loss in fixed batches on a held-out set."""
 
     source: Literal["shapes", "data"] = "shapes"
+    """`shapes`: freshly generated shapes pairs, disjoint from every training split; `data`: the recipe
+    data's own held-out split, all of it (e.g. the real set's)."""
     pairs: int = 4096
+    """`shapes`: how many pairs (at least two batches)."""
     seed: int = 123
+    """`shapes`: the random stream of the pairs."""
     batch_size: int = 128
+    """The fixed batch of the loss (the loss depends on it)."""
 
     def __post_init__(self) -> None:
         if self.source not in ("shapes", "data"):
@@ -63,32 +68,41 @@ SYNTHETIC_METRICS = {
 
 @dataclass
 class BenchConfig:
-    """`train`: the recipe (a train YAML, relative to this file) whose `model.policy` and `train.seed` each
-    entry replaces; `train_overrides` apply on top. `policies`: preset names or policy .json paths
-    (relative to this file). Every policy runs with `seeds` (two or more give the noise ceiling; one
-    suits a table of short trials scored against a full bench); `extra_seeds` adds seeds for some.
-    Each run is scored on the held-out set at the end of every `score_every_epochs` epochs (the
-    training-length study). `reference`: the policy every other one is compared with, paired by seed.
-    `metrics`: the table's columns, column -> where in an entry record it comes from (`val_loss`, the
-    bench's held-out loss, or `metrics.KEY` of the final evaluation; accuracies and recalls in percent);
-    `paper_zeroshot`: the column the paper check sets beside the paper's zero-shot differences."""
+    """A bench: policies trained standalone with several seeds on one recipe, scored on a held-out set."""
 
     name: str = "sharebench-tiny"
+    """The bench's name, recorded in its table."""
     version: int = 1
+    """The bench definition's version, recorded in its table (raise it when the definition changes)."""
     train: str = "../tiny/msclip.yaml"
+    """The recipe: a training YAML, relative to this file, whose `model.policy` and `train.seed` each entry replaces."""
     train_overrides: list[str] = field(default_factory=list)
+    """`key=value` overrides applied on top of the recipe."""
     space: GateSpaceConfig = field(default_factory=GateSpaceConfig)
     """The supernet gate space the policies lie in (random policies are drawn from it)."""
     policies: list[str] = field(default_factory=list)
+    """Preset names or policy .json paths (relative to this file)."""
     random: RandomSection = field(default_factory=RandomSection)
+    """Random policies of `space` added to `policies`."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Every policy runs with these seeds: two or more give the noise ceiling; one suits a table of
+    short trials scored against a full bench."""
     extra_seeds: dict[str, list[int]] = field(default_factory=dict)
+    """More seeds for some policies, by policy name."""
     heldout: HeldOutSection = field(default_factory=HeldOutSection)
+    """The held-out set every run is scored on."""
     score_every_epochs: int = 1
+    """Each run is scored at the end of every this many epochs (the training-length study)."""
     bootstrap: int = 2000
+    """Bootstrap resamples of the confidence intervals (>= 100)."""
     reference: str = "msclip"
+    """The policy every other one is compared with, paired by seed."""
     metrics: dict[str, str] = field(default_factory=lambda: dict(SYNTHETIC_METRICS))
+    """The table's columns: column -> where in an entry record it comes from (`val_loss`, the bench's
+    held-out loss, `metrics.KEY` of the final evaluation, or `mean(metrics.KEY, ...)`, the mean of several;
+    accuracies and recalls in percent)."""
     paper_zeroshot: str = "zeroshot_shapes"
+    """The column the paper check sets beside the paper's zero-shot differences."""
     ranking: str = "val_loss"
     """The column the bench ranks policies by: its noise ceiling is the headline one, the rank check's
     default ground truth and the regime map's metric."""

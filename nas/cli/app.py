@@ -19,7 +19,9 @@ from nas.cli import (
 )
 from nas.cli.console import error_exit
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Search the sharing policy of modality-shared CLIP models.")
+# Plain click help: typer's rich help panels print every flag (--version, --json, --help) as taking a `<bool>` value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Search the sharing policy of modality-shared CLIP models.")
 
 
 def _version(value: bool) -> None:

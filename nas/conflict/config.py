@@ -13,17 +13,20 @@ from trainer.typed_config import ConfigError, parse_budget
 
 @dataclass
 class ConflictSection:
-    """`batches` x `batch_size` training pairs to sum the gradients over; `budget`: the parameter count
-    the derived policy stays within (as `search.budget` of the Gumbel search); `max_specific`: at most
-    this many specific sublayers; `threshold`: only sublayers whose cosine is below it; `sublayers`:
-    which kinds may become specific."""
+    """How the gradient cosines are measured and which sublayers become specific."""
 
     batches: int = 8
+    """Training batches the gradients are summed over."""
     batch_size: int = 64
+    """Pairs per batch."""
     budget: str | int | None = None
+    """The parameter count the derived policy stays within ("130M", as `search.budget` of the Gumbel search)."""
     max_specific: int | None = None
+    """At most this many specific sublayers; null: no limit."""
     threshold: float | None = None
+    """Only sublayers whose image/text gradient cosine is below it become specific; null: any."""
     sublayers: list[str] = field(default_factory=lambda: list(SUBLAYERS))
+    """Which kinds of sublayer may become specific."""
 
     def __post_init__(self) -> None:
         if self.batches < 1 or self.batch_size < 2:
@@ -42,12 +45,21 @@ class ConflictSection:
 
 @dataclass
 class ConflictConfig:
+    """Everything `sharenas search conflict` needs: a brief `share-all` training, then the gradient
+    cosine of every shared sublayer."""
+
     size: str = "tiny"
+    """The model size: b32, b16, small or tiny."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The data of the `share-all` run."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Its optimizer."""
     train: TrainSection = field(default_factory=lambda: TrainSection(epochs=1, batch_size=64))
+    """Its length and batch."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Its evaluation."""
     conflict: ConflictSection = field(default_factory=ConflictSection)
+    """The measurement and the choice."""
 
     def __post_init__(self) -> None:
         try:

@@ -28,9 +28,11 @@ class ObjectiveConfig:
     """`single`: maximize (or minimize) `metric`. `multi`: that, and minimize each of `costs`."""
 
     kind: Literal["single", "multi"] = "single"
+    """`single`: the metric alone; `multi`: the metric and the costs (a Pareto front)."""
     metric: str = "zeroshot/digits/top1"
     """An evaluation metric key (see trainer.evaluation.evaluate), reported at every evaluation."""
     direction: Literal["maximize", "minimize"] = "maximize"
+    """Whether a higher or a lower `metric` is better (the costs are always minimized)."""
     costs: list[Cost] = field(default_factory=lambda: ["params"])
     """Multi-objective: the cost objectives beside `metric`, any subset of params, flops, latency."""
     reference_point: dict[str, float] = field(default_factory=dict)
@@ -38,6 +40,7 @@ class ObjectiveConfig:
     the search. Default for params and flops: twice the all-specific `clip-t768` policy's value; the
     metric and latency have none (no hypervolume until they are set)."""
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    """How the `latency` cost is measured."""
 
     def __post_init__(self) -> None:
         if not self.costs or len(set(self.costs)) != len(self.costs):
@@ -62,12 +65,15 @@ class SamplerConfig:
     once, in a shuffled order (for small spaces)."""
 
     kind: Literal["auto", "tpe", "nsga2", "grid", "random"] = "auto"
+    """The sampler (`auto`: TPE)."""
     seed: int = 0
+    """The sampler's seed (and the grid's order)."""
     startup_trials: int = 10
     """TPE: random trials before the model-based sampling starts."""
     population_size: int = 20
     """NSGA-II population."""
     grid_limit: int = 100_000
+    """Grid: a space with more configurations than this is refused (grid search is for small spaces)."""
 
     def __post_init__(self) -> None:
         for name in ("startup_trials", "population_size", "grid_limit"):
@@ -82,6 +88,7 @@ class PrunerConfig:
     studies only)."""
 
     kind: Literal["auto", "median", "hyperband", "none"] = "auto"
+    """The pruner (`auto`: median for one objective, none for two)."""
     startup_trials: int = 5
     """Median: finished trials before pruning starts."""
     warmup_steps: int = 0
@@ -89,6 +96,7 @@ class PrunerConfig:
     min_resource: int = 1
     """Hyperband: the fewest training steps a trial runs."""
     reduction_factor: int = 3
+    """Hyperband: the reduction factor between its rungs (>= 2)."""
 
     def __post_init__(self) -> None:
         if self.startup_trials < 0 or self.warmup_steps < 0 or self.min_resource < 1 or self.reduction_factor < 2:
@@ -103,8 +111,11 @@ class HeartbeatConfig:
     again, at most `max_retry` times (SQLite and PostgreSQL storages; journal files have no heartbeat)."""
 
     interval: int = 10
+    """Seconds between a running trial's heartbeats."""
     grace_period: int = 60
+    """Seconds without a heartbeat after which the trial is failed and queued again (> interval)."""
     max_retry: int = 2
+    """How often one trial is queued again."""
 
     def __post_init__(self) -> None:
         if self.interval < 1 or self.grace_period <= self.interval or self.max_retry < 0:
@@ -119,7 +130,11 @@ class OptunaSearchConfig:
     """Everything `sharenas search optuna` needs; see experiments/tiny/optuna.yaml for an example."""
 
     train: dict[str, Any]
+    """The training config every trial uses: `base` (a training YAML, relative to this file) and
+    inline `TrainConfig` sections merged over it key by key; each trial sets
+    `model.policy` to its own policy."""
     study_name: str = "sharenas"
+    """The Optuna study's name (letters, digits, `_`, `-`, `.`)."""
     out_dir: str | None = None
     """Trial run directories (trial_XXXX), artifacts and results; null: runs/optuna/<study_name>."""
     storage: str | None = None
@@ -128,13 +143,19 @@ class OptunaSearchConfig:
     n_trials: int = 20
     """Trials the study should hold, baselines included; re-running continues up to this number."""
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    """Presets run first as trials of their own; must include `msclip`, which every result is compared with."""
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """What the study optimizes."""
     param_budget: int | float | str | None = None
     """Most parameters a policy may have ("130M", "800k", 1.2e8 or an int); a constraint for TPE/NSGA-II."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """How trials are proposed."""
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    """How unpromising trials are stopped early."""
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    """How a dead worker's trial is detected and retried."""
     space: LayoutSpaceConfig = field(default_factory=LayoutSpaceConfig)
+    """The layout space searched."""
     train_template: TrainConfig = field(init=False, repr=False)
     budget: int | None = field(init=False, default=None)
 

@@ -26,9 +26,13 @@ class LatencyConfig:
     `warmup` untimed ones) on the trial's training device, at `precision`."""
 
     batch: int = 16
+    """Pairs per timed forward step."""
     steps: int = 7
+    """Timed steps; the latency is their median."""
     warmup: int = 2
+    """Untimed steps before them."""
     precision: Literal["fp32", "bf16"] = "fp32"
+    """The precision the steps run at (bf16: autocast)."""
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.steps < 1 or self.warmup < 0:

@@ -12,13 +12,15 @@ TRIVIAL = ("params", "specific_sublayers")
 
 @dataclass
 class FinetuneSection:
-    """Score `of` (supernet proxy names) again after `steps` AdamW steps at constant `lr` on each
-    policy's inherited weights, standalone (proxy `NAME+ft<steps>`). Cost: `steps` training steps
-    per scored policy."""
+    """Supernet proxies scored again after fine-tuning each policy's inherited weights standalone
+    (proxy `NAME+ft<steps>`). Cost: `steps` training steps per scored policy."""
 
     steps: int = 20
+    """AdamW steps on each policy's inherited weights."""
     lr: float = 2.0e-4
+    """Their constant learning rate."""
     of: list[str] = field(default_factory=lambda: ["supernet"])
+    """The supernet proxy names to fine-tune and score again."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.lr <= 0:
@@ -27,34 +29,42 @@ class FinetuneSection:
 
 @dataclass
 class RankCheckConfig:
-    """`bench`: the bench table (JSON from `sharenas bench show --json`, relative to this file).
-    `search`: the Gumbel config whose supernet is scored as proxy `supernet` (searched into
-    OUT/supernet unless `supernet_run` names a finished `search gumbel` output). `options`: proxy
-    `supernet-NAME` per entry, the same search with these `--set` overrides (into OUT/supernet-NAME;
-    an interrupted one is resumed). `only`: search and score just these option names (to run options
-    in parallel processes; a final run without it collects every result). `proxies`: which to
-    score; `tables`: proxy name -> another bench table (relative to this file) scored by its mean
-    held-out loss (over the seeds in `table_seeds[name]` only, when given: e.g. one seed of a
-    two-seed table of short trials). `conflict`: a `search conflict` config (relative to this file) scored as proxy
-    `conflict` (the summed image/text gradient conflict of the sublayers a policy makes specific).
-    `truth`: the bench metric the proxies are scored against, its mean over seeds: `val_loss` (lower
-    is better) or another column of the bench's `metrics` (higher is better); the bench's most
-    repeatable metric (its noise ceiling per metric) is the one a proxy can be judged on."""
+    """Proxies of the standalone ranking scored against a bench table, with Kendall tau, Spearman,
+    top-k overlap and bootstrap confidence intervals. Paths are relative to this file."""
 
     bench: str = "../results/sharebench-tiny.json"
+    """The bench table (the JSON of `sharenas bench show --json`)."""
     search: str = "gumbel.yaml"
+    """The Gumbel config whose supernet is scored as proxy `supernet` (searched into OUT/supernet)."""
     supernet_run: str | None = None
+    """A finished `search gumbel` output to score instead of searching."""
     options: dict[str, list[str]] = field(default_factory=dict)
+    """Proxy `supernet-NAME` per entry: the same search with these `--set` overrides (into
+    OUT/supernet-NAME; an interrupted one is resumed)."""
     only: list[str] | None = None
+    """Search and score just these option names (to run options in parallel processes; a final run
+    without it collects every result)."""
     finetune: FinetuneSection | None = None
+    """Also score fine-tuned supernet proxies; null: none."""
     conflict: str | None = None
+    """A `search conflict` config scored as proxy `conflict` (the summed image/text gradient conflict
+    of the sublayers a policy makes specific)."""
     proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
+    """Which of `supernet`, `params` and `specific_sublayers` to score."""
     tables: dict[str, str] = field(default_factory=dict)
+    """Proxy name -> another bench table scored by its mean held-out loss (e.g. short trials)."""
     table_seeds: dict[str, list[int]] = field(default_factory=dict)
+    """Proxy name -> the seeds of its table to average (e.g. one seed of a two-seed table); default all."""
     truth: str = "val_loss"
+    """The bench metric the proxies are scored against, its mean over seeds: `val_loss` (lower is
+    better) or another column of the bench's `metrics` (higher is better); the bench's most repeatable
+    metric (its noise ceiling per metric) is the one a proxy can be judged on."""
     top_k: int = 5
+    """The k of the top-k overlap."""
     bootstrap: int = 2000
+    """Bootstrap resamples of the confidence intervals."""
     seed: int = 0
+    """Seed of the bootstrap."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.proxies) - {"supernet", *TRIVIAL})

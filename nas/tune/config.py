@@ -10,17 +10,19 @@ from trainer.typed_config import ConfigError, load_config
 
 @dataclass
 class ResourcesSection:
-    """Per trial. A trial is one process with `cpu` CPUs and `gpu` GPUs (fractional GPUs share one
-    device between trials: 0.5 = two trials per GPU), or, with `workers`, a data-parallel run on that
-    many Ray Train workers of `cpu_per_worker` / `gpu_per_worker` each (the trainer's DDP path in a
-    process group Ray Train sets up; NCCL with GPUs, else gloo), driven by the trial's own process,
-    which holds `cpu` and no GPU."""
+    """Per trial: one process, or a data-parallel run on Ray Train workers (the trainer's DDP path in
+    a process group Ray Train sets up; NCCL with GPUs, else gloo) driven by the trial's own process."""
 
     cpu: float = 1.0
+    """CPUs of the trial's process."""
     gpu: float = 0.0
+    """GPUs of the trial's process; fractional GPUs share one device (0.5: two trials per GPU). 0 with `workers`."""
     workers: int | None = None
+    """Ray Train workers of a data-parallel trial; null: the trial trains in its own process."""
     cpu_per_worker: float = 1.0
+    """CPUs of each worker (with `workers`)."""
     gpu_per_worker: float = 0.0
+    """GPUs of each worker (with `workers`)."""
 
     def __post_init__(self) -> None:
         if self.cpu <= 0 or self.gpu < 0:
@@ -42,12 +44,15 @@ class ResourcesSection:
 
 @dataclass
 class SchedulerSection:
-    """`asha`: asynchronous successive halving over the trial's evaluations (`training_iteration`);
-    `fifo`: every trial runs to the end."""
+    """How trials are stopped early."""
 
     kind: Literal["asha", "fifo"] = "asha"
+    """`asha`: asynchronous successive halving over the trial's evaluations (`training_iteration`;
+    it compares the metric alone, never the costs); `fifo`: every trial runs to the end."""
     grace_period: int = 1
+    """ASHA: evaluations a trial runs before it can be stopped."""
     reduction_factor: int = 2
+    """ASHA: the fraction 1/reduction_factor of trials continues at each rung."""
 
     def __post_init__(self) -> None:
         if self.grace_period < 1 or self.reduction_factor < 2:
@@ -56,22 +61,30 @@ class SchedulerSection:
 
 @dataclass
 class TuneConfig:
-    """`search`: an Optuna search YAML (`kind: optuna`: its space, objective, baselines, trial recipe,
-    storage and study, so the Ray-run trials land in the same study as `sharenas search optuna`) or a
-    Gumbel search YAML (`kind: gumbel`: one search per point of `grid`, override key -> values).
-    `num_samples` counts every trial (the baselines included); `storage_path` holds Ray's experiment
-    state (a shared filesystem or an object store URI on a multi-node cluster)."""
+    """A Ray Tune experiment over an Optuna or a Gumbel search."""
 
     search: str = "optuna.yaml"
+    """The search YAML, relative to this file: an Optuna search (its space, objective, baselines, trial
+    recipe, storage and study, so the Ray-run trials land in the same study as `sharenas search
+    optuna`) or a Gumbel search."""
     kind: Literal["optuna", "gumbel"] = "optuna"
+    """Which kind of search `search` is."""
     experiment: str = "sharenas-tune"
+    """The Ray Tune experiment's name (its folder under `storage_path`)."""
     storage_path: str = "runs/ray"
+    """Ray's experiment state: a shared filesystem or an object store URI on a multi-node cluster."""
     num_samples: int = 8
+    """Trials of the experiment, the baselines included."""
     max_concurrent: int = 2
+    """Trials running at once."""
     resources: ResourcesSection = field(default_factory=ResourcesSection)
+    """What each trial gets."""
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
+    """Early stopping."""
     max_failures: int = 2
+    """Retries of a failed trial, from the checkpoint it reported with its last evaluation."""
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    """`kind: gumbel`: override key -> values; one search per point of the grid."""
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.max_concurrent < 1 or self.max_failures < 0:

@@ -9,46 +9,48 @@ Source = Literal["embedded", "shapes", "digits", "csv", "webdataset", "real"]
 
 @dataclass
 class DataConfig:
-    """Where image-caption pairs come from and how they are split.
-
-    `source`: "embedded" mixes the generated shapes and the scikit-learn digits (no download);
-    "shapes" / "digits" use one of them; "csv" reads `path` (one row per pair, columns
-    `image_column` and `caption_column`, image paths relative to `image_root`, default the CSV's
-    folder); "webdataset" reads uncompressed tar shards matching `path`, which may use brace
-    expansion ("data/shard-{000..009}.tar"); "real" reads the directory `path` that `sharenas data
-    build` made from Debian's packages (clip art and emoji; its split is fixed by the build, so
-    `val_fraction` does not apply, see `trainer.data.realset.source`).
-
-    Every source is split deterministically by `seed`: `val_fraction` of the pairs are held out for
-    evaluation and `arch_fraction` of them form the architecture split (disjoint from train).
-    `num_shapes` is the number of generated shape images before splitting; `digit_repeats` how many
-    renderings of each training digit the train split holds; `shapes_zeroshot_per_class` the images
-    per held-out colour-shape combination in the "shapes" zero-shot task; `max_eval_images` caps
-    every evaluation image set (they are held in memory as tensors).
-
-    `augment`: training images of CSV / webdataset sources get timm's random-resized crop (scale
-    0.9-1.0, as open_clip trains); evaluation images and generated data are never augmented.
-    `heldout_shapes` > 0 adds that many freshly generated shapes pairs of the seen combinations
-    (stream `heldout_seed`, disjoint from every split) for the held-out contrastive loss
-    (`heldout/shapes/loss`, the ShareBench metric); embedded and shapes sources only.
-    """
+    """Where image-caption pairs come from and how they are split. Every source is split
+    deterministically by `seed`; the architecture split is disjoint from the training split."""
 
     source: Source = "embedded"
+    """`embedded` mixes the generated shapes and the scikit-learn digits (no download); `shapes` /
+    `digits` use one of them; `csv` reads `path` (one row per pair); `webdataset` reads uncompressed
+    tar shards matching `path`; `real` reads the directory `path` that `sharenas data build` made from
+    Debian's packages (its split is fixed by the build, so `val_fraction` does not apply)."""
     path: str | None = None
+    """The CSV file, the shard pattern (brace expansion: "data/shard-{000..009}.tar") or the built
+    real set; required by `csv`, `webdataset` and `real`."""
     image_root: str | None = None
+    """CSV: the folder image paths are relative to; null: the CSV's folder."""
     image_column: str = "filepath"
+    """CSV: the column holding the image path."""
     caption_column: str = "caption"
+    """CSV: the column holding the caption."""
     separator: str = ","
+    """CSV: the field separator (one character)."""
     num_shapes: int = 2000
+    """Generated shape images before splitting."""
     digit_repeats: int = 2
+    """Renderings of each training digit the train split holds."""
     shapes_zeroshot_per_class: int = 50
+    """Images per held-out colour-shape combination in the `shapes` zero-shot task."""
     val_fraction: float = 0.2
+    """Fraction of the pairs held out for evaluation."""
     arch_fraction: float = 0.1
+    """Fraction of the pairs in the architecture split (the Gumbel search's gate steps)."""
     max_eval_images: int = 1000
+    """Cap on every evaluation image set (they are held in memory as tensors)."""
     augment: bool = True
+    """CSV, webdataset and real training images get timm's random-resized crop (scale 0.9-1.0, as
+    open_clip trains); evaluation images and generated data are never augmented."""
     heldout_shapes: int = 0
+    """> 0 adds that many freshly generated shapes pairs of the seen combinations, disjoint from every
+    split, scored as the held-out contrastive loss `heldout/shapes/loss` (the ShareBench metric);
+    embedded and shapes sources only."""
     heldout_seed: int = 123
+    """The random stream of those held-out pairs."""
     seed: int = 0
+    """Seed of the split and of the generated data."""
     train_fraction: float = 1.0
     """Train on this fraction of the training split: its first pairs in a fixed random order (`seed`),
     so a smaller fraction is a subset of a larger one (data-size studies)."""
