@@ -1,10 +1,11 @@
 # Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# `make test-integration` runs the end-to-end checks `make test` leaves out (several minutes each).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sharenas-installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-integration venv clean
 
 venv: $(STAMP)
 
@@ -17,6 +18,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -m integration
 
 demo: $(STAMP)
 	$(VENV)/bin/sharenas demo

@@ -120,11 +120,16 @@ def checkpointed(tmp_path: Path, trial: int, step: int) -> bool:
     return snapshot(tmp_path).get(trial, ("", None, None))[1:] == (step, step)
 
 
-def reported_steps(tmp_path: Path, number: int) -> list[int]:
-    """The steps Tune's record of Optuna trial `number` holds, in order."""
+def reports(tmp_path: Path, number: int) -> list[dict]:
+    """The results Tune's record of Optuna trial `number` holds, in order."""
     (ray_dir,) = [d for d in (tmp_path / "ray" / "t").glob("optuna_trial_*")
                   if json.loads((d / "params.json").read_text())["optuna_trial"] == number]
-    return [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
+    return [json.loads(line) for line in (ray_dir / "result.json").read_text().splitlines()]
+
+
+def reported_steps(tmp_path: Path, number: int) -> list[int]:
+    """The steps Tune's record of Optuna trial `number` holds, in order."""
+    return [r["step"] for r in reports(tmp_path, number)]
 
 
 def ray_values(tmp_path: Path) -> dict[int, float]:
