@@ -1,6 +1,7 @@
-"""Every command of the README is run, shortened where a full run takes long, or covered by a test that
-must pass in the same session (or a CI step): a README edit that is not reflected here fails, so the two
-cannot drift."""
+"""Every command of the README and of docs/clusters.md is run, shortened where a full run takes long, or
+covered by a test that must pass in the same session (or a CI step): an edit of either that is not
+reflected here fails, so they cannot drift. Code blocks with a language (`sh`, `json`, `python`) are
+examples for other machines or formats, not commands run here."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ from tests.test_data import _write_shards
 from trainer.data.realset.build import build_realset
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "docs/clusters.md")
 BIN = Path(sys.executable).parent
 
 TRAIN = "--set train.epochs=null --set train.steps=4 --set eval.every_epochs=null --set eval.nmi_pairs=0"
@@ -58,6 +60,14 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     "--working-dir . -- sharenas tune experiments/tiny/tune.yaml --address auto":
         ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
     "scripts/ray_cluster.sh stop /tmp/sharenas-ray": ("covered", "tests/test_tune.py::test_job_submission_to_a_token_authenticated_head"),
+    'eval "$(scripts/ray_cluster.sh start /tmp/sharenas-ray --multi-node --num-cpus 1)"':
+        ("covered", "tests/test_ray_cluster.py::test_a_worker_node_joins_and_the_ports_of_both_nodes_are_as_documented_and_stop_leaves_nothing"),
+    "scripts/ray_cluster.sh join /tmp/sharenas-ray --num-cpus 1":
+        ("covered", "tests/test_ray_cluster.py::test_a_worker_node_joins_and_the_ports_of_both_nodes_are_as_documented_and_stop_leaves_nothing"),
+    'RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$SHARENAS_RAY_TOKEN_PATH .venv/bin/sharenas tune experiments/tiny/tune.yaml '
+    '--address "$SHARENAS_RAY_ADDRESS" --set num_samples=2':
+        ("covered", "tests/test_ray_cluster_integration.py::"
+                    "test_two_nodes_run_two_trials_at_once_and_a_killed_node_s_trial_is_retried_on_the_other_from_its_checkpoint"),
     "OMP_NUM_THREADS=1 .venv/bin/sharenas search optuna experiments/tiny/pareto.yaml":
         f".venv/bin/sharenas search optuna experiments/tiny/pareto.yaml --n-trials 3 {OPTUNA} --set objective.latency.steps=2 --set objective.latency.warmup=0",
     "OMP_NUM_THREADS=1 .venv/bin/sharenas search gumbel experiments/tiny/gumbel-sweep.yaml --out runs/gumbel-sweep":
@@ -101,8 +111,8 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
 
 
 def readme_commands() -> list[str]:
-    """The shell commands of the README's plain code blocks (comments stripped, continuations joined)."""
-    text = (ROOT / "README.md").read_text()
+    """The shell commands of the documents' plain code blocks (comments stripped, continuations joined)."""
+    text = "\n".join((ROOT / name).read_text() for name in DOCUMENTS)
     commands = []
     for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
         if lang:
