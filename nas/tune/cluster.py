@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def cluster_processes(cluster: Path) -> dict[int, int]:
     return {pid: start for node in nodes(cluster) for pid, start in node_processes(node).items()}
 
 
-def stop_processes(find, grace: float = 10.0, patience: float = 60.0) -> None:
+def stop_processes(find: Callable[[], dict[int, int]], grace: float = 10.0, patience: float = 60.0) -> None:
     """SIGTERM what `find()` returns (pid -> start time), SIGKILL what is left after `grace` seconds (at
     once with grace 0), and return once all of them have ended. A process seen once is followed by pid
     and start time, so one that leaves the tree (its parent ended) is still stopped, and a reused pid is
@@ -232,9 +233,10 @@ def _launch(cluster: Path, name: str, args: list[str], env: dict[str, str], port
     return node
 
 
-def _node_args(cluster: Path, name: str, roles_: dict[str, str], num_cpus: int | None) -> tuple[list[str], dict[str, int]]:
-    ports = {role: free_port() for role in roles_}
-    args = [f"{option}={ports[role]}" for role, option in roles_.items()]
+def _node_args(cluster: Path, name: str, options: dict[str, str], num_cpus: int | None) -> tuple[list[str], dict[str, int]]:
+    """`ray start` arguments that give each role (role -> option) a free port, and those ports."""
+    ports = {role: free_port() for role in options}
+    args = [f"{option}={ports[role]}" for role, option in options.items()]
     # Worker processes take ports from the OS (not Ray's fixed 10002-19999, which two nodes on one machine share).
     args += ["--min-worker-port=0", "--max-worker-port=0", f"--temp-dir={cluster / name}"]
     if num_cpus is not None:
