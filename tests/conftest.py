@@ -1,8 +1,10 @@
 """What happened to each test of this session, for tests that vouch for other tests (the README's
 commands count as covered only by a covering test that ran and passed). Tests marked `after_others`
-run after every other test, so the outcomes they read are final."""
+run after every other test, so the outcomes they read are final. At the end of the run, no Ray
+process that a test started may still be alive."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,3 +83,30 @@ def short_gumbel_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gumbel")
     run_gumbel_search(short_config(eval={"nmi_pairs": 0, "every_epochs": None}), out, retrain=False)
     return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No Ray process outlives the suite: every process of the sessions the tests started Ray in (drivers
+    and cluster nodes, recorded by tests/tune_driver.py) must have ended. Any that has not is named,
+    stopped, and fails the run."""
+    driver = sys.modules.get("tune_driver")
+    if driver is None:  # no test that starts Ray was collected
+        return
+    left = driver.leftovers()
+    if not left:
+        return
+    from nas.tune.cluster import stop_processes
+
+    described = []
+    for pid in sorted(left):
+        try:
+            described.append(f"{pid}: {open(f'/proc/{pid}/cmdline', 'rb').read().replace(bytes(1), b' ').decode(errors='replace')[:160]}")
+        except OSError:
+            described.append(f"{pid}: (ended meanwhile)")
+    stop_processes(lambda: left)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.section("Ray processes that outlived the tests (now stopped)", sep="=", red=True)
+        for line in described:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

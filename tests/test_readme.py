@@ -91,6 +91,16 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
     ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json":
         ".venv/bin/sharenas bench show experiments/results/sharebench-tiny.json --json --bootstrap 200",
     "scripts/sharebench.sh": ("covered", "the bench and rank-check tests run each command it chains; the script itself takes hours"),
+    "scripts/sharebench.sh regime": ("covered", "tests/test_bench_lengths.py::test_the_regime_map_over_the_transformer_only_policies"),
+    "scripts/sharebench.sh regime full-w64": ("covered", "tests/test_bench_lengths.py::test_the_regime_map_over_the_transformer_only_policies"),
+    'eval "$(scripts/ray_cluster.sh start /tmp/sharenas-ray --multi-node --num-cpus 1)"':
+        ("covered", "tests/test_ray_cluster.py::test_a_worker_node_joins_and_the_ports_of_both_nodes_are_as_documented_and_stop_leaves_nothing"),
+    "scripts/ray_cluster.sh join /tmp/sharenas-ray --num-cpus 1":
+        ("covered", "tests/test_ray_cluster.py::test_a_worker_node_joins_and_the_ports_of_both_nodes_are_as_documented_and_stop_leaves_nothing"),
+    'RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$SHARENAS_RAY_TOKEN_PATH .venv/bin/sharenas tune experiments/tiny/tune.yaml '
+    '--address "$SHARENAS_RAY_ADDRESS" --set num_samples=2':
+        ("covered", "tests/test_ray_cluster_integration.py::"
+                    "test_two_nodes_run_two_trials_at_once_and_a_killed_node_s_trial_is_retried_on_the_other_from_its_checkpoint"),
     "scripts/realdata.sh build data/real": ("covered", "tests/test_realset.py::test_the_script_builds_and_checks_a_set"),
     "scripts/realdata.sh build data/real-plus --sources clipart,emoji,tuxpaint,wesnoth":
         ("covered", "tests/test_realset.py::test_the_script_builds_the_added_sources"),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,8 @@ from optuna.trial import TrialState
 
 from search_spaces import SharingPolicy
 from test_optuna_search import TRAIN, search_config
-from tune_driver import (ROOT, SHARENAS, checkpointed, completed, held, ray_values, reported_steps, run_to_end, snapshot, start, stop_group, study,
+from ray_clusters import cluster, ray_head  # noqa: F401 (fixtures)
+from tune_driver import (ROOT, checkpointed, completed, held, ray_values, reported_steps, run_to_end, snapshot, start, stop_group, study,
                          wait_until)
 
 ray = pytest.importorskip("ray", reason="ray[default,tune] is not installed")
@@ -216,38 +215,25 @@ def test_a_study_with_another_direction_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.integration
 @pytest.mark.ray_cluster
-def test_job_submission_to_a_token_authenticated_head(tmp_path):
+def test_job_submission_to_a_token_authenticated_head(tmp_path, ray_head):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    import shutil
-    import tempfile
-
-    # Ray's unix sockets live under the temp dir, and a socket path may not exceed 107 bytes.
-    cluster = Path(tempfile.mkdtemp(prefix="snray-", dir="/tmp"))
-    started = subprocess.run(["bash", str(ROOT / "scripts" / "ray_cluster.sh"), "start", str(cluster)], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    try:
-        if started.returncode != 0:
-            pytest.skip(f"a Ray head could not start here: {started.stderr.strip().splitlines()[-1:]}")
-        dashboard = f"http://127.0.0.1:{(cluster / 'dashboard_port').read_text().strip()}"
-        token = (cluster / "auth_token").read_text().strip()
-        config = experiment(tmp_path, n=2)
-        with pytest.raises(Exception, match="401|[Uu]nauthori|[Aa]uthenticat"):
-            JobSubmissionClient(dashboard).submit_job(entrypoint="true")
-        client = JobSubmissionClient(dashboard, headers={"Authorization": f"Bearer {token}"})
-        job = client.submit_job(
-            entrypoint=f"{sys.executable} -m nas.cli tune {config} --address auto --set scheduler.kind=fifo",
-            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-        )
-        deadline = time.time() + 600
-        while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, client.get_job_logs(job)[-3000:]
-            time.sleep(3)
-        assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
-        assert len(completed(tmp_path)) == 2
-    finally:
-        subprocess.run(["bash", str(ROOT / "scripts" / "ray_cluster.sh"), "stop", str(cluster)], cwd=ROOT, timeout=120)
-    assert not subprocess.run(["pgrep", "-f", str(cluster / "tmp")], capture_output=True).stdout.strip()
-    shutil.rmtree(cluster, ignore_errors=True)
+    dashboard = ray_head.exports["SHARENAS_RAY_DASHBOARD"]
+    token = ray_head.token
+    config = experiment(tmp_path, n=2)
+    with pytest.raises(Exception, match="401|[Uu]nauthori|[Aa]uthenticat"):
+        JobSubmissionClient(dashboard).submit_job(entrypoint="true")
+    client = JobSubmissionClient(dashboard, headers={"Authorization": f"Bearer {token}"})
+    job = client.submit_job(
+        entrypoint=f"{sys.executable} -m nas.cli tune {config} --address auto --set scheduler.kind=fifo",
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
+    deadline = time.time() + 600
+    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(3)
+    assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    assert len(completed(tmp_path)) == 2
 
 
 @pytest.mark.integration
@@ -265,9 +251,7 @@ def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_
     config = tmp_path / "tune.yaml"
     config.write_text(yaml.safe_dump({"search": "gumbel.yaml", "kind": "gumbel", "experiment": "g", "storage_path": str(tmp_path / "ray"),
                                       "grid": {"train.seed": [0, 1]}, "max_concurrent": 2, "max_failures": 1}))
-    run = subprocess.run([*SHARENAS, "tune", str(config)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), FAIL_ONCE: "seed=0:4"},
-                         capture_output=True, text=True, timeout=900, start_new_session=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run_to_end(config, env={FAIL_ONCE: "seed=0:4"})
     root = tmp_path / "ray" / "g-searches"
     archs = sorted(root.glob("*/arch.json"))
     assert [a.parent.name for a in archs] == ["seed=0", "seed=1"]

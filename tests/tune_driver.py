@@ -1,10 +1,11 @@
 """The `sharenas tune` driver as the tune tests see it: started in its own session, stopped with
-exactly the processes it started, and what it leaves behind (the study, Tune's snapshot and record)."""
+exactly the processes it started, and what it leaves behind (the study, Tune's snapshot and record).
+Every process session a test starts Ray in (a driver's, a cluster's nodes') is recorded in `STARTED`,
+and tests/conftest.py checks at the end of the run that none of their processes is alive."""
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,12 +16,34 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from nas.tune.cluster import nodes, session_processes, start_time, stop_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARENAS = [sys.executable, "-m", "nas.cli"]
 
 
-def study(tmp_path: Path) -> optuna.Study:
-    return optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/study.db")
+STARTED: list[tuple[int, int]] = []
+"""(session id, start time of its leader) of every session this test run started Ray in."""
+
+
+def record_session(pid: int) -> tuple[int, int]:
+    """Record the session that process `pid` leads (started with start_new_session)."""
+    STARTED.append((pid, start_time(pid) or 0))  # 0: it ended already; its session's members are still found
+    return STARTED[-1]
+
+
+def record_cluster(cluster: Path) -> None:
+    """Record the sessions of a scripts/ray_cluster.sh cluster's nodes."""
+    STARTED.extend((node.session, node.leader_start) for node in nodes(cluster) if (node.session, node.leader_start) not in STARTED)
+
+
+def leftovers() -> dict[int, int]:
+    """pid -> start time of every live process of the sessions this run started Ray in."""
+    return {pid: start for session, leader_start in STARTED for pid, start in session_processes(session, leader_start).items()}
+
+
+def study(tmp_path: Path, storage: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name="t", storage=storage or f"sqlite:///{tmp_path}/study.db")
 
 
 def completed(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
@@ -32,14 +55,17 @@ def completed(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*SHARENAS, "tune", str(config), *args], cwd=config.parent, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def start(config: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    process = subprocess.Popen([*SHARENAS, "tune", str(config), *args], cwd=cwd or config.parent,
+                               env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    record_session(process.pid)
+    return process
 
 
-def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
     """Run `sharenas tune` to the end; returns its output (the run must succeed)."""
-    process = start(config, *args, env=env)
+    process = start(config, *args, env=env, cwd=cwd)
     try:
         output, _ = process.communicate(timeout=900)
     finally:
@@ -48,27 +74,12 @@ def run_to_end(config: Path, *args: str, env: dict[str, str] | None = None) -> s
     return output
 
 
-def _group_members(group: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def stop_group(process: subprocess.Popen) -> None:
-    """The driver and the local Ray it started (its own session), and nothing else; returns once they are gone."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """The driver and the local Ray it started (its session, and what descends from it), and nothing else;
+    returns once they are gone."""
+    session = next(s for s in STARTED if s[0] == process.pid)
+    stop_processes(lambda: session_processes(*session), grace=0)
     process.wait(timeout=60)
-    wait_until(lambda: not _group_members(process.pid), f"the processes of group {process.pid} have not ended")
 
 
 def wait_until(condition, what: str, driver: subprocess.Popen | None = None) -> None:
@@ -109,11 +120,16 @@ def checkpointed(tmp_path: Path, trial: int, step: int) -> bool:
     return snapshot(tmp_path).get(trial, ("", None, None))[1:] == (step, step)
 
 
-def reported_steps(tmp_path: Path, number: int) -> list[int]:
-    """The steps Tune's record of Optuna trial `number` holds, in order."""
+def reports(tmp_path: Path, number: int) -> list[dict]:
+    """The results Tune's record of Optuna trial `number` holds, in order."""
     (ray_dir,) = [d for d in (tmp_path / "ray" / "t").glob("optuna_trial_*")
                   if json.loads((d / "params.json").read_text())["optuna_trial"] == number]
-    return [json.loads(line)["step"] for line in (ray_dir / "result.json").read_text().splitlines()]
+    return [json.loads(line) for line in (ray_dir / "result.json").read_text().splitlines()]
+
+
+def reported_steps(tmp_path: Path, number: int) -> list[int]:
+    """The steps Tune's record of Optuna trial `number` holds, in order."""
+    return [r["step"] for r in reports(tmp_path, number)]
 
 
 def ray_values(tmp_path: Path) -> dict[int, float]:

@@ -95,10 +95,13 @@ class TrialSpace:
 
 
 def _local_token(address: str | None) -> None:
-    """A local Ray instance is a cluster too (its port listens on every interface): give it a token.
-    Ray reads these variables when it is imported, so this runs before any Ray import."""
+    """A local Ray instance is a cluster too: give it a token, and keep it on 127.0.0.1 (Ray's local-only
+    mode, as on macOS and Windows: with a loopback node address every Ray server binds loopback; on Linux
+    it would take the interface address). Ray reads these variables when it is imported, so this runs
+    before any Ray import."""
     if address is not None or "ray" in sys.modules:
         return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     if os.environ["RAY_AUTH_MODE"] == "token" and not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)

@@ -5,8 +5,10 @@
 - `SHARENAS_TUNE_KILL_ONCE=TRIAL:STEP`: the process of trial TRIAL (process 0 of a trial that runs
   on Ray Train workers) is killed (SIGKILL) once at STEP; it is retried from its last checkpoint,
   by Ray Train for a trial on workers (`FailureConfig`), else by Tune.
-- `SHARENAS_TUNE_HOLD=TRIAL:STEP`: trial TRIAL stops once after STEP and waits there until the
-  driver is stopped: a moment, defined by what the trial has done, to kill the driver at.
+- `SHARENAS_TUNE_HOLD=TRIAL:STEP[,TRIAL:STEP...]`: trial TRIAL stops once after STEP and waits there
+  until its process is stopped or a file `.release-TRIAL-STEP` appears in the run root: a moment,
+  defined by what the trial has done, to kill the driver or a node at. Its marker file holds the pid
+  of the process that waits.
 
 TRIAL is an Optuna trial number (STEP: the training step of one of its evaluations, reported to
 Tune with that step's checkpoint; 0 holds the trial before it trains) or the name of a Gumbel
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +42,12 @@ class Faults:
         return cls(str(root), os.environ.get(FAIL_ONCE_ENV) or None, os.environ.get(HOLD_ENV) or None, os.environ.get(KILL_ONCE_ENV) or None)
 
     def _first_time(self, wanted: str | None, prefix: str, trial: object, step: int) -> bool:
-        if wanted != f"{trial}:{step}":
+        if f"{trial}:{step}" not in (wanted or "").split(","):
             return False
         marker = Path(self.root) / f".{prefix}-{trial}-{step}"
         if marker.exists():
             return False
-        marker.write_text(f"{trial}:{step}\n")
+        marker.write_text(f"{trial}:{step} pid {os.getpid()}\n")
         return True
 
     def maybe_fail(self, trial: object, step: int) -> None:
@@ -58,4 +60,6 @@ class Faults:
 
     def maybe_hold(self, trial: object, step: int) -> None:
         if self._first_time(self.hold, "held", trial, step):
-            threading.Event().wait()
+            release = Path(self.root) / f".release-{trial}-{step}"
+            while not release.exists():
+                time.sleep(0.2)
