@@ -22,7 +22,8 @@ from nas.cli import app
 from tests.realset_fixtures import BOMB_LIMIT, RULES, STAMP_CATEGORIES, STAMPS_PER_CATEGORY, TEAM_MAGENTA, glyph, write_packages
 from trainer.data import DataConfig, build_data
 from trainer.data.realset import clipart, tuxpaint, wesnoth
-from trainer.data.realset.build import DEBIAN_PACKAGES, Roots, build_realset
+from trainer.data.realset.build import Roots, build_realset
+from trainer.data.realset.packages import DEBIAN_PACKAGES
 from trainer.data.realset.emoji import EMOJI_FONT, GlyphRenderer, read_emoji_test
 
 
