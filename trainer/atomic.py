@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,3 +77,18 @@ def write_json(path: str | Path, data: Any, indent: int | None = 2, **dumps: Any
     """Atomically replace `path` with `data` as JSON and a final newline (`dumps`: more `json.dumps`
     options, e.g. `default=str`)."""
     write_text(path, json.dumps(data, indent=indent, **dumps) + "\n")
+
+
+def copy_tree(source: str | Path, target: str | Path) -> None:
+    """Copy the directory `source` to `target`, which appears whole or not at all: the copy goes to a
+    hidden temporary directory beside it and is renamed into place (`target` must not exist)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(target)
+    try:
+        shutil.copytree(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(target.parent)

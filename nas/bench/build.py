@@ -209,10 +209,8 @@ def _train_branch(train_cfg: Any, run: Path, epochs: int, branch_step: int) -> t
             raise RuntimeError(f"{run}: the checkpoint at step {branch_step} where the {epochs}-epoch branch starts is missing; "
                                f"delete {run} to retrain the entry")
         target = branch / CHECKPOINTS / checkpoint_name(branch_step)
-        tmp = target.with_name(f".tmp-{target.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp)
-        os.replace(tmp, target)
+        if not target.is_dir():
+            atomic.copy_tree(source, target)
     cfg = copy.deepcopy(train_cfg)
     cfg.train.epochs, cfg.train.checkpoint_steps, cfg.train.checkpoint_every, cfg.train.keep_checkpoints = epochs, [], None, 1
     start = time.perf_counter()
