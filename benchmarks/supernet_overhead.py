@@ -44,8 +44,7 @@ def timed(fn, device: torch.device) -> float:
 def step_times(args: argparse.Namespace) -> None:
     from search_spaces import build_model, get_size
     from trainer.config import OptimConfig
-    from trainer.loop import autocast_context
-    from trainer.loss import contrastive_loss
+    from trainer.step import TrainingStep, autocast_context, forward_loss
     from trainer.optim import build_optimizer
 
     from nas.supernet.gates import GateSample, gate_generator, sample_hard, uniform_choices
@@ -61,36 +60,32 @@ def step_times(args: argparse.Namespace) -> None:
     standalone = build_model(args.policy, size).to(device)
     logits = torch.nn.Parameter(torch.zeros(space.num_gates, 2, device=device))
     optim = OptimConfig(lr=1e-4)
-    opt_super, opt_alone = build_optimizer(supernet, optim), build_optimizer(standalone, optim)
+    step_super = TrainingStep(supernet, build_optimizer(supernet, optim), optim, lambda _: optim.lr, autocast)
+    step_alone = TrainingStep(standalone, build_optimizer(standalone, optim), optim, lambda _: optim.lr, autocast)
     images = torch.randn(args.batch, 3, size.image_size, size.image_size, device=device)
     tokens = torch.randint(1, 49000, (args.batch, size.context_length), device=device)
     tokens[:, size.context_length // 2] = 49407
 
-    def train_step(model, optimizer, parts) -> None:
+    def train_step(step: TrainingStep, parts) -> None:
         for route, im, tk in zip(parts, images.chunk(len(parts)), tokens.chunk(len(parts))):
             if route is not None:
-                model.route(GateSample(route))
-            with autocast():
-                a, b, s = model(im, tk)
-            (contrastive_loss(a.float(), b.float(), s.float()) / len(parts)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+                step.module.route(GateSample(route))
+            step.backward(step.module, (im, tk), 0, parts=len(parts))
+        step.update(0, [p for p in step.module.parameters() if p.grad is not None])
 
     def supernet_step(step: int) -> None:
         choices = uniform_choices(space.num_gates, gate_generator(0, step, 0))
-        train_step(supernet, opt_super, [choices, [1 - c for c in choices]] if args.fairness == "strict" else [choices])
+        train_step(step_super, [choices, [1 - c for c in choices]] if args.fairness == "strict" else [choices])
 
     def arch_step(step: int) -> None:
         supernet.route(sample_hard(logits, 1.0, gate_generator(0, step, 1)))
-        with autocast():
-            a, b, s = supernet(images, tokens)
-        torch.autograd.grad(contrastive_loss(a.float(), b.float(), s.float()), [logits])
+        torch.autograd.grad(forward_loss(supernet, (images, tokens), autocast), [logits])
 
     times: dict[str, list[float]] = {"supernet": [], "standalone": [], "arch": []}
     for step in range(args.warmup + args.steps):
         measured = {
             "supernet": timed(lambda: supernet_step(step), device),
-            "standalone": timed(lambda: train_step(standalone, opt_alone, [None]), device),
+            "standalone": timed(lambda: train_step(step_alone, [None]), device),
             "arch": timed(lambda: arch_step(step), device),
         }
         if step >= args.warmup:

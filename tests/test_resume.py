@@ -79,9 +79,9 @@ def test_checkpoint_holds_only_safetensors_and_json(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    from trainer import loop
+    from trainer import step
 
-    real = loop.contrastive_loss
+    real = step.contrastive_loss
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -89,7 +89,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         loss = real(*args, **kwargs)
         return loss * math.nan if len(calls) == 4 else loss
 
-    monkeypatch.setattr(loop, "contrastive_loss", poisoned)
+    monkeypatch.setattr(step, "contrastive_loss", poisoned)
     with pytest.raises(TrainingDiverged) as err:
         train(tiny_config(steps=6, checkpoint_every=2), tmp_path)
     message = str(err.value)

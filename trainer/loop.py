@@ -14,8 +14,6 @@ Semantics that callers rely on:
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import random
 import sys
 import time
@@ -26,20 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from trainer.acceleration import enable_tf32, maybe_compile
 from trainer.checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import collate_pairs
-from trainer.distributed import World, barrier, init_distributed, mean_over_ranks, shutdown, sum_over_ranks
+from trainer.distributed import World, barrier, init_distributed, shutdown, sum_over_ranks
 from trainer.evaluation.chance import chance_levels
-from trainer.loss import contrastive_loss
 from trainer.memory import fit_in_memory
 from trainer.metrics import MetricsWriter
-from trainer.optim import build_optimizer, scheduled_lr, set_lr, warmup_steps
+from trainer.optim import build_optimizer, scheduled_lr, warmup_steps
 from trainer.sampler import BatchPlan, total_steps
+from trainer.step import TrainingStep, autocast_context
 from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, dump_config, load_config
 
 
@@ -92,14 +88,6 @@ def write_run_dir(cfg: TrainConfig, run_dir: Path, world: World) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / CONFIG_FILE)
     barrier(world)
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for `bf16` (and `auto` on CUDA); nothing for fp32."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def train(
@@ -164,60 +152,30 @@ class _Trainer:
         spe = self.plan.steps_per_epoch
         self.total_steps = total_steps(cfg.train, spe)
         self.warmup = warmup_steps(cfg.optim, spe, self.total_steps)
-        self.autocast = lambda: autocast_context(self.device, cfg.train.precision)
+        self.step = TrainingStep(
+            model, self.optimizer, cfg.optim, lambda step: scheduled_lr(cfg.optim, step, self.warmup, self.total_steps),
+            lambda: autocast_context(self.device, cfg.train.precision), world, self._diverged,
+        )
 
     # one optimizer step --------------------------------------------------------------------------
 
-    def _check(self, value: float, what: str, step: int) -> None:
-        if not math.isfinite(value):
-            last = latest_checkpoint(self.run_dir)
-            keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"{what} is {value} at step {step + 1} (epoch {step // self.plan.steps_per_epoch}); {keep}. "
-                "Lower optim.lr, lengthen the warm-up or set optim.grad_clip, then rerun with --resume"
-            )
+    def _diverged(self, value: float, what: str, step: int) -> None:
+        """Stop with what became non-finite where, and what to do (`TrainingStep`'s check)."""
+        last = latest_checkpoint(self.run_dir)
+        keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"the {what} is {value} at step {step + 1} (epoch {step // self.plan.steps_per_epoch}); {keep}. "
+            "Lower optim.lr, lengthen the warm-up or set optim.grad_clip, then rerun with --resume"
+        )
 
     def _step(self, micro: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> tuple[float, float | None]:
         """Forward, backward and update on this process's micro-batches; returns (loss, grad norm)."""
-        model, world = self.model, self.world
         micro = [(i.to(self.device, non_blocking=True), t.to(self.device, non_blocking=True)) for i, t in micro]
         if len(micro) == 1:
-            with self.autocast():
-                image, text, scale = model(*micro[0])
-            loss = contrastive_loss(image.float(), text.float(), scale.float(), world)
-            value = mean_over_ranks(loss, world).item()
-            self._check(value, "the loss", step)
-            loss.backward()
+            value = self.step.backward(self.model, micro[0], step)
         else:
-            with torch.no_grad(), self.autocast():
-                cached = [self.module(i, t)[:2] for i, t in micro]
-            cached = [(a.float(), b.float()) for a, b in cached]
-            value = math.nan
-            for j, (images, tokens) in enumerate(micro):
-                last = j == len(micro) - 1
-                sync = contextlib.nullcontext() if last or not world.distributed else model.no_sync()
-                with sync:
-                    with self.autocast():
-                        image, text, scale = model(images, tokens)
-                    # The logit scale takes its gradient once, in the micro-step DDP synchronizes.
-                    scale = scale.float() if last else scale.float().detach()
-                    all_image = torch.cat([c[0] for c in cached[:j]] + [image.float()] + [c[0] for c in cached[j + 1 :]])
-                    all_text = torch.cat([c[1] for c in cached[:j]] + [text.float()] + [c[1] for c in cached[j + 1 :]])
-                    loss = contrastive_loss(all_image, all_text, scale, world)
-                    if j == 0:
-                        value = mean_over_ranks(loss, world).item()
-                        self._check(value, "the loss", step)
-                    loss.backward()
-        grad_norm = None
-        if self.cfg.optim.grad_clip is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.grad_clip))
-            self._check(grad_norm, "the gradient norm", step)
-        set_lr(self.optimizer, scheduled_lr(self.cfg.optim, step, self.warmup, self.total_steps))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            self.module.logit_scale.clamp_(0.0, self.cfg.optim.max_logit_scale)
-        return value, grad_norm
+            value = self.step.backward_accumulated(self.model, micro, step)
+        return value, self.step.update(step)
 
     # evaluation and checkpoints ------------------------------------------------------------------
 
@@ -295,16 +253,7 @@ class _Trainer:
             while step < self.total_steps:
                 epoch, start = divmod(step, spe)
                 self.bundle.train.set_epoch(cfg.train.seed, epoch)
-                loader = DataLoader(
-                    self.bundle.train,
-                    batch_sampler=self.plan.sampler(epoch, start, world.rank),
-                    collate_fn=collate_pairs,
-                    num_workers=t.num_workers,
-                    pin_memory=self.device.type == "cuda",
-                    # Worker seeds come from this generator, not the global one, so they are a
-                    # function of the position and resuming does not shift any random stream.
-                    generator=torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step),
-                )
+                loader = self.plan.loader(self.bundle.train, epoch, start, world.rank, t.num_workers, self.device.type == "cuda")
                 batches = iter(loader)
                 for _ in range(start, spe):
                     if step >= self.total_steps:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 if TYPE_CHECKING:
     from trainer.config import TrainSection
@@ -54,6 +55,19 @@ class BatchPlan:
 
     def sampler(self, epoch: int, start_step: int, rank: int) -> EpochSampler:
         return EpochSampler(self, epoch, start_step, rank)
+
+    def loader(self, dataset: Dataset, epoch: int, start_step: int, rank: int, num_workers: int, pin_memory: bool) -> DataLoader:
+        """The DataLoader of process `rank`'s micro-batches of `dataset` from `start_step` to the end of
+        `epoch`, the one rule every training loop reads its data by. Its workers' seeds come from a
+        generator seeded by (seed, the global step it starts at), not from the global one, so they are a
+        function of the position and resuming does not shift any random stream."""
+        from trainer.data import collate_pairs
+
+        return DataLoader(
+            dataset, batch_sampler=self.sampler(epoch, start_step, rank), collate_fn=collate_pairs,
+            num_workers=num_workers, pin_memory=pin_memory,
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * self.steps_per_epoch + start_step),
+        )
 
 
 class EpochSampler(Sampler[list[int]]):

@@ -9,8 +9,8 @@ from torch import nn
 from search_spaces import SharingPolicy, build_model
 from trainer.config import OptimConfig
 from trainer.evaluation.precision import scoring_precision
-from trainer.loss import contrastive_loss
-from trainer.optim import build_optimizer, set_lr
+from trainer.optim import build_optimizer
+from trainer.step import TrainingStep
 
 from nas.scoring import Batches
 
@@ -19,20 +19,12 @@ def finetune_model(model: nn.Module, batches: Batches, lr: float, optim: OptimCo
     """Train `model` in place for one step per batch of `batches` at constant `lr` (the recipe's weight
     decay groups and gradient clipping), at the scoring precision, since it is part of scoring;
     returns it in eval mode."""
-    optimizer = build_optimizer(model, optim)
-    set_lr(optimizer, lr)
+    step = TrainingStep(model, build_optimizer(model, optim), optim, lambda _: lr)
     model.train()
     with scoring_precision(device):
-        for images, tokens in batches:
-            image, text, scale = model(images.to(device), tokens.to(device))
-            loss = contrastive_loss(image.float(), text.float(), scale.float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0.0, optim.max_logit_scale)
+        for index, (images, tokens) in enumerate(batches):
+            step.backward(model, (images.to(device), tokens.to(device)), index)
+            step.update(index)
     return model.eval()
 
 

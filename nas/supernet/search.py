@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from search_spaces import ARCH_FILE, POLICY_FILE
@@ -48,13 +47,13 @@ from search_spaces.gate_space import SPECIFIC
 from trainer import atomic
 from trainer.acceleration import enable_tf32
 from trainer.config import ModelConfig, TrainConfig
-from trainer.data import build_data, collate_pairs
+from trainer.data import build_data
 from trainer.distributed import BatchNormStats, World, average_over_ranks_, barrier, init_distributed, mean_over_ranks, run_on_main, shutdown
-from trainer.loop import TrainingDiverged, autocast_context, seed_everything, train
-from trainer.loss import contrastive_loss
+from trainer.loop import TrainingDiverged, seed_everything, train
 from trainer.metrics import MetricsWriter
-from trainer.optim import build_optimizer, scheduled_lr, set_lr, warmup_steps
+from trainer.optim import build_optimizer, scheduled_lr, warmup_steps
 from trainer.sampler import BatchPlan
+from trainer.step import TrainingStep, autocast_context, forward_loss
 from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config
 
 from nas.scoring import materialize
@@ -134,6 +133,10 @@ class GumbelSearch:
             self.split_gate = names.index(s.few_shot_gate)
         self.split_step = min(self.total_steps, round(s.few_shot_epochs * spe))
         self.autocast = lambda: autocast_context(self.device, t.precision)
+        self.step = TrainingStep(
+            self.supernet, self.weight_opt, cfg.optim, lambda step: scheduled_lr(cfg.optim, step, self.lr_warmup, self.total_steps),
+            self.autocast, world, self._weights_diverged,
+        )
 
     def _budget(self, target: int | None) -> BudgetTerm | None:
         if target is None:
@@ -148,11 +151,7 @@ class GumbelSearch:
         epoch, offset = divmod(start, plan.steps_per_epoch)
         while True:
             dataset.set_epoch(self.cfg.train.seed, epoch)
-            loader = DataLoader(
-                dataset, batch_sampler=plan.sampler(epoch, offset, self.world.rank), collate_fn=collate_pairs,
-                num_workers=self.cfg.train.num_workers, pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch),
-            )
+            loader = plan.loader(dataset, epoch, offset, self.world.rank, self.cfg.train.num_workers, self.device.type == "cuda")
             for images, tokens, _ in loader:
                 yield images.to(self.device, non_blocking=True), tokens.to(self.device, non_blocking=True)
             epoch, offset = epoch + 1, 0
@@ -160,6 +159,10 @@ class GumbelSearch:
     def _check(self, value: float, what: str, step: int) -> None:
         if not math.isfinite(value):
             raise TrainingDiverged(f"{what} is {value} at step {step + 1}; lower optim.lr or search.arch_lr and rerun")
+
+    def _weights_diverged(self, value: float, what: str, step: int) -> None:
+        """`TrainingStep`'s check of a weight step."""
+        self._check(value, f"the weights' {what}", step)
 
     def is_arch_step(self, step: int) -> bool:
         s = self.cfg.search
@@ -203,26 +206,12 @@ class GumbelSearch:
         else:
             chunks = [(images, tokens)] * len(paths)
         total, soft = 0.0, self._soft(detach=True)
-        for choices, (im, tk) in zip(paths, chunks):
+        for choices, chunk in zip(paths, chunks):
             self.supernet.route(GateSample(choices), soft, self.soft_gates)
-            with self.autocast():
-                image, text, scale = self.supernet(im, tk)
-            loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world) / len(paths)
-            value = mean_over_ranks(loss, self.world).item()
-            self._check(value, "the weights' loss", step)
-            loss.backward()
-            total += value
+            total += self.step.backward(self.supernet, chunk, step, parts=len(paths))
         params = [p for p in self.supernet.parameters() if p.grad is not None]
         self._sync([p.grad for p in params])
-        if self.cfg.optim.grad_clip is not None:
-            norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
-            self._check(norm, "the weights' gradient norm", step)
-        o = self.cfg.optim
-        set_lr(self.weight_opt, scheduled_lr(o, step, self.lr_warmup, self.total_steps))
-        self.weight_opt.step()
-        self.weight_opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            self.supernet.logit_scale.clamp_(0.0, o.max_logit_scale)
+        self.step.update(step, params)
         return total
 
     def temperature(self, step: int) -> float:
@@ -237,9 +226,7 @@ class GumbelSearch:
             sample.weights = sample.weights.clone()
             sample.weights[list(self.force)] = 1.0
         self.supernet.route(sample, self._soft(detach=False), self.soft_gates)
-        with self.autocast():
-            image, text, scale = self.supernet(images, tokens)
-        loss = contrastive_loss(image.float(), text.float(), scale.float(), self.world)
+        loss = forward_loss(self.supernet, (images, tokens), self.autocast, self.world)
         value = mean_over_ranks(loss, self.world).item()
         self._check(value, "the architecture loss", step)
         objective = loss
