@@ -97,6 +97,6 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     typer.echo(f"  derived vs msclip     {out / 'picks.md'}")
     typer.echo(f"  optuna results        {study.out_dir / 'results.md'} and results.csv")
     typer.echo(f"  optuna storage        {study.storage}  (watch: sharenas dashboard --storage {study.storage})")
-    typer.echo(f"  exported model        {out / 'export'}  ({exported['params']['total']:,} parameters; "
+    typer.echo(f"  exported model        {out / 'export'}  ({exported.params.total:,} parameters; "
                "load: search_spaces.load_exported(DIR))")
     typer.echo(f"  reports               {out / 'gumbel-report.html'} and {out / 'optuna-report.html'}")
