@@ -14,7 +14,7 @@ from nas.supernet.gates import GateSample, probabilities
 from nas.supernet.model import Supernet
 from nas.supernet.search import GumbelSearch, run_gumbel_search
 from search_spaces import SUBLAYERS, SharingPolicy, build_model, count_params, get_preset, get_size
-from search_spaces.gate_space import SPECIFIC, GateSpace
+from search_spaces.gate_space import SPECIFIC_OPTION, GateSpace
 from trainer.distributed import World
 
 from tests.test_gumbel_search import short_config
@@ -40,7 +40,7 @@ def test_sandwich_steps_visit_both_extreme_paths(tmp_path):
     for step in (0, 7):
         paths = search._weight_paths(step)
         assert len(paths) == 4
-        assert paths[2] == shared_path(space).choices and paths[3] == [SPECIFIC] * space.num_gates
+        assert paths[2] == shared_path(space).choices and paths[3] == [SPECIFIC_OPTION] * space.num_gates
         assert paths[0] == [1 - c for c in paths[1]]  # the fair pair is still there
     plain = _search(tmp_path / "plain")
     assert len(plain._weight_paths(0)) == 2

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from search_spaces import ARCH_FILE, POLICY_FILE, ArchRecord
-from search_spaces.gate_space import SPECIFIC
+from search_spaces.gate_space import SPECIFIC_OPTION
 from trainer import atomic
 from trainer.acceleration import enable_tf32
 from trainer.config import ModelConfig, TrainConfig
@@ -177,7 +177,7 @@ class GumbelSearch:
         else:
             paths = [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
         if s.sandwich:
-            paths += [shared_path(self.space).choices, [SPECIFIC] * n]
+            paths += [shared_path(self.space).choices, [SPECIFIC_OPTION] * n]
         return [self._forced(path) for path in paths]
 
     def _forced(self, choices: list[int]) -> list[int]:
