@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from search_spaces import ARCH_FILE, ArchRecord, SharingPolicy
 from trainer.typed_config import CONFIG_FILE, load_config
 
-from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
+from nas.bench.table import table_config
 from nas.ranking.supernet_proxy import supernet_scores
 from nas.supernet.config import GumbelConfig
 from nas.supernet.rundir import build_space
@@ -34,7 +33,7 @@ def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = No
     cfg = load_config(run / CONFIG_FILE, GumbelConfig)
     space, budget = build_space(cfg), cfg.search.budget_params
     overrides = [f"heldout.pairs={heldout_pairs}"] if heldout_pairs else []
-    bench_cfg = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig, overrides)
+    bench_cfg = table_config(table, overrides)
     entries = table["policies"]
     candidates: dict[str, SharingPolicy] = {}
     for name, entry in entries.items():

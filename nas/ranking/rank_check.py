@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from search_spaces import ARCH_FILE, ArchRecord, SharingPolicy
 from trainer import atomic
@@ -29,8 +28,8 @@ from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
 
-from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
+from nas.bench.table import table_config
 from nas.ranking.config import RankCheckConfig
 from nas.ranking.statistics import rank_agreement
 from nas.ranking.supernet_proxy import searched_run, supernet_scores
@@ -79,7 +78,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     cfg = load_config(config, RankCheckConfig, list(overrides))
     bench_path = _relative(config, cfg.bench)
     table = read_bench_table(bench_path)
-    bench_cfg = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig)
+    bench_cfg = table_config(table)
     search_cfg = load_config(_relative(config, cfg.search), GumbelConfig)
     space = build_space(search_cfg)
     policies: dict[str, SharingPolicy] = {}
