@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from search_spaces import SUBLAYERS
+from search_spaces import ARCH_FILE, SUBLAYERS, ArchRecord
 from trainer import atomic
 from trainer.metrics import read_metrics
 from trainer.typed_config import ConfigError
@@ -194,12 +194,12 @@ def bench_report(table: dict[str, Any]) -> Report:
 def run_report(run_dir: Path) -> Report:
     records = read_metrics(run_dir)
     if (run_dir / "supernet.safetensors").is_file() or (run_dir / "gates.json").is_file():
-        arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").is_file() else None
+        arch = ArchRecord.load(run_dir / ARCH_FILE) if (run_dir / ARCH_FILE).is_file() else None
         report = Report(f"Gumbel search {run_dir.name}")
         report.figures.append(("Gates", gate_trajectories(records)))
-        if arch:
-            report.figures.append(("Derived policy", sharing_heatmap([(arch["policy"]["name"], arch["policy"])])))
-            cands = arch["provenance"].get("candidates", [])
+        if arch is not None:
+            report.figures.append(("Derived policy", sharing_heatmap([(arch.policy.name, arch.policy.to_dict())])))
+            cands = arch.provenance.get("candidates", [])
             if cands:
                 report.tables.append(("Candidates scored with inherited weights", pd.DataFrame(cands).drop(columns=["policy"], errors="ignore")))
         return report

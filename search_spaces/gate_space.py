@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .policy import SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy, default_adapter_kernels
+from .policy import (
+    CHOICES, MAX_FUSION_STAGES, SHARED, SPECIFIC, SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy,
+    default_adapter_kernels,
+)
 from .presets import paper_fusion_layers
 from .sizes import ModelSize, get_size
 
-SHARED, SPECIFIC = 0, 1
+SHARED_OPTION, SPECIFIC_OPTION = CHOICES.index(SHARED), CHOICES.index(SPECIFIC)
+"""A layer gate's options: option i is the sharing choice `CHOICES[i]`."""
 OFF, ON = 0, 1
-MAX_FUSION = 5
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class GateSpace:
 
     def __post_init__(self) -> None:
         fl, n = list(self.fusion_layers), self.size.layers
-        if len(fl) > MAX_FUSION:
-            raise PolicyError(f"search.fusion_layers: {len(fl)} candidates; the parallel branch has at most {MAX_FUSION} stages")
+        if len(fl) > MAX_FUSION_STAGES:
+            raise PolicyError(f"search.fusion_layers: {len(fl)} candidates; the parallel branch has at most {MAX_FUSION_STAGES} stages")
         if fl != sorted(set(fl)) or any(not 1 <= layer < n for layer in fl):
             raise PolicyError(f"search.fusion_layers: {fl} must be strictly increasing layer indices in 1..{n - 1}")
         if fl and self.size.patch_size < 2:
@@ -72,7 +75,7 @@ class GateSpace:
         return names + [f"fusion.L{layer:02d}" for layer in self.fusion_layers]
 
     def option_names(self, gate: int) -> tuple[str, str]:
-        return ("shared", "specific") if gate < self.num_layer_gates else ("off", "on")
+        return CHOICES if gate < self.num_layer_gates else ("off", "on")
 
     def branch_spec(self, layers: tuple[int, ...]) -> ParallelBranchSpec:
         return ParallelBranchSpec(layers, default_adapter_kernels(self.size.patch_size, len(layers)), dwconv=True)
@@ -95,7 +98,7 @@ class GateSpace:
             raise ValueError(f"{len(choices)} gate choices for a space of {self.num_gates} gates")
         out = list(choices)
         for g in self.forced(out):
-            out[g] = SPECIFIC
+            out[g] = SPECIFIC_OPTION
         return out
 
     def flip(self, choices: list[int], gate: int) -> list[int]:
@@ -105,13 +108,13 @@ class GateSpace:
         every single flip's reach."""
         out = [1 - c if i == gate else c for i, c in enumerate(choices)]
         for g in set(self.forced(choices)) - set(self.forced(out)):
-            out[g] = SHARED
+            out[g] = SHARED_OPTION
         return self.normalize(out)
 
     def to_policy(self, choices: list[int], name: str = "custom") -> SharingPolicy:
         choices = self.normalize(choices)
         layers = tuple(
-            LayerSharing(**{sub: ("shared" if choices[self.layer_gate(i, sub)] == SHARED else "specific") for sub in SUBLAYERS})
+            LayerSharing(**{sub: CHOICES[choices[self.layer_gate(i, sub)]] for sub in SUBLAYERS})
             for i in range(self.size.layers)
         )
         fusion = self.enabled_fusion(choices)
@@ -127,10 +130,10 @@ class GateSpace:
             raise PolicyError(f"{where}: text_width {policy.text_width} differs from the width {self.size.width} the supernet uses")
         if policy.early_specialization and not self.early_specialization:
             raise PolicyError(f"{where}: it uses early specialization; set search.early_specialization: true")
-        choices = [SHARED] * self.num_gates
+        choices = [SHARED_OPTION] * self.num_gates
         for i, layer in enumerate(policy.layers):
             for sub in SUBLAYERS:
-                choices[self.layer_gate(i, sub)] = SHARED if layer.is_shared(sub) else SPECIFIC
+                choices[self.layer_gate(i, sub)] = CHOICES.index(getattr(layer, sub))
         if self.early_specialization:
             choices[self.es_gate] = ON if policy.early_specialization else OFF
         pb = policy.parallel_branch
@@ -187,7 +190,7 @@ class ParamCostModel:
         total = self.base + (self.stem if es else self.patch)
         for g, n in enumerate(self.sublayer):
             text_only = es and g < len(SUBLAYERS)
-            total += n if text_only or choices[g] == SHARED else 2 * n
+            total += n if text_only or choices[g] == SHARED_OPTION else 2 * n
         return total + self.fusion[self.space.enabled_fusion(choices)]
 
     def expected(self, probs: torch.Tensor) -> torch.Tensor:
@@ -196,7 +199,7 @@ class ParamCostModel:
         space = self.space
         probs = probs.double()
         sizes = torch.tensor(self.sublayer, dtype=probs.dtype, device=probs.device)
-        p_specific = probs[: space.num_layer_gates, SPECIFIC]
+        p_specific = probs[: space.num_layer_gates, SPECIFIC_OPTION]
         per_gate = sizes * (1.0 + p_specific)
         first = len(SUBLAYERS)
         if space.early_specialization:
@@ -217,7 +220,7 @@ class ParamCostModel:
         space, counts = self.space, []
         es_options = (OFF, ON) if space.early_specialization else (OFF,)
         subsets = list(self.fusion)
-        for layer_choice, es, subset in itertools.product((SHARED, SPECIFIC), es_options, subsets):
+        for layer_choice, es, subset in itertools.product((SHARED_OPTION, SPECIFIC_OPTION), es_options, subsets):
             choices = [layer_choice] * space.num_layer_gates
             if space.early_specialization:
                 choices.append(es)

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .policy import SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
+from .policy import MAX_FUSION_STAGES, SUBLAYERS, LayerSharing, ParallelBranchSpec, PolicyError, SharingPolicy
 from .presets import PRESET_NAMES, get_preset, share_last
 from .sizes import ModelSize, get_size
 
@@ -35,7 +35,6 @@ Layout = Literal["share_last", "mask", "sublayers"]
 LAYOUTS: tuple[str, ...] = ("share_last", "mask", "sublayers")
 PRESET_PREFIX = "preset:"
 NO_SUBLAYER = "none"
-MAX_FUSION_LAYERS = 5
 
 
 def combo_name(layer: LayerSharing) -> str:
@@ -89,7 +88,7 @@ class LayoutSpaceConfig:
     """Search the parallel branch; false: fixed off."""
     fusion_layers: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 10])
     """Candidate fusion layers (0-based, >= 1); the search picks 1..max_fusion_layers of them."""
-    max_fusion_layers: int = MAX_FUSION_LAYERS
+    max_fusion_layers: int = MAX_FUSION_STAGES
     """The most fusion layers a policy has (1..5)."""
     adapter_kernels: bool = True
     """Search whether each adapter kernel halves; false: fixed to halving at every stage."""
@@ -114,8 +113,8 @@ class LayoutSpaceConfig:
         self.sublayer_combos = canonical
         if self.share_last_k is not None and not 0 <= self.share_last_k[0] <= self.share_last_k[1]:
             raise PolicyError(f"space.share_last_k: {list(self.share_last_k)} must be [low, high] with 0 <= low <= high")
-        if not 1 <= self.max_fusion_layers <= MAX_FUSION_LAYERS:
-            raise PolicyError(f"space.max_fusion_layers: {self.max_fusion_layers} must be in 1..{MAX_FUSION_LAYERS}")
+        if not 1 <= self.max_fusion_layers <= MAX_FUSION_STAGES:
+            raise PolicyError(f"space.max_fusion_layers: {self.max_fusion_layers} must be in 1..{MAX_FUSION_STAGES}")
         if self.parallel_branch:
             if not self.fusion_layers:
                 raise PolicyError("space.fusion_layers: empty; list candidate fusion layers or set space.parallel_branch: false")

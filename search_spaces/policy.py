@@ -21,6 +21,10 @@ SUBLAYERS: tuple[str, ...] = ("attn", "ffn", "ln1", "ln2")
 SHARED = "shared"
 SPECIFIC = "specific"
 Choice = Literal["shared", "specific"]
+CHOICES: tuple[Choice, ...] = (SHARED, SPECIFIC)
+"""The sharing choices in the order of a Gumbel layer gate's options (`gate_space.SHARED_OPTION`, `SPECIFIC_OPTION`)."""
+MAX_FUSION_STAGES = 5
+"""The parallel branch's stages: a policy fuses it into at most this many layers."""
 
 
 class PolicyError(ValueError):
@@ -133,9 +137,9 @@ class SharingPolicy:
     def _check_branch(self, pb: ParallelBranchSpec) -> None:
         n = len(self.layers)
         if not pb.fusion_layers:
-            raise PolicyError("parallel_branch.fusion_layers: empty; give 1 to 5 layer indices or set parallel_branch to null")
-        if len(pb.fusion_layers) > 5:
-            raise PolicyError(f"parallel_branch.fusion_layers: {len(pb.fusion_layers)} entries; the branch has at most 5 stages")
+            raise PolicyError(f"parallel_branch.fusion_layers: empty; give 1 to {MAX_FUSION_STAGES} layer indices or set parallel_branch to null")
+        if len(pb.fusion_layers) > MAX_FUSION_STAGES:
+            raise PolicyError(f"parallel_branch.fusion_layers: {len(pb.fusion_layers)} entries; the branch has at most {MAX_FUSION_STAGES} stages")
         if pb.adapter_kernels is not None and len(pb.adapter_kernels) != len(pb.fusion_layers):
             raise PolicyError(
                 f"parallel_branch.adapter_kernels: {len(pb.adapter_kernels)} kernels for {len(pb.fusion_layers)} fusion layers; "

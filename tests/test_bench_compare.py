@@ -44,3 +44,18 @@ def test_the_knee_is_the_shortest_length_within_one_standard_error_of_the_best()
     assert study["knee_steps"] == 40 and study["knee_epochs"] == 4  # 0.66 >= 0.70 - 0.092; 0.30 is not
     with pytest.raises(ValueError, match="two or more lengths"):
         length_comparison(tables[:1])
+
+
+def test_a_table_s_config_is_parsed_in_one_place_from_its_yaml_text():
+    import json
+    from pathlib import Path
+
+    from nas.bench.config import BenchConfig
+    from nas.bench.table import table_config
+
+    root = Path(__file__).resolve().parents[1]
+    table = json.loads((root / "experiments" / "results" / "sharebench-tiny.json").read_text())
+    cfg = table_config(table)
+    assert cfg.name == "sharebench-tiny" and cfg.space.size == "tiny"
+    assert table_config(table, ["heldout.pairs=512"]).heldout.pairs == 512
+    assert table_config({}) == table_config({"config": None}) == BenchConfig()  # a table without a config: the defaults

@@ -148,7 +148,7 @@ def test_a_non_shared_export_loads_in_open_clip(tmp_path):
     logging.getLogger().setLevel(logging.ERROR)
     model = build_model("clip", "tiny").eval()
     record = save_exported(model, tmp_path, {}, {}, {})
-    assert record["open_clip"]["config"] == "open_clip_config.json"
+    assert record.open_clip["config"] == "open_clip_config.json"
     theirs, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{tmp_path}")
     ours, reference = embeddings(model), embeddings(theirs, model.size)
     for key in ("image", "text"):

@@ -90,10 +90,10 @@ def test_a_tight_budget_yields_a_smaller_policy_within_the_budget(tmp_path):
     low, high = free.cost.extremes()
     budget = low + (high - low) // 6
     tight, tight_arch = _gate_phase(tmp_path / "tight", budget)
-    assert tight_arch["params"]["total"] <= budget < free_arch["params"]["total"]
+    assert tight_arch.params.total <= budget < free_arch.params.total
     expected = lambda s: float(s.cost.expected(torch.softmax(s.logits.detach(), dim=-1)))
     assert expected(tight) < expected(free)
-    argmax = next(c for c in tight_arch["provenance"]["candidates"] if c["source"] == "argmax" or "argmax" in c["also_drawn_as"])
+    argmax = next(c for c in tight_arch.provenance["candidates"] if c["source"] == "argmax" or "argmax" in c["also_drawn_as"])
     assert argmax["within_budget"]
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from nas.supernet.gates import GateSample, gate_generator, sample_hard
 from nas.supernet.model import GatedSlot, PatchOrStem, Supernet
 from search_spaces import PolicyError, build_model, count_params, get_preset, get_size
-from search_spaces.gate_space import ON, SHARED, SPECIFIC, GateSpace
+from search_spaces.gate_space import ON, SHARED_OPTION, SPECIFIC_OPTION, GateSpace
 
 TINY = get_size("tiny")
 
@@ -103,7 +103,7 @@ def test_cost_model_is_exact_for_random_policies(supernet):
     assert low == count_params("share-all", TINY).total and high > count_params("clip-t768", TINY).total
     probs = torch.full((space.num_gates, 2), 0.5, requires_grad=True)
     cost.expected(probs).backward()
-    assert (probs.grad[: space.num_layer_gates, SPECIFIC] > 0).all()
+    assert (probs.grad[: space.num_layer_gates, SPECIFIC_OPTION] > 0).all()
 
 
 def test_choices_and_policies_round_trip(supernet):
@@ -111,7 +111,7 @@ def test_choices_and_policies_round_trip(supernet):
     for preset in ("msclip", "msclip-s", "share-attn-only", "msclip-pb"):
         policy = get_preset(preset, TINY)
         assert space.to_policy(space.from_policy(policy)) == policy
-    choices = [SHARED] * space.num_gates
+    choices = [SHARED_OPTION] * space.num_gates
     choices[space.es_gate] = ON
     policy = space.to_policy(choices)
     assert policy.early_specialization and not policy.layers[0].any_shared

@@ -13,8 +13,8 @@ from nas.supernet.diagnostics import shared_path
 from nas.supernet.gates import GateSample, probabilities
 from nas.supernet.model import Supernet
 from nas.supernet.search import GumbelSearch, run_gumbel_search
-from search_spaces import SharingPolicy, build_model, count_params, get_preset, get_size
-from search_spaces.gate_space import SPECIFIC, GateSpace
+from search_spaces import SUBLAYERS, SharingPolicy, build_model, count_params, get_preset, get_size
+from search_spaces.gate_space import SPECIFIC_OPTION, GateSpace
 from trainer.distributed import World
 
 from tests.test_gumbel_search import short_config
@@ -40,7 +40,7 @@ def test_sandwich_steps_visit_both_extreme_paths(tmp_path):
     for step in (0, 7):
         paths = search._weight_paths(step)
         assert len(paths) == 4
-        assert paths[2] == shared_path(space).choices and paths[3] == [SPECIFIC] * space.num_gates
+        assert paths[2] == shared_path(space).choices and paths[3] == [SPECIFIC_OPTION] * space.num_gates
         assert paths[0] == [1 - c for c in paths[1]]  # the fair pair is still there
     plain = _search(tmp_path / "plain")
     assert len(plain._weight_paths(0)) == 2
@@ -118,11 +118,11 @@ def test_decoupled_search_trains_no_gates_and_evolves_a_policy_within_the_budget
     result = run_gumbel_search(cfg, tmp_path / "run", retrain=False)
     gates = json.loads((tmp_path / "run" / "gates.json").read_text())["gates"]
     assert all(g["logits"] == [0.0, 0.0] for g in gates.values())
-    candidates = result.arch["provenance"]["candidates"]
+    candidates = result.arch.provenance["candidates"]
     assert len(candidates) > 6 and all(c["params"] <= budget for c in candidates)
     assert any(c["source"].startswith("gen") for c in candidates)
-    assert result.arch["params"]["total"] <= budget
-    assert result.arch["provenance"]["selection"]["method"] == "evolution"
+    assert result.arch.params.total <= budget
+    assert result.arch.provenance["selection"]["method"] == "evolution"
 
 
 def test_decoupled_mode_needs_the_evolutionary_derivation():
@@ -153,7 +153,7 @@ def test_a_killed_search_resumes_to_the_same_gates_and_weights(tmp_path, monkeyp
     assert gates[0] == gates[1]
     weights = [load_file(str(tmp_path / run / "supernet.safetensors")) for run in ("whole", "killed")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    assert resumed.arch["policy"] == whole.arch["policy"]
+    assert resumed.arch.policy == whole.arch.policy
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no duplicated metric lines after the resume
 
@@ -188,13 +188,12 @@ def test_the_conflict_search_makes_the_most_conflicting_sublayers_specific_withi
     cosines = json.loads((tmp_path / "c" / "conflict.json").read_text())["cosines"]
     assert len(cosines) == 48 and all(-1.0 <= v <= 1.0 for v in cosines.values())
     assert list(cosines.values()) == sorted(cosines.values())  # most conflicting first
-    assert share_all < record["params"]["total"] <= budget
-    layers = record["policy"]["layers"]
-    specific = [f"L{i:02d}.{sub}" for i, layer in enumerate(layers) for sub, how in layer.items() if how == "specific"]
+    assert share_all < record.params.total <= budget
+    policy = record.policy
+    specific = [f"L{i:02d}.{sub}" for i, layer in enumerate(policy.layers) for sub in SUBLAYERS if not layer.is_shared(sub)]
     from nas.conflict.search import Conflicts
 
     conflicts = Conflicts(cosines, 0.0)
-    policy = SharingPolicy.from_dict(record["policy"])
     for name in set(cosines) - set(specific):  # greedy to the end: nothing else fits
         i, sub = int(name[1:3]), name[4:]
         layers = list(policy.layers)
@@ -206,7 +205,7 @@ def test_the_conflict_search_makes_the_most_conflicting_sublayers_specific_withi
     assert conflicts.score(get_preset("share-all", TINY)) == 0.0
     # rerunning reuses the measured cosines instead of training again
     again = run_conflict_search(_conflict_config(budget), tmp_path / "c")
-    assert again["policy"] == record["policy"]
+    assert again.policy == record.policy
 
 
 def test_a_fine_tune_moves_the_inherited_weights_and_lowers_the_loss_it_trains_on():
@@ -247,7 +246,7 @@ def test_few_shot_children_start_from_the_parent_and_fix_their_split_gate(tmp_pa
     assert any(not torch.equal(children[0][k], children[1][k]) for k in children[0])
     gates = json.loads((run / "gates.json").read_text())
     assert gates["few_shot"]["files"] == {"0": "supernet.es=0.safetensors", "1": "supernet.es=1.safetensors"}
-    sources = [c["source"] for c in result.arch["provenance"]["candidates"]]
+    sources = [c["source"] for c in result.arch.provenance["candidates"]]
     assert any(s.startswith("es=0:") for s in sources) and any(s.startswith("es=1:") for s in sources)
     from nas.supernet.rundir import weights_file
 
@@ -274,14 +273,14 @@ def test_a_few_shot_search_killed_in_its_second_child_resumes_to_the_same_result
     for v in (0, 1):
         a, b = (load_file(str(tmp_path / run / f"supernet.es={v}.safetensors")) for run in ("whole", "killed"))
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.arch["policy"] == whole.arch["policy"]
+    assert resumed.arch.policy == whole.arch.policy
 
 
 def test_derivation_can_fine_tune_each_candidate_before_scoring_it(tmp_path):
     cfg = short_config(eval=NO_EVAL, derive={"finetune_steps": 2, "samples": 2, "batch_size": 16, "bn_recalibration_batches": 1})
     result = run_gumbel_search(cfg, tmp_path / "run", retrain=False)
-    candidates = result.arch["provenance"]["candidates"]
+    candidates = result.arch.provenance["candidates"]
     assert all("inherited_val_loss" in c for c in candidates)
     assert all(c["val_loss"] != c["inherited_val_loss"] for c in candidates)  # the fine-tune moved every candidate
-    assert result.arch["provenance"]["selection"]["finetune_steps"] == 2
+    assert result.arch.provenance["selection"]["finetune_steps"] == 2
     assert candidates[0]["val_loss"] == min(c["val_loss"] for c in candidates if c["within_budget"])

@@ -23,12 +23,11 @@ from statistics import mean
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.stats import kendalltau, spearmanr
 
-from trainer.typed_config import load_config, to_dict
+from trainer.typed_config import to_dict
 
-from nas.bench.config import BenchConfig
+from nas.bench.table import table_config
 from nas.pareto.front import hypervolume, pareto_mask, to_minimization
 from nas.pareto.objectives import default_reference
 
@@ -44,7 +43,7 @@ def spec_key(spec: dict[str, Any]) -> str:
 
 
 def reference_point(table: dict[str, Any]) -> tuple[float, float]:
-    size = yaml.safe_load(table["config"])["space"]["size"]  # the bench config, as YAML text
+    size = table_config(table).space.size
     return float(table["chance"]["val_loss"]), default_reference(size, ["params"])["params"]
 
 
@@ -70,7 +69,7 @@ def bench_points(table: dict[str, Any], source: str = "bench", seeds: Sequence[i
 
 def _recipe(table: dict[str, Any]) -> dict[str, Any]:
     """The recipe keys of a table's bench config, defaults filled in (a table may predate a key)."""
-    config = to_dict(load_config(yaml.safe_load(table["config"]), BenchConfig))
+    config = to_dict(table_config(table))
     return {key: config[key] for key in RECIPE_KEYS}
 
 

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from search_spaces import SUBLAYERS, PolicyError, SharingPolicy, get_size, resolve_policy
-from search_spaces.gate_space import SHARED, SPECIFIC, GateSpace
+from search_spaces.gate_space import SHARED_OPTION, SPECIFIC_OPTION, GateSpace
 
 from nas.bench.config import LoadedBench
 
@@ -36,7 +36,7 @@ def random_policies(space: GateSpace, count: int, strata: int, seed: int) -> lis
     out = []
     for j in range(count):
         stratum = j % strata
-        choices = [SPECIFIC] * space.num_gates
+        choices = [SPECIFIC_OPTION] * space.num_gates
         es = space.early_specialization and rng.random() < 0.5
         if space.early_specialization:
             choices[space.es_gate] = int(es)
@@ -45,7 +45,7 @@ def random_policies(space: GateSpace, count: int, strata: int, seed: int) -> lis
         free = [g for g in range(total) if not (es and g < len(SUBLAYERS))]
         k = min(rng.randint(edges[stratum], max(edges[stratum], edges[stratum + 1] - 1)), len(free))
         for g in rng.sample(free, k):
-            choices[g] = SHARED
+            choices[g] = SHARED_OPTION
         out.append(space.to_policy(choices, name=f"random-{j + 1:02d}"))
     return out
 

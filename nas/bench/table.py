@@ -6,6 +6,7 @@ directions. Every run records the precision it was scored in; the table states i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,14 @@ def score_precision(policies: dict[str, dict[str, Any]]) -> str:
     return "mixed (runs per precision): " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
-def _bench_config(text: str | None) -> BenchConfig:
-    return load_config(yaml.safe_load(text or "") or {}, BenchConfig)
+def _bench_config(text: str | None, overrides: Sequence[str] = ()) -> BenchConfig:
+    return load_config(yaml.safe_load(text or "") or {}, BenchConfig, overrides)
+
+
+def table_config(table: dict[str, Any], overrides: Sequence[str] = ()) -> BenchConfig:
+    """The bench config a table was built with (its `config`: the YAML text of the bench's config.yaml;
+    none: the defaults), with `overrides` applied. The one place a table's config is parsed."""
+    return _bench_config(table.get("config"), overrides)
 
 
 def _heldout(config: str | None) -> HeldOutSection | None:

@@ -31,14 +31,11 @@ def picks_note(table: dict[str, Any], pairs: int) -> str:
     """How to read the picks table, from the bench `table` itself: the chance level of the held-out
     loss on the `pairs` pairs the inherited weights are scored on and on the bench's own held-out
     set, and how long the bench's standalone trainings ran."""
-    import yaml
-
     from trainer.evaluation.chance import contrastive_chance
-    from trainer.typed_config import load_config
 
-    from nas.bench.config import BenchConfig
+    from nas.bench.table import table_config
 
-    h = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig).heldout
+    h = table_config(table).heldout
     inherited, standalone = contrastive_chance(pairs, h.batch_size), contrastive_chance(h.pairs, h.batch_size)
     chance = f"{inherited:.2f}" if round(inherited, 2) == round(standalone, 2) else f"{inherited:.2f} inherited, {standalone:.2f} standalone"
     epochs = sorted({run["curve"][-1]["epoch"] for entry in table["policies"].values() for run in entry["runs"]})
@@ -97,6 +94,6 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Parent folde
     typer.echo(f"  derived vs msclip     {out / 'picks.md'}")
     typer.echo(f"  optuna results        {study.out_dir / 'results.md'} and results.csv")
     typer.echo(f"  optuna storage        {study.storage}  (watch: sharenas dashboard --storage {study.storage})")
-    typer.echo(f"  exported model        {out / 'export'}  ({exported['params']['total']:,} parameters; "
+    typer.echo(f"  exported model        {out / 'export'}  ({exported.params.total:,} parameters; "
                "load: search_spaces.load_exported(DIR))")
     typer.echo(f"  reports               {out / 'gumbel-report.html'} and {out / 'optuna-report.html'}")

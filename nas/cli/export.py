@@ -18,7 +18,7 @@ def export(
     onnx: bool = typer.Option(False, "--onnx", help="Also export the image and text encoders to ONNX, checked with onnxruntime."),
 ) -> None:
     """Export a derived architecture: arch.json + weights + model card; loads with search_spaces.load_exported."""
-    from search_spaces import ExportError, PolicyError
+    from search_spaces import ArchError, PolicyError
     from trainer.run import USER_ERRORS
 
     from nas.discrete.storage import StorageError
@@ -26,13 +26,12 @@ def export(
 
     try:
         record = run_export(source, out, storage, study, trial, onnx)
-    except (*USER_ERRORS, ExportError, PolicyError, StorageError) as exc:
+    except (*USER_ERRORS, ArchError, PolicyError, StorageError) as exc:
         raise error_exit(exc) from None
     except ImportError as exc:
         raise error_exit(f"{exc}; install onnx and onnxruntime for --onnx") from None
-    params = record["params"]
-    typer.echo(f"exported {record['policy']['name']} ({record['size']}, {params['total']:,} parameters, weights {record['weights_origin']}) -> {out}")
-    if "open_clip" in record:
+    typer.echo(f"exported {record.policy.name} ({record.size}, {record.params.total:,} parameters, weights {record.weights_origin}) -> {out}")
+    if record.open_clip is not None:
         typer.echo(f"  open_clip: open_clip.create_model_and_transforms('local-dir:{out}')")
-    if "onnx" in record:
-        typer.echo(f"  onnx: {out / record['onnx']['image']}, {out / record['onnx']['text']} (max |diff| vs PyTorch {record['onnx']['max_abs_diff']:.1e})")
+    if record.onnx is not None:
+        typer.echo(f"  onnx: {out / record.onnx['image']}, {out / record.onnx['text']} (max |diff| vs PyTorch {record.onnx['max_abs_diff']:.1e})")

@@ -34,13 +34,13 @@ def conflict(
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
         raise error_exit(exc, 1) from None
-    p = record["provenance"]
-    table = Table(title=f"conflict search: {run_dir} ({p['search_seconds']:.0f} s); policy {run_dir / 'policy.json'}, {record['params']['total']:,} parameters")
+    p = record.provenance
+    table = Table(title=f"conflict search: {run_dir} ({p['search_seconds']:.0f} s); policy {run_dir / 'policy.json'}, {record.params.total:,} parameters")
     table.add_column("sublayer (most conflicting first)")
     table.add_column("image/text gradient cosine", justify="right")
     table.add_column("made specific", justify="right")
-    policy = record["policy"]["layers"]
+    layers = record.policy.layers
     for name, cosine in p["most_conflicting"].items():
         layer, sub = name.split(".")
-        table.add_row(name, f"{cosine:+.3f}", "yes" if policy[int(layer[1:])][sub] == "specific" else "no")
+        table.add_row(name, f"{cosine:+.3f}", "no" if layers[int(layer[1:])].is_shared(sub) else "yes")
     Console().print(table)

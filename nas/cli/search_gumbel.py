@@ -3,11 +3,14 @@ one line and exit with code 2."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from nas.cli.console import error_exit, search_user_errors
+
+if TYPE_CHECKING:
+    from search_spaces import ArchRecord
 
 
 def gumbel(
@@ -39,19 +42,19 @@ def gumbel(
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
         raise error_exit(exc, 1) from None
-    if result.arch:
+    if result.arch is not None:
         _print_arch(result.arch, result.run_dir, result.seconds)
 
 
-def _print_arch(arch: dict, run_dir: Path, seconds: float) -> None:
+def _print_arch(arch: ArchRecord, run_dir: Path, seconds: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"gumbel search: {run_dir} ({seconds:.0f} s); selected {arch['provenance']['selected']} (inherited weights)")
+    table = Table(title=f"gumbel search: {run_dir} ({seconds:.0f} s); selected {arch.provenance['selected']} (inherited weights)")
     columns = ("candidate", "params", "arch-split loss (nats)", "zero-shot top-1 %, mean over the zero-shot tasks", "within budget")
     for column in columns:
         table.add_column(column, justify="left" if column == "candidate" else "right")
-    for c in arch["provenance"]["candidates"][:12]:
+    for c in arch.provenance["candidates"][:12]:
         zs = c.get("zeroshot")
         table.add_row(c["source"], f"{c['params']:,}", f"{c['val_loss']:.3f}", "-" if zs is None else f"{zs:.1f}", "yes" if c["within_budget"] else "no")
     Console().print(table)

@@ -11,9 +11,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from search_spaces import SUBLAYERS, LayerSharing, SharingPolicy, count_params, get_size
+from search_spaces import ARCH_FILE, POLICY_FILE, SUBLAYERS, ArchRecord, LayerSharing, SharingPolicy, count_params, get_size
 from search_spaces.model.transformer import SUBLAYER_MODULES
 from trainer import atomic
 from trainer.config import ModelConfig, TrainConfig
@@ -114,7 +113,7 @@ def conflict_policy(conflicts: Conflicts, cfg: ConflictConfig) -> SharingPolicy:
     return policy_of(specific)
 
 
-def run_conflict_search(cfg: ConflictConfig, out: str | Path) -> dict[str, Any]:
+def run_conflict_search(cfg: ConflictConfig, out: str | Path) -> ArchRecord:
     """Measure the conflicts (or reuse them) and write the derived policy; returns arch.json's record."""
     out = Path(out)
     saved = out / CONFIG_FILE
@@ -125,16 +124,12 @@ def run_conflict_search(cfg: ConflictConfig, out: str | Path) -> dict[str, Any]:
     print(f"conflict search: share-all at size {cfg.size}, then gradient cosines over {cfg.conflict.batches} batches -> {out}", file=sys.stderr)
     conflicts = measure_conflicts(cfg, out)
     policy = conflict_policy(conflicts, cfg)
-    counts = count_params(policy, cfg.size)
-    record = {
-        "schema": "sharenas/arch/v1", "size": cfg.size, "policy": policy.to_dict(), "params": counts.to_dict(), "metrics": {},
-        "provenance": {
-            "search": "conflict", "config": to_dict(cfg), "budget": cfg.conflict.budget_params, "search_seconds": conflicts.seconds,
-            "most_conflicting": dict(list(conflicts.cosines.items())[:10]),
-        },
-    }
-    atomic.write_json(out / "arch.json", record)
-    atomic.write_with(out / "policy.json", policy.save)
+    record = ArchRecord(cfg.size, policy, count_params(policy, cfg.size), provenance={
+        "search": "conflict", "config": to_dict(cfg), "budget": cfg.conflict.budget_params, "search_seconds": conflicts.seconds,
+        "most_conflicting": dict(list(conflicts.cosines.items())[:10]),
+    })
+    atomic.write_with(out / ARCH_FILE, record.save)
+    atomic.write_with(out / POLICY_FILE, policy.save)
     return record
 
 

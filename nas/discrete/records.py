@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import ARCH_SCHEMA, LayoutSpace, ParamCount, SharingPolicy, count_params, get_preset
+from search_spaces import ArchRecord, LayoutSpace, ParamCount, SharingPolicy, count_params, get_preset
 from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged
 from trainer.typed_config import ConfigError, to_dict
@@ -75,20 +75,11 @@ def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def arch_record(
     policy: SharingPolicy, train_cfg: TrainConfig, counts: ParamCount, metrics: dict[str, float], provenance: dict[str, Any]
-) -> dict[str, Any]:
+) -> ArchRecord:
     """`arch.json` of a trial: what to rebuild and how it did."""
     train_dict = to_dict(train_cfg)
     train_dict["model"]["policy"] = policy.name
-    return {
-        "schema": ARCH_SCHEMA,
-        "policy": policy.to_dict(),
-        "size": train_cfg.model.size,
-        "model": train_dict["model"],
-        "train_config": train_dict,
-        "params": counts.to_dict(),
-        "metrics": metrics,
-        "provenance": provenance,
-    }
+    return ArchRecord(train_cfg.model.size, policy, counts, metrics, provenance, model=train_dict["model"], train_config=train_dict)
 
 
 def baseline_params(space: LayoutSpace, name: str) -> dict[str, Any]:

@@ -283,5 +283,5 @@ class StudyWorker:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra,
         }
         path = run_dir / ARCH_FILE
-        atomic.write_json(path, arch_record(policy, cfg, counts, metrics, provenance))
+        atomic.write_with(path, arch_record(policy, cfg, counts, metrics, provenance).save)
         upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial, mimetype="application/json")

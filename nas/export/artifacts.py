@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces import SharedCLIP, build_model, save_exported
+from search_spaces import ARCH_FILE, ArchRecord, SharedCLIP, build_model, save_exported
 from trainer import atomic
 from trainer.checkpoint import latest_checkpoint, load_model_weights, read_state
 from trainer.config import TrainConfig
@@ -69,28 +69,26 @@ def from_gumbel_run(run_dir: Path) -> Exportable:
     from nas.supernet.config import GumbelConfig
     from nas.supernet.rundir import build_supernet, weights_file
 
-    arch_file = run_dir / "arch.json"
+    arch_file = run_dir / ARCH_FILE
     if not arch_file.is_file():
         raise ConfigError(f"{run_dir} holds no arch.json: the search did not finish; rerun it")
-    arch = json.loads(arch_file.read_text())
+    arch = ArchRecord.load(arch_file)
     if (run_dir / "retrain" / "checkpoints").is_dir():
         exported = from_training_run(run_dir / "retrain")
-        exported.provenance.update(search="gumbel", search_run=str(run_dir.resolve()), selected=arch["provenance"].get("selected"))
-        exported.metrics = {**arch.get("metrics", {}), **exported.metrics}
+        exported.provenance.update(search="gumbel", search_run=str(run_dir.resolve()), selected=arch.provenance.get("selected"))
+        exported.metrics = {**arch.metrics, **exported.metrics}
         return exported
-    from search_spaces import SharingPolicy
-
     cfg = load_config(run_dir / CONFIG_FILE, GumbelConfig)
     supernet = build_supernet(cfg)
     space = supernet.space
-    policy = SharingPolicy.from_dict(arch["policy"])
+    policy = arch.policy
     supernet.load_state_dict(load_file(str(weights_file(run_dir, policy, space))))
     model = build_model(policy, space.size)
     model.load_state_dict(supernet.standalone_state_dict(policy), strict=True)
     provenance = {"source": "gumbel search", "search": "gumbel", "search_run": str(run_dir.resolve()),
-                  "selected": arch["provenance"].get("selected"), "search_seconds": arch["provenance"].get("search_seconds")}
+                  "selected": arch.provenance.get("selected"), "search_seconds": arch.provenance.get("search_seconds")}
     origin = "inherited from the supernet (not retrained: run `sharenas search gumbel --retrain` for trained weights)"
-    return Exportable(model, provenance, arch.get("metrics", {}), origin)
+    return Exportable(model, provenance, arch.metrics, origin)
 
 
 def from_study(storage: str, study_name: str, trial_number: int | None) -> Exportable:
@@ -166,14 +164,14 @@ def resolve_source(source: Path | None, storage: str | None, study: str | None, 
 
 
 def export(source: Path | None, out: Path, storage: str | None = None, study: str | None = None, trial: int | None = None,
-           onnx: bool = False) -> dict[str, Any]:
+           onnx: bool = False) -> ArchRecord:
     """Write the export directory; returns its arch.json record."""
     exported = resolve_source(source, storage, study, trial)
     record = save_exported(exported.model, out, exported.provenance, exported.metrics, package_versions(EXPORT_PACKAGES), exported.weights_origin)
     if onnx:
         from nas.export.onnx import export_onnx
 
-        record["onnx"] = export_onnx(exported.model, out)
-        atomic.write_json(out / "arch.json", record, default=str)
+        record.onnx = export_onnx(exported.model, out)
+        atomic.write_with(out / ARCH_FILE, record.save)
     return record
 

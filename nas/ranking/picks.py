@@ -8,18 +8,16 @@ std over seeds), beside `msclip`, `msclip-s` and the search's own derived policy
 only: it is usually not a bench policy)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from search_spaces import SharingPolicy
+from search_spaces import ARCH_FILE, ArchRecord, SharingPolicy
 from trainer.typed_config import CONFIG_FILE, load_config
 
-from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
+from nas.bench.table import table_config
 from nas.ranking.supernet_proxy import supernet_scores
 from nas.supernet.config import GumbelConfig
 from nas.supernet.rundir import build_space
@@ -35,7 +33,7 @@ def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = No
     cfg = load_config(run / CONFIG_FILE, GumbelConfig)
     space, budget = build_space(cfg), cfg.search.budget_params
     overrides = [f"heldout.pairs={heldout_pairs}"] if heldout_pairs else []
-    bench_cfg = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig, overrides)
+    bench_cfg = table_config(table, overrides)
     entries = table["policies"]
     candidates: dict[str, SharingPolicy] = {}
     for name, entry in entries.items():
@@ -44,8 +42,8 @@ def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = No
             continue
         if budget is None or entry["params"] <= budget or name in REFERENCES:
             candidates[name] = policy
-    arch = json.loads((run / "arch.json").read_text())
-    scored = {**candidates, DERIVED: SharingPolicy.from_dict(arch["policy"])}
+    arch = ArchRecord.load(run / ARCH_FILE)
+    scored = {**candidates, DERIVED: arch.policy}
     inherited = supernet_scores(run, bench_cfg, scored, None)["inherited"]
     eligible = [n for n in candidates if budget is None or entries[n]["params"] <= budget]
     picks = {
@@ -53,7 +51,7 @@ def proxy_picks(run: Path, table: dict[str, Any], heldout_pairs: int | None = No
         "params": max(eligible, key=lambda n: entries[n]["params"]),
         "specific_sublayers": max(eligible, key=lambda n: (specific_sublayers(candidates[n]), entries[n]["params"])),
     }
-    rows = [_row(DERIVED, "the search's derived policy", arch["params"]["total"], inherited[DERIVED], None)]
+    rows = [_row(DERIVED, "the search's derived policy", arch.params.total, inherited[DERIVED], None)]
     for proxy, name in picks.items():
         rows.append(_row(name, f"pick of the {proxy} proxy", entries[name]["params"], inherited[name], entries[name]))
     for name in REFERENCES:

@@ -21,16 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
-from search_spaces import SharingPolicy
+from search_spaces import ARCH_FILE, ArchRecord, SharingPolicy
 from trainer import atomic
 from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
 
-from nas.bench.config import BenchConfig
 from nas.bench.policies import in_space, specific_sublayers
+from nas.bench.table import table_config
 from nas.ranking.config import RankCheckConfig
 from nas.ranking.statistics import rank_agreement
 from nas.ranking.supernet_proxy import searched_run, supernet_scores
@@ -79,7 +78,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     cfg = load_config(config, RankCheckConfig, list(overrides))
     bench_path = _relative(config, cfg.bench)
     table = read_bench_table(bench_path)
-    bench_cfg = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig)
+    bench_cfg = table_config(table)
     search_cfg = load_config(_relative(config, cfg.search), GumbelConfig)
     space = build_space(search_cfg)
     policies: dict[str, SharingPolicy] = {}
@@ -118,7 +117,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     for proxy, sets in wanted:
         if proxy == "supernet" and cfg.supernet_run is not None:
             run = Path(cfg.supernet_run)
-            if not (run / "arch.json").is_file():
+            if not (run / ARCH_FILE).is_file():
                 raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
         else:
             run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
@@ -130,8 +129,8 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             subsets[proxy] = list(inside)
         finetune = cfg.finetune if cfg.finetune is not None and proxy in cfg.finetune.of else None
         entry = supernet_scores(run, bench_cfg, inside, finetune)
-        arch = json.loads((run / "arch.json").read_text())
-        runs[proxy] = {"run": str(run), "set": sets, "search_seconds": arch["provenance"].get("search_seconds"), "policies": len(inside)}
+        arch = ArchRecord.load(run / ARCH_FILE)
+        runs[proxy] = {"run": str(run), "set": sets, "search_seconds": arch.provenance.get("search_seconds"), "policies": len(inside)}
         for kind, suffix in (("inherited", ""), ("finetuned", f"+ft{cfg.finetune.steps}" if cfg.finetune else "")):
             if kind not in entry:
                 continue

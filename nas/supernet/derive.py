@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
-from search_spaces import ARCH_FILE, ARCH_SCHEMA, POLICY_FILE, GateSpace, ParamCostModel, SharingPolicy, count_params, get_size
+from search_spaces import ARCH_FILE, POLICY_FILE, ArchRecord, GateSpace, ParamCostModel, SharingPolicy, count_params, get_size
 from trainer import atomic
 from trainer.data import DataBundle
 from trainer.evaluation.precision import SCORE_PRECISION
@@ -210,23 +210,16 @@ def few_shot_candidates(
 
 def write_arch(
     out_dir: Path, winner: Candidate, found: list[Candidate], size: str, provenance: dict[str, Any], metrics: dict[str, float]
-) -> dict[str, Any]:
+) -> ArchRecord:
     """Write `arch.json` and the bare `policy.json` (what `SharingPolicy.load` and `sharenas params` read)."""
     policy = SharingPolicy.from_dict({**winner.policy.portable(get_size(size)).to_dict(), "name": "gumbel-derived"})
-    record = {
-        "schema": ARCH_SCHEMA,
-        "size": size,
-        "policy": policy.to_dict(),
-        "params": count_params(policy, size).to_dict(),
-        "metrics": metrics,
-        "provenance": {
-            **provenance,
-            "selected": winner.source,
-            "candidates": [c.to_dict() for c in sorted(found, key=lambda c: -c.metrics.get("score", float("-inf")))],
-        },
-    }
+    record = ArchRecord(size, policy, count_params(policy, size), metrics, {
+        **provenance,
+        "selected": winner.source,
+        "candidates": [c.to_dict() for c in sorted(found, key=lambda c: -c.metrics.get("score", float("-inf")))],
+    })
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out_dir / ARCH_FILE, record)
+    atomic.write_with(out_dir / ARCH_FILE, record.save)
     atomic.write_with(out_dir / POLICY_FILE, policy.save)
     return record
 
@@ -234,7 +227,7 @@ def write_arch(
 def derive_policy(
     cfg: GumbelConfig, out: Path, supernet: Supernet, cost: ParamCostModel, logits: torch.Tensor, bundle: DataBundle,
     device: torch.device, search_seconds: float,
-) -> dict[str, Any]:
+) -> ArchRecord:
     """Derive, score and write the policy of a finished search into `out` as its `derive:` section
     says (gates, evolution, or the few-shot children saved in `out`); returns the arch.json record."""
     d, space = cfg.derive, supernet.space

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from search_spaces.gate_space import OFF, SHARED, GateSpace, ParamCostModel
+from search_spaces.gate_space import OFF, SHARED_OPTION, GateSpace, ParamCostModel
 from trainer.evaluation.grad_conflict import modality_gradient_cosines
 
 from nas.supernet.gates import GateSample, entropy, probabilities
@@ -38,7 +38,7 @@ def gate_metrics(space: GateSpace, logits: torch.Tensor, cost: ParamCostModel) -
 
 def shared_path(space: GateSpace) -> GateSample:
     """Every layer through its shared module, ES and fusion off (the vision tower runs every layer)."""
-    choices = [SHARED] * space.num_layer_gates + [OFF] * (space.num_gates - space.num_layer_gates)
+    choices = [SHARED_OPTION] * space.num_layer_gates + [OFF] * (space.num_gates - space.num_layer_gates)
     return GateSample(choices)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call
 
 from search_spaces import SUBLAYERS, LayerSharing, SharedCLIP, SharingPolicy
-from search_spaces.gate_space import ON, SHARED, SPECIFIC, GateSpace, ParamCostModel, fusion_subsets
+from search_spaces.gate_space import ON, SHARED_OPTION, SPECIFIC_OPTION, GateSpace, ParamCostModel, fusion_subsets
 from search_spaces.model.conv import Adapter, ConvStem, ParallelBranch, stage_channels
 from search_spaces.model.shared_clip import TextTower, VisionTower
 from search_spaces.model.transformer import SUBLAYER_MODULES, SharedBlock, run_block, sublayer_factories
@@ -44,7 +44,7 @@ class Routing:
 
     def __init__(self, space: GateSpace) -> None:
         self.space = space
-        self.choices: list[int] = space.normalize([SHARED] * space.num_gates)
+        self.choices: list[int] = space.normalize([SHARED_OPTION] * space.num_gates)
         self.weights: torch.Tensor | None = None
         self.soft: torch.Tensor | None = None
         self.soft_gates: frozenset[int] = frozenset()
@@ -72,7 +72,7 @@ def _weighted(module: Callable[..., torch.Tensor], weight: torch.Tensor, *args) 
 
 
 def _mixed(shared: Callable[..., torch.Tensor], specific: Callable[..., torch.Tensor], probs: torch.Tensor, *args) -> torch.Tensor:
-    return probs[SHARED] * shared(*args) + probs[SPECIFIC] * specific(*args)
+    return probs[SHARED_OPTION] * shared(*args) + probs[SPECIFIC_OPTION] * specific(*args)
 
 
 class GatedSlot(nn.Module):
@@ -113,7 +113,7 @@ class GatedSlot(nn.Module):
         routing = self.routing
         if self.gate in routing.soft_gates:
             return partial(_mixed, self.shared, self._specific(modality), routing.soft[self.gate])
-        module = self.shared if routing.choices[self.gate] == SHARED else self._specific(modality)
+        module = self.shared if routing.choices[self.gate] == SHARED_OPTION else self._specific(modality)
         weight = routing.weight(self.gate)
         return module if weight is None else partial(_weighted, module, weight)
 
@@ -246,7 +246,7 @@ class Supernet(SharedCLIP):
             if parts[0] == "blocks":
                 i, slot, owner = int(parts[1]), parts[2], parts[3]
                 gate = self.blocks[i]._modules[slot].gate
-                wanted = {"shared"} if choices[gate] == SHARED else ({"text"} if es and i == 0 else {"vision", "text"})
+                wanted = {"shared"} if choices[gate] == SHARED_OPTION else ({"text"} if es and i == 0 else {"vision", "text"})
                 if owner not in wanted:
                     continue
                 if owner != "shared" and self.entangle:

@@ -37,13 +37,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
 
-from search_spaces import ARCH_FILE, POLICY_FILE
-from search_spaces.gate_space import SPECIFIC
+from search_spaces import ARCH_FILE, POLICY_FILE, ArchRecord
+from search_spaces.gate_space import SPECIFIC_OPTION
 from trainer import atomic
 from trainer.acceleration import enable_tf32
 from trainer.config import ModelConfig, TrainConfig
@@ -71,7 +71,8 @@ WEIGHT_STREAM, ARCH_STREAM = 0, 1
 @dataclass
 class GumbelSearchResult:
     run_dir: Path
-    arch: dict[str, Any]
+    arch: ArchRecord | None
+    """The derived architecture (None on the processes other than the main one)."""
     seconds: float
     resumed_from: int | None = None
     """The (global) step a resumed search continued from; None for a search that started at step 0."""
@@ -179,7 +180,7 @@ class GumbelSearch:
         else:
             paths = [sample_hard(self.logits, 1.0, generator, differentiable=False).choices]
         if s.sandwich:
-            paths += [shared_path(self.space).choices, [SPECIFIC] * n]
+            paths += [shared_path(self.space).choices, [SPECIFIC_OPTION] * n]
         return [self._forced(path) for path in paths]
 
     def _forced(self, choices: list[int]) -> list[int]:
@@ -351,7 +352,7 @@ class GumbelSearch:
             bar.close()
             metrics.close()
         search_seconds = time.perf_counter() - start
-        arch = run_on_main(world, lambda: self._save_and_derive(search_seconds), cfg.derive.wait_hours * 3600) or {}
+        arch = run_on_main(world, lambda: self._save_and_derive(search_seconds), cfg.derive.wait_hours * 3600)
         if retrain:
             arch = self._retrain(arch)
         return GumbelSearchResult(self.out, arch, search_seconds, self._global_step(first_segment, first) if self.resume else None)
@@ -362,21 +363,21 @@ class GumbelSearch:
             return step
         return step + (segment - 1) * (self.total_steps - self.split_step)
 
-    def _save_and_derive(self, search_seconds: float) -> dict[str, Any]:
+    def _save_and_derive(self, search_seconds: float) -> ArchRecord:
         save_supernet(self.out, self.supernet, self.logits, self.cfg)
         return self._derive(search_seconds)
 
-    def _derive(self, search_seconds: float) -> dict[str, Any]:
+    def _derive(self, search_seconds: float) -> ArchRecord:
         return derive_policy(self.cfg, self.out, self.supernet, self.cost, self.logits, self.bundle, self.device, search_seconds)
 
-    def _retrain(self, arch: dict[str, Any]) -> dict[str, Any]:
+    def _retrain(self, arch: ArchRecord | None) -> ArchRecord | None:
         cfg = self.cfg
         train_cfg = TrainConfig(
             model=ModelConfig(policy=str(self.out / POLICY_FILE), size=cfg.space.size),
             data=cfg.data, optim=cfg.optim, train=cfg.train, eval=cfg.eval,
         )
         result = train(train_cfg, self.out / "retrain")
-        if self.world.is_main and arch:
-            arch["metrics"].update({f"retrain/{k}": v for k, v in result.metrics.items()})
-            atomic.write_json(self.out / ARCH_FILE, arch)
+        if self.world.is_main and arch is not None:
+            arch.metrics.update({f"retrain/{k}": v for k, v in result.metrics.items()})
+            atomic.write_with(self.out / ARCH_FILE, arch.save)
         return arch

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search_spaces import ParamCostModel
+from search_spaces import ARCH_FILE, ArchRecord, ParamCostModel
 from search_spaces.gate_space import GateSpace
 from trainer import atomic
 from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
@@ -110,7 +110,7 @@ def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None =
     score_all(supernet, distinct, scorer)
     points = np.array([[c.metrics["val_loss"], c.params] for c in distinct])
     front = pareto_mask(points)
-    arch = json.loads((run / "arch.json").read_text()) if (run / "arch.json").is_file() else {}
+    arch = ArchRecord.load(run / ARCH_FILE) if (run / ARCH_FILE).is_file() else None
     record = {
         "schema": SCHEMA, "run": str(run), "score": "inherited val_loss on the search's architecture split",
         "budgets": [{"budget": b, "policy": c.policy.name, "params": c.params} for b, c in swept],
@@ -118,7 +118,7 @@ def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None =
                       "spec": c.policy.to_dict()} for c, f in zip(distinct, front)],
         "reference_point": None if reference is None else {"val_loss": reference[0], "params": reference[1]},
         "hypervolume": None if reference is None else hypervolume(points, reference),
-        "search_seconds": arch.get("provenance", {}).get("search_seconds"),
+        "search_seconds": None if arch is None else arch.provenance.get("search_seconds"),
         "sweep_seconds": round(time.perf_counter() - start, 2),
     }
     atomic.write_json(run / SWEEP_FILE, record)

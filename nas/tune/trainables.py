@@ -162,7 +162,7 @@ def gumbel_body(session: Session, *, config: dict[str, Any], search: str, root: 
     if not session.is_main:
         session.report({})
         return
-    metrics = json_metrics(result.arch.get("metrics", {}))
+    metrics = json_metrics(result.arch.metrics)
     session.report({"objective": metrics.get("inherited/val_loss", float("nan")), "search_seconds": result.seconds,
-                    "resumed_from_step": result.resumed_from or 0, "params": float(result.arch["params"]["total"]), "run_dir": str(out),
+                    "resumed_from_step": result.resumed_from or 0, "params": float(result.arch.params.total), "run_dir": str(out),
                     **metrics})

@@ -2,12 +2,12 @@
 transformer stack (`transformer.py`, sublayers in `layers.py`), the conv extras (`conv.py`), building
 and counting (`factory.py`), the open_clip import (`open_clip_import.py`) and exported models
 (`exported.py`, loadable without the search code)."""
-from .exported import ARCH_FILE, ExportError, load_exported, save_exported
-from .factory import ParamCount, build_model, count_model_params, count_params
+from .exported import ExportError, load_exported, save_exported
+from .factory import build_model, count_model_params, count_params
 from .open_clip_import import from_open_clip
 from .shared_clip import SharedCLIP, param_modality
 
 __all__ = [
-    "ARCH_FILE", "ExportError", "ParamCount", "SharedCLIP", "build_model", "count_model_params", "count_params", "from_open_clip",
+    "ExportError", "SharedCLIP", "build_model", "count_model_params", "count_params", "from_open_clip",
     "load_exported", "param_modality", "save_exported",
 ]

@@ -14,8 +14,6 @@ Layout of an export directory:
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +21,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from ..policy import ARCH_SCHEMA, PolicyError, SharingPolicy
-from ..sizes import SIZES, ModelSize
+from ..arch import ARCH_FILE, ArchError, ArchRecord
+from ..policy import ARCH_SCHEMA, SUBLAYERS, SharingPolicy
 from .factory import count_model_params
 from .open_clip_import import source_key
 from .shared_clip import SharedCLIP
 
-ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
-SCHEMA_VERSION = 1
 
 
-class ExportError(ValueError):
+class ExportError(ArchError):
     """An export directory is missing, corrupt or from a newer sharenas; the message says which file and what to do."""
-
-
-def schema_version(schema: Any, path: Path) -> int:
-    match = re.fullmatch(r"sharenas/arch/v(\d+)", schema) if isinstance(schema, str) else None
-    if match is None:
-        raise ExportError(f"{path}: schema {schema!r} is not a sharenas architecture (expected {ARCH_SCHEMA!r})")
-    version = int(match.group(1))
-    if version > SCHEMA_VERSION:
-        raise ExportError(f"{path}: schema v{version} was written by a newer sharenas (this one reads v{SCHEMA_VERSION}); upgrade sharenas")
-    return version
 
 
 def is_open_clip_compatible(policy: SharingPolicy) -> bool:
@@ -81,82 +67,56 @@ def open_clip_state_dict(model: SharedCLIP) -> dict[str, torch.Tensor]:
     return out
 
 
-def model_card(record: dict[str, Any]) -> str:
-    p, params = record["policy"], record["params"]
-    shared = sum(v == "shared" for layer in p["layers"] for v in layer.values())
+def model_card(record: ArchRecord) -> str:
+    p, params = record.policy, record.params
+    shared = sum(layer.is_shared(sub) for layer in p.layers for sub in SUBLAYERS)
+    pb = p.parallel_branch
     lines = [
-        f"# {p['name']} ({record['size']})", "",
-        f"A SharedCLIP model exported by sharenas: {shared} of {4 * len(p['layers'])} transformer sublayers shared between the "
-        f"image and text towers, early specialization {'on' if p['early_specialization'] else 'off'}, parallel branch "
-        f"{'fused into layers ' + str(p['parallel_branch']['fusion_layers']) if p['parallel_branch'] else 'off'}.", "",
-        f"Parameters: {params['total']:,} ({params['shared']:,} shared, {params['vision_specific']:,} vision-specific, "
-        f"{params['text_specific']:,} text-specific).", "",
-        f"Weights: {record.get('weights_origin', 'trained')}.", "",
+        f"# {p.name} ({record.size})", "",
+        f"A SharedCLIP model exported by sharenas: {shared} of {4 * len(p.layers)} transformer sublayers shared between the "
+        f"image and text towers, early specialization {'on' if p.early_specialization else 'off'}, parallel branch "
+        f"{'fused into layers ' + str(list(pb.fusion_layers)) if pb else 'off'}.", "",
+        f"Parameters: {params.total:,} ({params.shared:,} shared, {params.vision_specific:,} vision-specific, "
+        f"{params.text_specific:,} text-specific).", "",
+        f"Weights: {record.weights_origin or 'trained'}.", "",
         "```python", "from search_spaces import load_exported", "model = load_exported(\"THIS_DIR\")  # encode_image, encode_text, forward", "```", "",
     ]
-    if record.get("metrics"):
-        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in sorted(record["metrics"].items()) if isinstance(v, (int, float))]
+    if record.metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in sorted(record.metrics.items()) if isinstance(v, (int, float))]
         lines.append("")
-    lines += ["Provenance:", "", "```json", json.dumps(record.get("provenance", {}), indent=2, default=str)[:4000], "```", ""]
+    lines += ["Provenance:", "", "```json", json.dumps(record.provenance, indent=2, default=str)[:4000], "```", ""]
     return "\n".join(lines)
 
 
 def save_exported(model: SharedCLIP, out: str | Path, provenance: dict[str, Any], metrics: dict[str, float], packages: dict[str, str],
-                  weights_origin: str = "trained") -> dict[str, Any]:
-    """Write the export directory of `model`; returns the arch.json record."""
+                  weights_origin: str = "trained") -> ArchRecord:
+    """Write the export directory of `model`; returns its arch.json record."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     policy = model.policy.portable(model.size)
-    record = {
-        "schema": ARCH_SCHEMA,
-        "size": model.size.name,
-        "model_config": asdict(model.size),
-        "policy": policy.to_dict(),
-        "params": count_model_params(model).to_dict(),
-        "weights": WEIGHTS_FILE,
-        "weights_origin": weights_origin,
-        "metrics": metrics,
-        "provenance": provenance,
-        "packages": packages,
-    }
+    record = ArchRecord(
+        model.size.name, policy, count_model_params(model), metrics, provenance, model_config=model.size,
+        weights=WEIGHTS_FILE, weights_origin=weights_origin, packages=packages,
+    )
     model = model.cpu().eval()
     save_model(model, str(out / WEIGHTS_FILE), metadata={"format": "pt", "schema": ARCH_SCHEMA})
     if is_open_clip_compatible(policy):
         save_file(open_clip_state_dict(model), str(out / OPEN_CLIP_WEIGHTS))
         (out / OPEN_CLIP_CONFIG).write_text(json.dumps(open_clip_config(model), indent=2) + "\n")
-        record["open_clip"] = {"config": OPEN_CLIP_CONFIG, "weights": OPEN_CLIP_WEIGHTS}
-    (out / ARCH_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        record.open_clip = {"config": OPEN_CLIP_CONFIG, "weights": OPEN_CLIP_WEIGHTS}
+    record.save(out / ARCH_FILE)
     (out / CARD_FILE).write_text(model_card(record))
     return record
 
 
-def read_arch(directory: str | Path) -> dict[str, Any]:
+def read_arch(directory: str | Path) -> ArchRecord:
     path = Path(directory) / ARCH_FILE
     if not path.is_file():
         raise ExportError(f"{path} not found: give a directory written by `sharenas export`")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path} is corrupt or truncated ({exc}); export the architecture again") from None
-    if not isinstance(record, dict):
-        raise ExportError(f"{path}: expected a JSON object; export the architecture again")
-    schema_version(record.get("schema"), path)
-    for key in ("policy", "size"):
-        if key not in record:
-            raise ExportError(f"{path}: no {key!r} entry; export the architecture again")
-    return record
-
-
-def _size(record: dict[str, Any], path: Path) -> ModelSize:
-    config = record.get("model_config")
-    if config is None:
-        if record["size"] not in SIZES:
-            raise ExportError(f"{path}: unknown size {record['size']!r} and no model_config; export the architecture again")
-        return SIZES[record["size"]]
-    try:
-        return ModelSize(**config)
-    except TypeError as exc:
-        raise ExportError(f"{path}: model_config does not describe a model size ({exc})") from None
+        return ArchRecord.load(path)
+    except ArchError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def load_exported(directory: str | Path, device: str | torch.device = "cpu") -> SharedCLIP:
@@ -165,11 +125,10 @@ def load_exported(directory: str | Path, device: str | torch.device = "cpu") -> 
     record = read_arch(directory)
     arch_path = directory / ARCH_FILE
     try:
-        policy = SharingPolicy.from_dict(record["policy"])
-    except PolicyError as exc:
+        model = SharedCLIP(record.policy, record.model_size())
+    except ArchError as exc:
         raise ExportError(f"{arch_path}: {exc}") from None
-    model = SharedCLIP(policy, _size(record, arch_path))
-    weights = directory / record.get("weights", WEIGHTS_FILE)
+    weights = directory / (record.weights or WEIGHTS_FILE)
     if not weights.is_file():
         raise ExportError(f"{weights} not found: the export is incomplete; export the architecture again")
     try:

@@ -1,10 +1,9 @@
 """Build and count models from a policy (preset name, policy JSON path, or `SharingPolicy`) and a size."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 
+from ..arch import ParamCount
 from ..policy import SharingPolicy
 from ..presets import resolve_policy
 from ..sizes import ModelSize, get_size
@@ -15,20 +14,6 @@ def build_model(policy: str | SharingPolicy, size: str | ModelSize = "b32") -> S
     """A freshly initialised `SharedCLIP` realising `policy` at `size`."""
     size = get_size(size)
     return SharedCLIP(resolve_policy(policy, size), size)
-
-
-@dataclass(frozen=True)
-class ParamCount:
-    shared: int
-    vision_specific: int
-    text_specific: int
-
-    @property
-    def total(self) -> int:
-        return self.shared + self.vision_specific + self.text_specific
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total": self.total}
 
 
 def count_model_params(model: SharedCLIP) -> ParamCount:

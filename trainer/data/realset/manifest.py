@@ -27,6 +27,11 @@ class ZeroShotSpec:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ZeroShotSpec":
+        """A task as a manifest's `zeroshot` list holds it (`to_dict`)."""
+        return cls(data["name"], data["source"], tuple(data["classes"]), tuple(data["classnames"]), tuple(data["templates"]))
+
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
     """The manifest of a built set, checked for what the data source needs."""
@@ -47,7 +52,3 @@ def changed_files(root: str | Path) -> list[str]:
     manifest = read_manifest(root)
     return [name for name, digest in manifest["files"].items()
             if not (Path(root) / name).is_file() or hashlib.sha256((Path(root) / name).read_bytes()).hexdigest() != digest]
-
-
-def zeroshot_specs(manifest: dict[str, Any]) -> list[ZeroShotSpec]:
-    return [ZeroShotSpec(s["name"], s["source"], tuple(s["classes"]), tuple(s["classnames"]), tuple(s["templates"])) for s in manifest["zeroshot"]]

@@ -21,7 +21,7 @@ from trainer.data.errors import DataError
 from trainer.data.failures import DecodeFailures
 from trainer.data.pairs import SubsetPairs, materialize_pairs
 from trainer.data.realset.captions import keyword_subset
-from trainer.data.realset.manifest import read_manifest, zeroshot_specs
+from trainer.data.realset.manifest import ZeroShotSpec, read_manifest
 from trainer.data.tasks import ZeroShotTask
 
 HELDOUT_NAME = "real"
@@ -44,7 +44,7 @@ def capped(n: int, limit: int) -> list[int]:
 def _zeroshot(root: Path, rows: list[tuple[str, ...]], manifest: dict, image_size: int, context_length: int, failures: DecodeFailures,
               limit: int) -> list[ZeroShotTask]:
     tasks = []
-    for spec in zeroshot_specs(manifest):
+    for spec in map(ZeroShotSpec.from_dict, manifest["zeroshot"]):
         index = {c: i for i, c in enumerate(spec.classes)}
         chosen = [(path, caption, index[category]) for path, caption, source, category in rows if source == spec.source and category in index]
         dataset = CsvPairs([(p, c) for p, c, _ in chosen], root, image_size, context_length, failures)
