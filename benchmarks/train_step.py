@@ -11,7 +11,11 @@ evaluation cancel. Variants alternate within each repeat. Prints the median samp
 Variants (`--variants`, comma-separated):
 - `today`: the recipe as it is;
 - `compile`: `train.compile: true` (`torch.compile` of the model, inductor on CPU);
-- `math-attention`: attention through PyTorch's math kernel instead of the fused CPU kernel.
+- `math-attention`: attention through PyTorch's math kernel instead of the fused CPU kernel;
+- `uncached`: every image decoded and every caption tokenized on each access, as before the data path
+  kept them (`trainer.data.csv_source.DECODED_CACHE_BYTES`, `trainer.data.text`). The caches pay from a
+  run's second epoch on, so compare it with `--short` and `--long` past the first epoch (the real set
+  has 85 steps per epoch: `--short 90 --long 130`).
 
     python benchmarks/train_step.py                                   # the real-set recipe (needs data/real)
     python benchmarks/train_step.py --recipe experiments/tiny/msclip.yaml --variants today,compile
@@ -23,11 +27,26 @@ import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import torch
 
-VARIANTS = ("today", "compile", "math-attention")
+VARIANTS = ("today", "compile", "math-attention", "uncached")
+
+
+@contextlib.contextmanager
+def uncached() -> Iterator[None]:
+    """The data path without its decoded-image and token caches."""
+    from trainer.data import csv_source
+    from trainer.data.text import _tokenizer
+
+    def tokenize(text: str, context_length: int) -> torch.Tensor:
+        return _tokenizer(context_length)([text], context_length=context_length)
+
+    with mock.patch.object(csv_source, "DECODED_CACHE_BYTES", 0), mock.patch.object(csv_source, "tokenize", tokenize):
+        yield
 
 
 def variant_context(variant: str) -> contextlib.AbstractContextManager:
@@ -35,6 +54,8 @@ def variant_context(variant: str) -> contextlib.AbstractContextManager:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         return sdpa_kernel(SDPBackend.MATH)
+    if variant == "uncached":
+        return uncached()
     return contextlib.nullcontext()
 
 
