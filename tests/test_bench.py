@@ -297,13 +297,13 @@ def test_bench_show_of_a_json_recomputes_it_from_its_runs(tmp_path):
 
 
 def test_a_second_build_of_the_same_directory_is_refused(tmp_path):
-    from nas.bench.build import build_lock
+    from trainer.rundir import RunDir
     from trainer.typed_config import ConfigError
 
     config = tiny_bench(tmp_path)
     out = tmp_path / "bench"
-    with build_lock(out):
-        with pytest.raises(ConfigError, match="being built by pid"):
+    with RunDir(out, "bench").lock():
+        with pytest.raises(ConfigError, match=f"{out} is being written by pid"):
             build_bench(config, out)
     result = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "bench build" in result.output

@@ -106,7 +106,7 @@ def test_run_dir_guards(tmp_path):
         train(tiny_config(steps=1), tmp_path)
     changed = tiny_config(steps=1)
     changed.model.policy = "clip"
-    with pytest.raises(ConfigError, match="different model.policy"):
+    with pytest.raises(ConfigError, match=r"another config \(model.policy differ"):
         train(changed, tmp_path, resume=True)
 
 

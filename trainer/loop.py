@@ -14,6 +14,7 @@ Semantics that callers rely on:
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
@@ -34,9 +35,9 @@ from trainer.evaluation.chance import chance_levels
 from trainer.memory import fit_in_memory
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, scheduled_lr, warmup_steps
+from trainer.rundir import Resume, RunDir
 from trainer.sampler import BatchPlan, total_steps
 from trainer.step import TrainingStep, autocast_context
-from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, dump_config, load_config
 
 
 RESUME_FIXED = ("model.", "data.", "train.seed", "train.batch_size")
@@ -67,33 +68,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """A new run refuses a directory that already holds one; a resumed run refuses changes to the
-    keys in `RESUME_FIXED`."""
-    saved = run_dir / CONFIG_FILE
-    if resume and saved.is_file():
-        fixed = [k for k in config_diff(load_config(saved, TrainConfig), cfg) if k.startswith(RESUME_FIXED)]
-        if fixed:
-            raise ConfigError(
-                f"cannot resume {run_dir} with a different {', '.join(fixed)}: resume with the run's own "
-                f"settings ({saved}) or start a new run with another --out"
-            )
-    elif not resume and (saved.exists() or (run_dir / "checkpoints").exists()):
-        raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
-
-
-def write_run_dir(cfg: TrainConfig, run_dir: Path, world: World) -> None:
-    """Create the run directory with the resolved config (process 0; the others wait)."""
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / CONFIG_FILE)
-    barrier(world)
-
-
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
-    resume: bool = False,
+    resume: Resume = False,
     on_eval: EvalCallback | None = None,
     on_eval_elsewhere: StepCallback | None = None,
 ) -> TrainResult:
@@ -221,12 +199,22 @@ class _Trainer:
 
     # the run -------------------------------------------------------------------------------------
 
-    def run(self, resume: bool, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None = None) -> TrainResult:
+    def run(self, resume: Resume, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None = None) -> TrainResult:
+        """A new run refuses a directory that holds one; a resumed one continues from the directory's last
+        checkpoint, if any, and refuses changes to the keys in `RESUME_FIXED` (`trainer.rundir`)."""
         cfg, world = self.cfg, self.world
-        check_run_dir(cfg, self.run_dir, resume)
+        run_dir = RunDir(self.run_dir)
+        resuming = run_dir.check(cfg, resume, RESUME_FIXED, need_config=False)
         barrier(world)  # every process has looked before process 0 writes
         self._build()  # before writing anything: a bad policy or data source leaves no run directory
-        write_run_dir(cfg, self.run_dir, world)
+        with run_dir.lock() if world.is_main else contextlib.nullcontext():
+            if world.is_main:
+                run_dir.write_config(cfg)
+            barrier(world)
+            return self._train(resuming, on_eval, on_eval_elsewhere)
+
+    def _train(self, resume: bool, on_eval: EvalCallback | None, on_eval_elsewhere: StepCallback | None) -> TrainResult:
+        cfg, world = self.cfg, self.world
         self.metrics = MetricsWriter(self.run_dir, enabled=world.is_main)
         step, self.skipped = 0, 0
         checkpoint = latest_checkpoint(self.run_dir) if resume else None

@@ -18,6 +18,7 @@ from trainer.checkpoint import CheckpointError, read_state, resolve_checkpoint
 from trainer.config import TrainConfig
 from trainer.data.errors import DataError
 from trainer.loop import TrainingDiverged, TrainResult, train
+from trainer.rundir import RunDir
 from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, load_config, to_dict
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, PolicyError, DataError)
@@ -44,9 +45,7 @@ def resolve_resume(
     `config` + overrides when they change nothing or `allow_changes` is given (the changes are then
     printed and appended to `RUN/resume_changes.jsonl`)."""
     saved_file = run_dir / CONFIG_FILE
-    if not saved_file.is_file():
-        raise ConfigError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE}); drop --resume to start a new run there")
-    saved = load_config(saved_file, schema)
+    saved = RunDir(run_dir).saved(schema)
     wanted = load_config(config if config is not None else saved_file, schema, overrides)
     changed = config_diff(saved, wanted)
     if changed and not allow_changes:

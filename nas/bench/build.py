@@ -10,10 +10,8 @@ since each running entry's last checkpoint: rerunning the same command resumes t
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -30,12 +28,13 @@ import yaml
 
 from trainer import atomic
 from trainer.evaluation.precision import SCORE_PRECISION
-from trainer.typed_config import ConfigError, dump_config, load_config, to_dict
+from trainer.rundir import RunDir
+from trainer.typed_config import ConfigError, load_config, to_dict
 
 from nas.bench.config import HeldOutSection, LoadedBench, load_bench_config
 from nas.bench.policies import bench_policies, in_space, shared_sublayers
 
-ENTRIES, RUNS, POLICIES, LOCK, BRANCHES = "entries", "runs", "policies", ".build.lock", "branches"
+ENTRIES, RUNS, POLICIES, BRANCHES = "entries", "runs", "policies", "branches"
 
 
 @dataclass(frozen=True)
@@ -249,7 +248,7 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     t.keep_checkpoints = max(1, -(-total // every)) + len(branches)
     run = entry_run(out_dir, Entry(name, seed))
     start = time.perf_counter()
-    result = train(train_cfg, run, resume=(run / "config.yaml").is_file())
+    result = train(train_cfg, run, resume="auto")
     seconds = time.perf_counter() - start
     device = pick_device(t.device)
     score = _Scorer(bench, train_cfg, policy, size, bundle, device, spe)
@@ -288,37 +287,9 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     return record
 
 
-@contextlib.contextmanager
-def build_lock(out: Path):
-    """Hold an exclusive lock on `out` for the duration of a build: two builds of one directory would
-    train the same entries into the same run directories."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise ConfigError(f"{out} is being built by {owner}; wait for it or stop it, then rerun") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def prepare(bench: LoadedBench, out: Path) -> list[Entry]:
     """Write the config and the policies (refusing a directory of another bench), return all entries."""
-    saved = out / "config.yaml"
-    if saved.is_file():
-        old = load_config(saved, type(bench.cfg))
-        if to_dict(old) != to_dict(bench.cfg):
-            raise ConfigError(f"{out} holds a bench built with another config ({saved}); use another --out or the same config")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(bench.cfg, saved)
+    RunDir(out, "bench", markers=()).open(bench.cfg, "auto")  # a bench goes on with its missing entries
     policies = bench_policies(bench)
     space = bench.cfg.space.build()
     for name, policy in policies.items():
@@ -336,7 +307,7 @@ def build_bench(config: str | Path, out: str | Path, workers: int = 1, overrides
     """Run every missing entry (after copying those that the benches in `reuse` already trained the
     same way); returns the entries that failed (empty when the bench is complete)."""
     bench, out = load_bench_config(config, list(overrides)), Path(out)
-    with build_lock(out):
+    with RunDir(out, "bench").lock():
         return _build(bench, Path(config), out, workers, list(overrides), list(reuse))
 
 

@@ -16,7 +16,8 @@ from search_spaces import ARCH_FILE, POLICY_FILE, SUBLAYERS, ArchRecord, LayerSh
 from search_spaces.model.transformer import SUBLAYER_MODULES
 from trainer import atomic
 from trainer.config import ModelConfig, TrainConfig
-from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config, load_config, to_dict
+from trainer.rundir import RunDir
+from trainer.typed_config import ConfigError, load_config, to_dict
 
 from nas.conflict.config import ConflictConfig
 
@@ -115,12 +116,13 @@ def conflict_policy(conflicts: Conflicts, cfg: ConflictConfig) -> SharingPolicy:
 
 def run_conflict_search(cfg: ConflictConfig, out: str | Path) -> ArchRecord:
     """Measure the conflicts (or reuse them) and write the derived policy; returns arch.json's record."""
-    out = Path(out)
-    saved = out / CONFIG_FILE
-    if saved.is_file() and to_dict(load_config(saved, ConflictConfig)) != to_dict(cfg):
-        raise ConfigError(f"{out} holds a conflict search with another config; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, saved)
+    run_dir = RunDir(out, "conflict search", markers=())
+    with run_dir.lock():
+        run_dir.open(cfg, "auto")  # the measurements of a search with the same config are reused
+        return _search(cfg, run_dir.path)
+
+
+def _search(cfg: ConflictConfig, out: Path) -> ArchRecord:
     print(f"conflict search: share-all at size {cfg.size}, then gradient cosines over {cfg.conflict.batches} batches -> {out}", file=sys.stderr)
     conflicts = measure_conflicts(cfg, out)
     policy = conflict_policy(conflicts, cfg)

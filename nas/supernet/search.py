@@ -32,6 +32,7 @@ order are functions of (seed, step), so a resumed search continues exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -52,9 +53,10 @@ from trainer.distributed import BatchNormStats, World, average_over_ranks_, barr
 from trainer.loop import TrainingDiverged, seed_everything, train
 from trainer.metrics import MetricsWriter
 from trainer.optim import build_optimizer, scheduled_lr, warmup_steps
+from trainer.rundir import RunDir
 from trainer.sampler import BatchPlan
 from trainer.step import TrainingStep, autocast_context, forward_loss
-from trainer.typed_config import CONFIG_FILE, ConfigError, dump_config
+from trainer.typed_config import ConfigError
 
 from nas.scoring import materialize
 from nas.supernet.config import GumbelConfig
@@ -97,10 +99,8 @@ class GumbelSearch:
                  on_saved: Callable[[int], None] | None = None) -> None:
         self.cfg, self.out, self.world, self.device, self.resume = cfg, out_dir, world, world.device, resume
         self.on_saved = on_saved
-        if resume and not (out_dir / CONFIG_FILE).is_file():
-            raise ConfigError(f"--resume: {out_dir} holds no search to resume (no {CONFIG_FILE}); drop --resume to start one there")
-        if not resume and (out_dir / CONFIG_FILE).exists():
-            raise ConfigError(f"{out_dir} already holds a search; choose another --out, or continue it with --resume")
+        self.run_dir = RunDir(out_dir, "search", markers=())
+        self.run_dir.check(cfg, resume, fixed=())  # a resumed search's config was resolved by the caller (`--allow-changes`)
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
         enable_tf32(self.device)
@@ -280,11 +280,15 @@ class GumbelSearch:
         return int(state.get("segment", 0)), int(state["step"]), state["losses"]
 
     def run(self, retrain: bool) -> GumbelSearchResult:
+        """Search, derive and (with `retrain`) retrain, process 0 holding the run directory's lock."""
+        with self.run_dir.lock() if self.world.is_main else contextlib.nullcontext():
+            return self._run(retrain)
+
+    def _run(self, retrain: bool) -> GumbelSearchResult:
         cfg, world, start = self.cfg, self.world, time.perf_counter()
         barrier(world)  # every process has checked the run directory before process 0 fills it
         if world.is_main and not self.resume:
-            self.out.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, self.out / CONFIG_FILE)
+            self.run_dir.write_config(cfg)
         barrier(world)
         losses: dict[str, list[float]] = {"train_loss": [], "arch_loss": []}
         first_segment, first = 0, 0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from search_spaces import SharingPolicy
 from trainer import atomic
 from trainer.config import TrainConfig
+from trainer.rundir import RunDir
 from trainer.typed_config import load_config
 
 from nas.tune.config import ResourcesSection
@@ -104,8 +105,8 @@ def optuna_body(session: Session, *, config: dict[str, Any], template: dict[str,
         costs, _ = measure_costs(policy, train_cfg.model.size, objective.costs, objective.latency, pick_device(train_cfg.train.device))
     run_dir = Path(root) / f"trial_{number:04d}"
     resume = session.restore(run_dir)
-    if not resume and session.is_main and run_dir.exists():
-        shutil.rmtree(run_dir)  # an attempt that failed before its first checkpoint: start over
+    if not resume and session.is_main:
+        RunDir(run_dir).start_over()  # an attempt that failed before its first checkpoint
     session.barrier()
 
     def report(step: int, value: float, metrics: dict[str, float]) -> None:
@@ -149,8 +150,8 @@ def gumbel_body(session: Session, *, config: dict[str, Any], search: str, root: 
     if resume:
         cfg = resolve_resume(out, search, overrides, False, GumbelConfig)
     else:
-        if session.is_main and out.exists():
-            shutil.rmtree(out)
+        if session.is_main:
+            RunDir(out, "search").start_over()  # an attempt that failed before its first save
         session.barrier()
         cfg = load_config(search, GumbelConfig, overrides)
 
