@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.realset_fixtures import RULES, glyph, write_packages
-from tests.test_data import _csv_dataset, _write_shards
+from tests.test_csv_source import _csv_dataset
+from tests.test_data import _write_shards
 from trainer.data.realset.build import build_realset
 
 ROOT = Path(__file__).resolve().parents[1]
