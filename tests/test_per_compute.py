@@ -197,3 +197,63 @@ def test_per_compute_cli_computes_every_curve_from_what_was_measured(tmp_path):
     # random search over full runs has tried nothing at half a run
     assert strategies["random"]["points"][0]["returned"] == [None, None]
     assert "| random" in (tmp_path / "pc.md").read_text()
+
+
+def test_per_compute_measures_what_the_table_cannot_give_and_goes_on_where_it_stopped(tmp_path):
+    """The measured side on a miniature bench: the standalone run, the zero-cost proxies, the conflict
+    search and one supernet search sized to its budget; a second call reuses all of it."""
+    from typer.testing import CliRunner
+
+    from search_spaces import count_params
+
+    from nas.cli.app import app
+    from nas.ranking.compute_runs import MEASURED_FILE, Measured
+
+    data = {"source": "shapes", "num_shapes": 160, "shapes_zeroshot_per_class": 2, "max_eval_images": 40}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "model": {"policy": "msclip", "size": "tiny"}, "data": data, "optim": {"warmup_epochs": None, "warmup_steps": 1},
+        "train": {"epochs": 1, "batch_size": 32, "num_threads": 1, "progress": False}, "eval": {"every_epochs": None, "nmi_pairs": 0},
+    }))
+    bench = {"name": "mini", "train": "recipe.yaml", "space": {"size": "tiny", "early_specialization": True, "fusion_layers": [2, 4, 6, 8, 10]},
+             "policies": ["msclip"], "random": {"count": 0}, "seeds": [0, 1], "heldout": {"pairs": 64, "batch_size": 32}}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+    names = ["msclip", "share-all", "clip-t768", "share-last-4"]
+
+    def table(seeds: list[int], steps: int) -> dict:
+        runs = lambda i: [{"seed": s, "steps": steps, "val_loss": 2.0 + i / 10 + s / 100, "curve": [{"val_loss": 3.0 + i / 10}, {"val_loss": 2.0 + i / 10}]}
+                          for s in seeds]
+        return {"config": yaml.safe_dump(bench), "noise_ceiling": {"kendall": 0.5},
+                "policies": {n: {"params": count_params(n, "tiny").total, "policy": get_preset(n, "tiny").to_dict(),
+                                 "mean": {"val_loss": 2.0 + i / 10}, "runs": runs(i)} for i, n in enumerate(names)}}
+
+    (tmp_path / "bench.json").write_text(json.dumps(table([0, 1], 6)))
+    (tmp_path / "short.json").write_text(json.dumps(table([0], 2)))
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({
+        "space": {"size": "tiny"}, "data": {**data, "arch_fraction": 0.2}, "optim": {"warmup_epochs": None, "warmup_steps": 1},
+        "train": {"steps": 6, "batch_size": 16, "num_threads": 1, "progress": False}, "search": {"diagnostics_batch": 0},
+        "derive": {"batch_size": 16, "bn_recalibration_batches": 1}, "eval": {"nmi_pairs": 0},
+    }))
+    (tmp_path / "conflict.yaml").write_text(yaml.safe_dump({
+        "size": "tiny", "data": data, "train": {"steps": 2, "batch_size": 16, "num_threads": 1, "progress": False},
+        "optim": {"warmup_epochs": None, "warmup_steps": 1}, "eval": {"every_epochs": None, "nmi_pairs": 0},
+        "conflict": {"batches": 1, "batch_size": 16},
+    }))
+    config = tmp_path / "pc.yaml"
+    config.write_text(yaml.safe_dump({
+        "bench": "bench.json", "bench_config": "bench.yaml", "short": "short.json", "search": "search.yaml", "conflict": "conflict.yaml",
+        "budgets": [1, 4], "search_seeds": [0, 1], "zero_cost_seeds": [0],
+        "supernet": {"settings": {"sweep": []}, "step_cost": {"sweep": 2.0}, "budgets": [1.0], "seeds": [0]},
+    }))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["search", "per-compute", str(config), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    measured = Measured.load(out / MEASURED_FILE)
+    assert measured.standalone_cpu_seconds > 0 and measured.standalone_steps == 3  # one epoch of the recipe's training split
+    assert set(measured.zero_cost["0"]) == set(names) and set(measured.conflict) == set(names)
+    (record,) = measured.supernet
+    assert record.steps == 2 and "train.steps=2" in record.overrides and not record.resumed  # 1 run of 3 steps at 2x the step cost
+    assert set(record.inherited) == set(names) and all(math.isfinite(v) for v in record.inherited.values())
+    curves = {s["name"]: s for s in json.loads(result.stdout)["strategies"]}
+    assert curves["supernet-sweep"]["points"][1]["returned"][0] in json.loads(result.stdout)["report_half"]
+    again = CliRunner().invoke(app, ["search", "per-compute", str(config), "--out", str(out), "--json"])
+    assert again.exit_code == 0 and Measured.load(out / MEASURED_FILE) == measured

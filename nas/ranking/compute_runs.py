@@ -24,7 +24,7 @@ import yaml
 
 from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
-from trainer.typed_config import ConfigError, load_config
+from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
 
 from nas.bench.config import BenchConfig, load_bench_config
 from nas.ranking.per_compute_config import PerComputeConfig
@@ -53,7 +53,8 @@ class SupernetRecord:
     score_cpu_seconds_per_policy: float
     """CPU seconds of scoring one policy's path with inherited weights (BatchNorm recalibrated)."""
     inherited: dict[str, float]
-    """Bench policy -> held-out loss of its path with inherited weights, on the bench's held-out pairs."""
+    """Bench policy -> held-out loss of its path with inherited weights, on the first
+    `supernet.heldout_pairs` of the bench's held-out pairs."""
 
 
 @dataclass
@@ -115,7 +116,7 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
     from nas.bench.build import policy_recipe
     from nas.conflict.search import conflict_scores
     from nas.ranking.rank_check import read_bench_table
-    from nas.ranking.supernet_proxy import searched_run, supernet_scores
+    from nas.ranking.supernet_proxy import searched_run
     from nas.supernet.config import GumbelConfig
     from nas.supernet.rundir import SEARCH_STATE_FILE
     from nas.zero_cost import zero_cost_scores
@@ -161,13 +162,49 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
                 run = out / "supernet" / f"{setting}-b{budget:g}-s{seed}"
                 resumed = (run / SEARCH_STATE_FILE).is_file() and not (run / ARCH_FILE).is_file()
                 _, search_cpu = _cpu(searched_run, run, load_config(relative_path(config, cfg.search), GumbelConfig, run_sets))
-                scores, score_cpu = _cpu(supernet_scores, run, built, policies, None)
+                scores, score_cpu = _cpu(inherited_losses, run, built.heldout, s.heldout_pairs, policies)
                 m.supernet.append(SupernetRecord(
                     setting=setting, budget=budget, seed=seed, steps=steps, overrides=run_sets, resumed=resumed,
                     search_cpu_seconds=search_cpu, score_cpu_seconds_per_policy=score_cpu / len(policies),
-                    inherited={n: v["val_loss"] for n, v in scores["inherited"].items()},
+                    inherited=scores,
                 ))
                 m.save(path)
                 print(f"per-compute: supernet {setting} budget {budget:g} seed {seed}: {search_cpu:.0f} CPU s "
                       f"({search_cpu / m.standalone_cpu_seconds:.2f} runs)", file=sys.stderr)
     return m
+
+
+def inherited_losses(run: Path, heldout, pairs: int, policies: dict[str, SharingPolicy]) -> dict[str, float]:
+    """The held-out loss of each policy's path through the supernet of the finished search `run`
+    (BatchNorm recalibrated per path), on the first `pairs` of the bench's held-out pairs; the loss
+    alone, without the zero-shot scoring the rank check adds."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from trainer.data import build_data
+    from trainer.distributed import pick_device
+
+    from nas.bench.build import held_out_pairs
+    from nas.scoring import Scorer, materialize
+    from nas.supernet.config import GumbelConfig
+    from nas.supernet.rundir import build_supernet, weights_file
+
+    cfg = load_config(run / CONFIG_FILE, GumbelConfig)
+    device = pick_device(cfg.train.device)
+    supernet = build_supernet(cfg).to(device)
+    size, d = supernet.space.size, cfg.derive
+    bundle = build_data(cfg.data, size.image_size, size.context_length)
+    section = replace(heldout, pairs=min(pairs, heldout.pairs))
+    scorer = Scorer(bundle, materialize(held_out_pairs(section, bundle, size), section.batch_size), device, "val_loss",
+                    calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
+                    context_length=size.context_length)
+    out, loaded = {}, None
+    for name, policy in policies.items():
+        weights = weights_file(run, policy, supernet.space)
+        if weights != loaded:
+            supernet.load_state_dict(load_file(str(weights)))
+            loaded = weights
+        supernet.fix(policy)
+        out[name] = scorer.measure(supernet, recalibrate=True, zeroshot=False)["val_loss"]
+    return out

@@ -175,9 +175,11 @@ def per_compute(config: str | Path, measured: Measured, overrides: list[str] = (
     for setting in settings:
         add(f"supernet-{setting}", f"Gumbel supernet ({setting}), training length sized to the budget; its best report-half policy by inherited loss",
             [t for (s, _), t in supernet.items() if s == setting])
-    chosen = max(settings, key=lambda s: np.mean([r.kendall_choose for r in rows if r.setting == s])) if settings else None
+    # compared on the (budget, seed) searches every setting has
+    common = set.intersection(*({(r.budget, r.seed) for r in rows if r.setting == s} for s in settings)) if settings else set()
+    chosen = max(settings, key=lambda s: np.mean([r.kendall_choose for r in rows if r.setting == s and (r.budget, r.seed) in common])) if common else None
     if chosen is not None:
-        add("supernet-chosen", f"the supernet setting with the higher mean Kendall tau on the choice half ({chosen})",
+        add("supernet-chosen", f"the supernet setting with the higher mean Kendall tau on the choice half, over the searches every setting has ({chosen})",
             [t for (s, _), t in supernet.items() if s == chosen])
     return {
         "schema": SCHEMA, "bench": str(relative_path(config, cfg.bench)), "config": to_dict(cfg),

@@ -20,6 +20,9 @@ class SupernetBudgetsSection:
     search of the largest of these that fits."""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """Search seeds (`train.seed` of the search)."""
+    heldout_pairs: int = 1024
+    """Each policy's path is scored on the first this many of the bench's held-out pairs (the loss
+    alone): scoring is part of the strategy's cost."""
     step_cost: dict[str, float] = field(default_factory=lambda: {"sweep": 1.64})
     """Setting name -> the CPU cost of one supernet step over one standalone step (measured before);
     sizes the search's steps to the budget. The study records the cost each search really had."""
@@ -28,8 +31,8 @@ class SupernetBudgetsSection:
         missing = sorted(set(self.settings) - set(self.step_cost))
         if missing:
             raise ConfigError(f"supernet.step_cost: no cost for setting {', '.join(missing)}")
-        if not self.seeds or any(b <= 0 for b in self.budgets):
-            raise ConfigError("supernet.seeds must be non-empty and supernet.budgets > 0")
+        if not self.seeds or any(b <= 0 for b in self.budgets) or self.heldout_pairs < 2:
+            raise ConfigError("supernet.seeds must be non-empty, supernet.budgets > 0 and supernet.heldout_pairs >= 2")
 
 
 @dataclass
