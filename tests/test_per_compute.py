@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from nas.ranking.anytime import halves, incumbent_at, proxy_trace, random_trace, tpe_hyperband_trace
+from nas.ranking.anytime import halves, incumbent_at, proxy_trace, random_trace, tpe_trace
 from nas.ranking.compute_runs import SupernetRecord
 from nas.ranking.per_compute import curve, supernet_traces
 from nas.ranking.per_compute_config import HyperbandSection, PerComputeConfig
@@ -108,13 +108,15 @@ def test_tpe_hyperband_spends_epochs_and_returns_the_best_fully_trained_policy()
     curves = {n: [3.0 - 0.2 * e + 0.1 * i for e in range(6)] for i, n in enumerate(names)}
     curves["share-last-4"] = [2.0 - 0.2 * e for e in range(6)]
     for seed in (0, 1):
-        trace = tpe_hyperband_trace(policies, curves, seed, HyperbandSection(min_epochs=1, reduction_factor=3), max_cost=50)
+        trace = tpe_trace(policies, curves, seed, max_cost=50, hyperband=HyperbandSection(min_epochs=1, reduction_factor=3))
         costs = [c for c, _ in trace]
         assert costs == sorted(costs) and costs[0] == pytest.approx(1 / 6)
         assert costs[-1] <= len(names) + 1e-9, "each policy is trained at most once"
         assert incumbent_at(trace, 100) == "share-last-4"
-    short = tpe_hyperband_trace(policies, curves, 0, HyperbandSection(), max_cost=0.5)
-    assert short[-1][0] == pytest.approx(0.5)
+    assert tpe_trace(policies, curves, 0, max_cost=0.5, hyperband=HyperbandSection())[-1][0] == pytest.approx(0.5)
+    # without pruning, on one loss per policy costing a third of a run: every policy once, then the best
+    short = tpe_trace(policies, {n: [c[1]] for n, c in curves.items()}, 0, max_cost=50, curve_cost=1 / 3)
+    assert [c for c, _ in short] == pytest.approx([i / 3 for i in range(1, len(names) + 1)]) and short[-1][1] == "share-last-4"
 
 
 def test_regret_curve_from_a_hand_written_table():
@@ -178,7 +180,7 @@ def test_per_compute_cli_computes_every_curve_from_what_was_measured(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     strategies = {s["name"]: s for s in out["strategies"]}
-    assert set(strategies) == {"random", "random-short", "tpe-hyperband", "params", "specific_sublayers", "conflict", "grad_norm", "snip",
+    assert set(strategies) == {"random", "random-short", "tpe-hyperband", "tpe-short", "params", "specific_sublayers", "conflict", "grad_norm", "snip",
                                "supernet-sweep", "supernet-chosen"}
     assert all([p["budget"] for p in s["points"]] == [0.5, 1, 2, 4, 8] for s in strategies.values())
     report = out["report_half"]

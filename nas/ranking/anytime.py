@@ -6,10 +6,10 @@ A trace is a list of (cumulative cost, incumbent policy) events; `incumbent_at` 
 a strategy returns at a budget (None before it has any). Strategies:
 - `random_trace`: random search over full runs (1 run per trial), or over short runs (`cost` runs
   each), returning the best observed loss;
-- `tpe_hyperband_trace`: Optuna's TPE over a policy's features (shared layers per sublayer kind,
-  early specialization, parallel branch; each sample is mapped to the nearest untried policy),
-  Hyperband pruning on the per-epoch losses of the recorded run (one epoch = 1/epochs of a run),
-  returning the best policy among those trained furthest;
+- `tpe_trace`: Optuna's TPE over a policy's features (shared layers per sublayer kind, early
+  specialization, parallel branch; each sample is mapped to the nearest untried policy), on short
+  runs, or with Hyperband pruning on the per-epoch losses of the recorded run (one epoch = 1/epochs
+  of a run), returning the best policy among those trained furthest;
 - `proxy_trace`: a proxy's best policy, available once its cost is spent.
 """
 from __future__ import annotations
@@ -71,25 +71,26 @@ def features(policy: SharingPolicy) -> list[float]:
     return [*shared, float(policy.early_specialization), float(policy.parallel_branch is not None)]
 
 
-def tpe_hyperband_trace(
-    candidates: dict[str, SharingPolicy], curves: dict[str, list[float]], seed: int, hyperband: HyperbandSection,
-    max_cost: float, startup_trials: int = 4,
+def tpe_trace(
+    candidates: dict[str, SharingPolicy], curves: dict[str, list[float]], seed: int, max_cost: float,
+    hyperband: HyperbandSection | None = None, curve_cost: float = 1.0, startup_trials: int = 4,
 ) -> Trace:
-    """TPE with a Hyperband pruner over the per-epoch losses `curves` (policy -> loss after epoch 1..E
-    of its recorded run); stops at `max_cost` runs or when every candidate was tried."""
+    """TPE over the losses `curves` (policy -> loss after epoch 1..E of its recorded run, which costs
+    `curve_cost` runs in all), with a Hyperband pruner on the epochs when given; stops at `max_cost`
+    runs or when every candidate was tried."""
     import optuna
 
     epochs = len(next(iter(curves.values())))
     feats = {n: features(p) for n, p in candidates.items()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=hyperband.min_epochs, max_resource=epochs, reduction_factor=hyperband.reduction_factor),
-    )
+    pruner = optuna.pruners.NopPruner() if hyperband is None else optuna.pruners.HyperbandPruner(
+        min_resource=hyperband.min_epochs, max_resource=epochs, reduction_factor=hyperband.reduction_factor)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials), pruner=pruner)
     layers = len(next(iter(candidates.values())).layers)
     untried, trained = set(candidates), {}  # policy -> (epochs observed, last loss)
-    trace, spent = [], 0  # epochs of the recipe trained so far
-    while untried and spent < max_cost * epochs - 1e-9:
+    trace, spent = [], 0  # epochs trained so far, each costing curve_cost / epochs runs
+    limit = max_cost * epochs / curve_cost - 1e-9
+    while untried and spent < limit:
         trial = study.ask()
         wanted = [trial.suggest_int(sub, 0, layers) / layers for sub in SUBLAYERS]
         wanted += [float(trial.suggest_categorical("early_specialization", [False, True])),
@@ -100,8 +101,8 @@ def tpe_hyperband_trace(
             spent += 1
             trained[name] = (epoch, curves[name][epoch - 1])
             trial.report(curves[name][epoch - 1], epoch)
-            trace.append((spent / epochs, min(trained, key=lambda n: (-trained[n][0], trained[n][1]))))
-            if spent >= max_cost * epochs - 1e-9:
+            trace.append((spent * curve_cost / epochs, min(trained, key=lambda n: (-trained[n][0], trained[n][1]))))
+            if spent >= limit:
                 break  # the budget is spent: the trial stops where it is
             if epoch < epochs and trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)

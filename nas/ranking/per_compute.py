@@ -20,7 +20,7 @@ import numpy as np
 
 from trainer.typed_config import ConfigError, load_config, to_dict
 
-from nas.ranking.anytime import Trace, halves, incumbent_at, proxy_trace, random_trace, tpe_hyperband_trace
+from nas.ranking.anytime import Trace, halves, incumbent_at, proxy_trace, random_trace, tpe_trace
 from nas.ranking.compute_runs import Measured, SupernetRecord, relative_path, space_policies
 from nas.ranking.per_compute_config import PerComputeConfig
 from nas.ranking.statistics import kendall_tau
@@ -152,7 +152,9 @@ def per_compute(config: str | Path, measured: Measured, overrides: list[str] = (
     add("random-short", f"random search over short runs (own schedule; {short_cost:.2f} runs each)",
         [random_trace(report, short_loss, short_cost, s) for s in seeds])
     add("tpe-hyperband", f"Optuna TPE, Hyperband pruner (min {cfg.hyperband.min_epochs} epoch, eta {cfg.hyperband.reduction_factor}) on per-epoch losses",
-        [tpe_hyperband_trace({n: policies[n] for n in report}, {n: curves[n] for n in report}, s, cfg.hyperband, top) for s in seeds])
+        [tpe_trace({n: policies[n] for n in report}, {n: curves[n] for n in report}, s, top, cfg.hyperband) for s in seeds])
+    add("tpe-short", f"Optuna TPE over short runs (own schedule; {short_cost:.2f} runs each), no pruning",
+        [tpe_trace({n: policies[n] for n in report}, {n: [short_loss[n]] for n in report}, s, top, curve_cost=short_cost) for s in seeds])
     add("params", "most parameters (no training; cost 0)", [proxy_trace(report, {n: float(entries[n]["params"]) for n in report}, 0.0)])
     from nas.bench.policies import specific_sublayers
 
