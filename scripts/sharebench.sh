@@ -132,7 +132,12 @@ fronts() {
 per_compute() {
   rank_check experiments/tiny/rank_check.yaml rank-check-tiny --set 'proxies=[params,specific_sublayers,grad_norm,snip]' \
     --set 'options={}' --set finetune=null --set keep=../results/rank-check-tiny.json
-  "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out runs/per-compute-tiny --json \
+  # what was measured is committed as data (experiments/results/per-compute-tiny/measured.json); a run goes on from it
+  mkdir -p runs/per-compute-tiny "$RESULTS/per-compute-tiny"
+  [ -f "$RESULTS/per-compute-tiny/measured.json" ] && cp -n "$RESULTS/per-compute-tiny/measured.json" runs/per-compute-tiny/
+  "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out runs/per-compute-tiny > /dev/null
+  cp runs/per-compute-tiny/measured.json "$RESULTS/per-compute-tiny/"
+  "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out "$RESULTS/per-compute-tiny" --analyse-only --json \
     --markdown "$RESULTS/search-per-compute-tiny.md" > "$RESULTS/search-per-compute-tiny.json.tmp"
   mv "$RESULTS/search-per-compute-tiny.json.tmp" "$RESULTS/search-per-compute-tiny.json"
 }

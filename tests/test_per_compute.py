@@ -113,6 +113,7 @@ def test_tpe_hyperband_spends_epochs_and_returns_the_best_fully_trained_policy()
         assert costs == sorted(costs) and costs[0] == pytest.approx(1 / 6)
         assert costs[-1] <= len(names) + 1e-9, "each policy is trained at most once"
         assert incumbent_at(trace, 100) == "share-last-4"
+        assert tpe_trace(policies, curves, seed, max_cost=50, hyperband=HyperbandSection()) == trace, "a seed repeats its search"
     assert tpe_trace(policies, curves, 0, max_cost=0.5, hyperband=HyperbandSection())[-1][0] == pytest.approx(0.5)
     # without pruning, on one loss per policy costing a third of a run: every policy once, then the best
     short = tpe_trace(policies, {n: [c[1]] for n, c in curves.items()}, 0, max_cost=50, curve_cost=1 / 3)

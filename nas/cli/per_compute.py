@@ -38,7 +38,8 @@ def per_compute(
         from nas.ranking.per_compute_render import per_compute_markdown
 
         where = "".join(f" --set {o}" for o in overrides or [])
-        atomic.write_text(markdown, per_compute_markdown(result, f"sharenas search per-compute {config} --out {out}{where} --json --markdown {markdown}"))
+        flag = " --analyse-only" if analyse_only else ""
+        atomic.write_text(markdown, per_compute_markdown(result, f"sharenas search per-compute {config} --out {out}{flag}{where} --json --markdown {markdown}"))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -85,7 +85,9 @@ def tpe_trace(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.NopPruner() if hyperband is None else optuna.pruners.HyperbandPruner(
         min_resource=hyperband.min_epochs, max_resource=epochs, reduction_factor=hyperband.reduction_factor)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials), pruner=pruner)
+    # a fixed study name: Hyperband assigns trials to brackets by a hash of it (a generated name would not repeat)
+    study = optuna.create_study(study_name=f"tpe-seed{seed}", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials),
+                                pruner=pruner)
     layers = len(next(iter(candidates.values())).layers)
     untried, trained = set(candidates), {}  # policy -> (epochs observed, last loss)
     trace, spent = [], 0  # epochs trained so far, each costing curve_cost / epochs runs
