@@ -7,9 +7,9 @@
 - one Gumbel search per (setting, budget, seed), its steps sized to the budget, each bench policy
   then scored on its path with inherited weights.
 
-Costs are CPU seconds of this process (`time.process_time`): every step runs on one thread, so the
-ratio of a strategy's CPU seconds to the standalone run's does not depend on what else the machine
-runs, where wall seconds would (on a busy machine they stretch by the load). Everything is cached in
+Costs are CPU seconds of this process (`time.process_time`): every step runs on one thread, and on a
+busy machine CPU seconds stretch far less than wall seconds (which grow with the load), though cache
+and memory contention still move them (identical supernet searches differed by up to 40% here). Everything is cached in
 the output directory: an interrupted study goes on from the last finished step.
 """
 from __future__ import annotations

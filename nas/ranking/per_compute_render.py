@@ -49,7 +49,8 @@ def per_compute_markdown(result: dict[str, Any], command: str) -> str:
         f"Regenerate: `{command}`.", "",
         f"Compute is counted in standalone runs of the bench's recipe: {unit['what']}, "
         f"{unit['standalone_cpu_seconds']:.1f} CPU s for {unit['standalone_steps']} steps. Every cost is CPU seconds of one thread, "
-        "measured by the same code, so ratios do not depend on the machine's load. Trials of bench policies are look-ups of the "
+        "measured by the same code: on a busy machine they stretch less than wall seconds, but not by nothing (compare the "
+        "searches of the same setting, budget and steps below). Trials of bench policies are look-ups of the "
         f"bench's seed-{cfg['observe_seed']} runs, charged their cost (a full run: 1; one epoch of it: 1/6; a short run: its steps over "
         f"the full run's); the returned policy is judged by the bench's seed {', '.join(map(str, cfg['judge_seeds']))} runs alone.", "",
         f"**Halves** (split seed {cfg['split_seed']}): settings are chosen on the choice half ({len(result['choose_half'])} policies: "
