@@ -71,11 +71,12 @@ class Scorer:
         ]
         return sum(accuracies) / len(accuracies)
 
-    def measure(self, model: nn.Module, recalibrate: bool = False) -> dict[str, float]:
-        """Both metrics plus `score` (the configured one, higher is better)."""
+    def measure(self, model: nn.Module, recalibrate: bool = False, zeroshot: bool = True) -> dict[str, float]:
+        """Both metrics plus `score` (the configured one, higher is better); `zeroshot` False: the
+        held-out loss alone (zero-shot NaN), a fraction of the cost."""
         with scoring_precision(self.device):
             if recalibrate and self.calibration and has_batch_norm(model):
                 recalibrate_batch_norm(model, self.calibration, self.device)
-            result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model)}
+            result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model) if zeroshot else float("nan")}
         result["score"] = -result["val_loss"] if self.metric == "val_loss" else result["zeroshot"]
         return result

@@ -31,6 +31,7 @@ ROOTS: dict[str, tuple[str, str]] = {
     "OptunaSearchConfig": ("nas.discrete.config", "`sharenas search optuna` (and `kind: optuna` in `sharenas tune`)"),
     "ConflictConfig": ("nas.conflict.config", "`sharenas search conflict`"),
     "RankCheckConfig": ("nas.ranking.config", "`sharenas search rank-check`"),
+    "PerComputeConfig": ("nas.ranking.per_compute_config", "`sharenas search per-compute`"),
     "BenchConfig": ("nas.bench.config", "`sharenas bench build`"),
     "TuneConfig": ("nas.tune.config", "`sharenas tune`"),
 }

@@ -29,6 +29,13 @@
 #                                finished entries are kept in experiments/results/regime/CELL/ with the cell's
 #                                config (commit them: the map is computed from them, and a build on another
 #                                machine starts from them)
+#   scripts/sharebench.sh per-compute
+#                                about 1.5 hours of one CPU thread (after tiny): the zero-cost proxies added to
+#                                experiments/results/rank-check-tiny.{json,md} (the searched supernet proxies kept from
+#                                the committed result, not searched again), then experiments/results/
+#                                search-per-compute-tiny.{json,md}: every strategy's regret at 0.5-8 standalone runs of
+#                                compute (a standalone run timed, the zero-cost proxies, the conflict search and the
+#                                supernet searches run; the other trials looked up in the bench)
 #   scripts/sharebench.sh        tiny, real, fronts and fronts-real
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,6 +129,19 @@ fronts() {
   return 0
 }
 
+per_compute() {
+  rank_check experiments/tiny/rank_check.yaml rank-check-tiny --set 'proxies=[params,specific_sublayers,grad_norm,snip]' \
+    --set 'options={}' --set finetune=null --set keep=../results/rank-check-tiny.json
+  # what was measured is committed as data (experiments/results/per-compute-tiny/measured.json); a run goes on from it
+  mkdir -p runs/per-compute-tiny "$RESULTS/per-compute-tiny"
+  [ -f "$RESULTS/per-compute-tiny/measured.json" ] && cp -n "$RESULTS/per-compute-tiny/measured.json" runs/per-compute-tiny/
+  "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out runs/per-compute-tiny > /dev/null
+  cp runs/per-compute-tiny/measured.json "$RESULTS/per-compute-tiny/"
+  "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out "$RESULTS/per-compute-tiny" --analyse-only --json \
+    --markdown "$RESULTS/search-per-compute-tiny.md" > "$RESULTS/search-per-compute-tiny.json.tmp"
+  mv "$RESULTS/search-per-compute-tiny.json.tmp" "$RESULTS/search-per-compute-tiny.json"
+}
+
 # The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
 REGIME_CELLS=(full-w64 half-w64 long-w64 full-w64-keywords plus-w64 full-w128)
 
@@ -158,6 +178,7 @@ case "${1:-all}" in
     [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
     fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random --seed-one tpe nsga2 random ;;
   regime) shift; regime "$@" ;;
+  per-compute) per_compute ;;
   all) tiny; real; "$0" fronts; "$0" fronts-real ;;
-  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,39p' "$0" >&2; exit 2 ;;
 esac

@@ -59,6 +59,8 @@ COMMANDS: dict[str, str | tuple[str, str]] = {
         ".venv/bin/sharenas search conflict experiments/tiny/conflict.yaml --out runs/conflict --set train.epochs=null --set train.steps=3 --set conflict.batches=1",
     ".venv/bin/sharenas search rank-check experiments/tiny/rank_check.yaml --out runs/rank-check":
         ("covered", "tests/test_rank_check.py::test_rank_check_searches_and_scores_a_supernet"),
+    ".venv/bin/sharenas search per-compute experiments/tiny/per_compute.yaml --out runs/per-compute-tiny":
+        ("covered", "tests/test_per_compute.py::test_per_compute_measures_what_the_table_cannot_give_and_goes_on_where_it_stopped"),
     ".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 6": f".venv/bin/sharenas search optuna experiments/tiny/optuna.yaml --n-trials 3 {OPTUNA}",
     ".venv/bin/sharenas dashboard --storage sqlite:///runs/optuna/tiny-optuna/study.db":
         ("covered", "tests/test_optuna_dashboard.py::test_dashboard_serves_the_study_note_and_artifacts_on_localhost"),

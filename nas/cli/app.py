@@ -1,5 +1,5 @@
 """The `sharenas` command line (typer): one module per command group (`train.py`: train and eval;
-`search_gumbel.py`, `search_conflict.py`, `search_optuna.py`, `rank_check.py`: the `search` group;
+`search_gumbel.py`, `search_conflict.py`, `search_optuna.py`, `rank_check.py`, `per_compute.py`: the `search` group;
 `bench.py`, `data.py`, `tune.py`, `export.py`, `report.py`, `dashboard.py`, `demo.py`), shared helpers in
 `console.py`. Commands import their heavy dependencies when they run."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nas.cli import (
-    bench as bench_commands, dashboard as dashboard_commands, data as data_commands, demo, export as export_commands,
+    bench as bench_commands, dashboard as dashboard_commands, data as data_commands, demo, export as export_commands, per_compute as per_compute_commands,
     rank_check as rank_check_commands, report as report_commands, search_conflict as conflict_commands,
     search_gumbel as gumbel_commands, search_optuna as optuna_commands, search_sweep as sweep_commands, train as run_commands,
     tune as tune_commands,
@@ -100,6 +100,7 @@ search_app = typer.Typer(no_args_is_help=True, help="Search sharing policies: Gu
 search_app.command("gumbel")(gumbel_commands.gumbel)
 search_app.command("conflict")(conflict_commands.conflict)
 search_app.command("rank-check")(rank_check_commands.rank_check)
+search_app.command("per-compute")(per_compute_commands.per_compute)
 search_app.command("optuna")(optuna_commands.optuna_search)
 search_app.command("sweep")(sweep_commands.sweep)
 app.add_typer(search_app, name="search")

@@ -6,8 +6,25 @@ from dataclasses import dataclass, field
 
 from trainer.typed_config import ConfigError
 
+from nas.zero_cost import ZERO_COST
+
 TRIVIAL = ("params", "specific_sublayers")
 """The proxies that need no search: the parameter count and the number of specific sublayers."""
+
+
+@dataclass
+class ZeroCostSection:
+    """How the zero-cost proxies (`grad_norm`, `snip`: `nas/zero_cost.py`) are measured."""
+
+    recipe: str = "msclip.yaml"
+    """A training config (relative to this file; the bench's recipe): its data's training split, model
+    size and batch size give the one batch each proxy is computed on."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Initialization and batch seeds; a policy's proxy is its mean over them."""
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("zero_cost.seeds must hold at least one seed")
 
 
 @dataclass
@@ -50,7 +67,14 @@ class RankCheckConfig:
     """A `search conflict` config scored as proxy `conflict` (the summed image/text gradient conflict
     of the sublayers a policy makes specific)."""
     proxies: list[str] = field(default_factory=lambda: ["supernet", *TRIVIAL])
-    """Which of `supernet`, `params` and `specific_sublayers` to score."""
+    """Which of `supernet`, `params`, `specific_sublayers` and the zero-cost proxies `grad_norm` and
+    `snip` to score."""
+    zero_cost: ZeroCostSection = field(default_factory=ZeroCostSection)
+    """How the zero-cost proxies are measured (when `proxies` names one)."""
+    keep: str | None = None
+    """A previous result of this rank check (its `--json` output): every proxy it holds that this run
+    does not score (e.g. the searched supernet options, hours of CPU) is copied in as it was, with its
+    run and the picks, and listed under `kept`; null: none."""
     tables: dict[str, str] = field(default_factory=dict)
     """Proxy name -> another bench table scored by its mean held-out loss (e.g. short trials)."""
     table_seeds: dict[str, list[int]] = field(default_factory=dict)
@@ -67,9 +91,9 @@ class RankCheckConfig:
     """Seed of the bootstrap."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.proxies) - {"supernet", *TRIVIAL})
+        unknown = sorted(set(self.proxies) - {"supernet", *TRIVIAL, *ZERO_COST})
         if unknown:
-            raise ConfigError(f"proxies: unknown {', '.join(unknown)}; choose from supernet, {', '.join(TRIVIAL)}")
+            raise ConfigError(f"proxies: unknown {', '.join(unknown)}; choose from supernet, {', '.join((*TRIVIAL, *ZERO_COST))}")
         if self.top_k < 1 or self.bootstrap < 100:
             raise ConfigError("top_k must be >= 1 and bootstrap >= 100")
         stray = sorted(set(self.table_seeds) - set(self.tables))

@@ -7,6 +7,7 @@ bench table: nothing is retrained). Proxies:
   BatchNorm statistics recalibrated per path), on the same held-out pairs the bench used;
 - `params`: the total parameter count (more is better) and `specific_sublayers`: the number of
   modality-specific sublayers (more is better), the trivial proxies a search must beat;
+- `grad_norm` and `snip`: the data-dependent zero-cost proxies at initialization (`nas/zero_cost.py`);
 - one per entry of `tables`: the mean held-out loss of another bench table over the same policies
   (e.g. short trials, the cost of a discrete search's objective).
 Each gets Kendall tau, Spearman rho and top-k overlap with bootstrap intervals, and its tau as a
@@ -34,6 +35,7 @@ from nas.ranking.config import RankCheckConfig
 from nas.ranking.statistics import rank_agreement
 from nas.ranking.supernet_proxy import searched_run, supernet_scores
 from nas.supernet.config import GumbelConfig
+from nas.zero_cost import ZERO_COST, zero_cost_scores
 
 RESULT_FILE = "rank_check.json"
 
@@ -102,14 +104,25 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     subsets: dict[str, list[str]] = {}
     record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": table["policies"][n]["mean"]["val_loss"], f"truth_{cfg.truth}": sign * v,
                                              "params": table["policies"][n]["params"]} for n, v in zip(names, truth)}
+    runs: dict[str, dict[str, Any]] = {}
     trivial: dict[str, Callable[[str], float]] = {
         "params": lambda n: float(table["policies"][n]["params"]),
         "specific_sublayers": lambda n: float(specific_sublayers(policies[n])),
     }
-    runs: dict[str, dict[str, Any]] = {}
     for proxy in cfg.proxies:
-        if proxy != "supernet":
+        if proxy in trivial:
             proxy_scores[proxy] = {n: trivial[proxy](n) for n in names}
+            for n in names:
+                record[n][proxy] = proxy_scores[proxy][n]
+    zero_cost = [p for p in cfg.proxies if p in ZERO_COST]
+    if zero_cost:
+        from trainer.config import TrainConfig
+
+        recipe = load_config(_relative(config, cfg.zero_cost.recipe), TrainConfig)
+        scores = zero_cost_scores(policies, recipe.model.size, recipe.data, recipe.train.batch_size, cfg.zero_cost.seeds)
+        for proxy in zero_cost:
+            proxy_scores[proxy] = {n: scores[n].value(proxy) for n in names}
+            runs[proxy] = {"cpu_seconds": sum(s.cpu_seconds for s in scores.values()), "seeds": cfg.zero_cost.seeds, "policies": len(names)}
             for n in names:
                 record[n][proxy] = proxy_scores[proxy][n]
     wanted = [("supernet", [])] if "supernet" in cfg.proxies and cfg.only is None else []
@@ -174,13 +187,41 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         from nas.ranking.picks import proxy_picks
 
         picks = proxy_picks(Path(runs["supernet"]["run"]), table)
+    kept: list[str] = []
+    if cfg.keep is not None:
+        picks, kept = _keep(_relative(config, cfg.keep), names, proxies, record, runs, picks)
     result = {
         "bench": str(bench_path), "truth_metric": cfg.truth, "score_precision": SCORE_PRECISION,
         "truth": "mean held-out loss over seeds (lower is better)" if cfg.truth == "val_loss" else f"mean {cfg.truth} over seeds (higher is better)",
         "bench_score_precision": table.get("score_precision", "unrecorded"), "n": len(names), "picks": picks,
-        "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "noise_ceiling": ceiling, "proxies": proxies,
+        "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "kept": kept, "noise_ceiling": ceiling, "proxies": proxies,
         "policies": record, "config": to_dict(cfg),
         "val_loss_chance": (table.get("chance") or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
     }
     atomic.write_json(out / RESULT_FILE, result)
     return result
+
+
+def _keep(path: Path, names: list[str], proxies: dict[str, Any], record: dict[str, dict[str, Any]], runs: dict[str, Any],
+          picks: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, list[str]]:
+    """Copy the proxies of the previous result `path` that this run did not score (in place); returns
+    the picks (this run's, else the previous ones) and the names copied."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"keep: cannot read the previous rank check {path}: {exc}") from None
+    if sorted(previous.get("policies", {})) != sorted(names):
+        raise ConfigError(f"keep: {path} scored other policies than this run; keep a result of the same bench and space")
+    kept = [p for p in previous["proxies"] if p not in proxies]
+    scored = dict(proxies)
+    proxies.clear()  # the previous result's order, then what it lacked
+    proxies.update({p: scored.get(p, previous["proxies"][p]) for p in previous["proxies"]})
+    proxies.update({p: a for p, a in scored.items() if p not in proxies})
+    for proxy in kept:
+        for n in names:
+            if proxy in previous["policies"][n]:
+                record[n][proxy] = previous["policies"][n][proxy]
+        base = proxy.split("+")[0]
+        if base in previous.get("runs", {}) and base not in runs:
+            runs[base] = previous["runs"][base]
+    return picks if picks is not None else previous.get("picks"), kept

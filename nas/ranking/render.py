@@ -32,7 +32,9 @@ def rank_check_markdown(result: dict[str, Any], command: str, bench_name: str = 
         f"Regenerate: `{command}`. Ground truth: {result['truth']} of the {result['n']} bench policies in the supernet's space"
         + (f" ({', '.join(skipped)} lie outside it)." if skipped else "."),
         f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
-        f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n.", "",
+        f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n."
+        + (f" Kept from the previous result `{result['config']['keep']}` as scored then (not rescored by this run): "
+           f"{', '.join(result['kept'])}." if result.get("kept") else ""), "",
         rank_check_frame(result).to_markdown(index=False), "",
         *(_picks_section(result["picks"], result.get("val_loss_chance")) if result.get("picks") else []),
     ])
