@@ -7,14 +7,16 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from safetensors.torch import load_file
+from scipy.stats import f_oneway
 
 from nas.bench.build import Entry, branch_run, entry_file, entry_run, prepare, run_entry
 from nas.bench.config import load_bench_config
-from nas.bench.regime import regime_map
+from nas.bench.regime import noise_range, regime_map, separates, separation
 from nas.bench.table import bench_table, best_of_curve, ceiling_seeds, seed_agreement
 from trainer.checkpoint import MODEL_FILE, list_checkpoints
 from trainer.config import OptimConfig, TrainConfig
@@ -158,17 +160,33 @@ def test_the_regime_map_over_the_transformer_only_policies(built):
     assert es["mean"] == pytest.approx(sum(a - b for a, b in zip(means["msclip-es"], means["msclip"])) / 2)
     assert four["kendall_seeds"] == [3, 4] and four["kendall"] is not None
     assert regime["chosen"]["cell"] == "cell" and regime["chosen"]["epochs"] in (1, 2)
+    assert four["noise_range_in_pooled_std"] == pytest.approx(noise_range(3, 2, four["pooled_df"]))
+    assert 0.0 <= four["anova_p"] <= 1.0
 
 
-def test_bench_show_prints_a_length_with_its_best_epochs_and_paired_seeds(built, tmp_path):
-    from typer.testing import CliRunner
+def _spread(runs: np.ndarray) -> np.ndarray:
+    """The range of the policy means in pooled seed stds, per draw of `runs` (draws x policies x seeds)."""
+    return np.ptp(runs.mean(axis=2), axis=1) / np.sqrt(runs.var(axis=2, ddof=1).mean(axis=1))
 
-    from nas.cli import app
 
-    markdown = tmp_path / "table.md"
-    result = CliRunner().invoke(app, ["bench", "show", str(built), "--length", "1", "--markdown", str(markdown), "--bootstrap", "200"])
-    assert result.exit_code == 0, result.output
-    text = markdown.read_text()
-    assert "the ranking metric; seed 3 vs seed 4 over 4 policies" in text and "## Best scored epoch" in text
-    assert f"--length 1 --json --markdown {markdown}" in text
-    assert "3 vs 4" in result.output  # the ceilings' seeds column
+def test_identical_policies_separate_at_the_noise_rate_and_a_shifted_one_almost_always():
+    rng = np.random.default_rng(0)
+    policies, seeds, draws = 13, 2, 20_000
+    noise = noise_range(policies, seeds, policies * (seeds - 1))
+    same = _spread(rng.normal(size=(draws, policies, seeds)))
+    assert (same > 2.0).mean() > 0.5  # a fixed 2 pooled stds is crossed by noise alone most of the time here
+    called = np.array([separates({"range_in_pooled_std": r, "noise_range_in_pooled_std": noise}) for r in same])
+    assert called.mean() == pytest.approx(0.05, abs=0.006)
+    shifted = rng.normal(size=(2_000, policies, seeds))
+    shifted[:, -1] += 8.0
+    assert np.mean([separates({"range_in_pooled_std": r, "noise_range_in_pooled_std": noise}) for r in _spread(shifted)]) > 0.95
+
+
+def test_the_separation_of_a_cell_holds_the_noise_range_and_the_anova():
+    rng = np.random.default_rng(1)
+    runs = pd.DataFrame([{"policy": f"p{i}", "seed": seed, "control": False, "final": (8.0 if i == 12 else 0.0) + rng.normal()}
+                         for i in range(13) for seed in range(3)])
+    shifted = separation(runs, "final", "r10", "p0", bootstrap=10)
+    assert shifted["noise_range_in_pooled_std"] == pytest.approx(noise_range(13, 3, 26))
+    assert shifted["anova_p"] == pytest.approx(f_oneway(*[g["final"] for _, g in runs.groupby("policy")]).pvalue)
+    assert shifted["anova_p"] < 1e-6 and separates(shifted)

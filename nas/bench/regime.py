@@ -9,6 +9,11 @@ specialization and the parallel branch off; those with either are positive contr
 - the std of the policy means (between-policy) beside the pooled seed std: seed noise alone makes the
   former about `pooled / sqrt(seeds)`, so a ratio between / pooled well above that says the policies
   differ; `range_in_pooled_std` is max - min of the means in pooled seed stds;
+- what seed noise alone would give: the range of the means that noise exceeds 5% of the time (Tukey's
+  honestly significant difference: the studentized range's 95% quantile for that many policies and the
+  pooled std's degrees of freedom, over sqrt(seeds)), and the one-way ANOVA p-value of the policies.
+  The range of k noisy means grows with k (about 2.4 seed stds for 13 policies of 2 seeds), so a fixed
+  threshold alone would call a large cell of identical policies separated;
 - the seed-to-seed Kendall tau of those policies with its bootstrap CI (the noise ceiling they allow);
 - every control's difference from the reference, paired by seed;
 - what it cost: CPU-hours of the cell as trained, and of standalone runs of that length (the run's
@@ -17,12 +22,14 @@ The same holds for the best-epoch value of the metric (selected on the scored po
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from trainer.typed_config import load_config
 
@@ -32,7 +39,10 @@ from nas.bench.table import LOWER_IS_BETTER, at_length, best_of_curve, read_entr
 
 REGIME_SCHEMA = "sharenas/regime/v1"
 SEPARATES = 2.0
-"""Policies separate in a cell when the range of their means exceeds this many pooled seed stds."""
+"""Policies separate in a cell when the range of their means exceeds this many pooled seed stds, and
+also the range seed noise alone exceeds 5% of the time (`noise_range`)."""
+FAMILYWISE = 0.05
+"""The error rate of `noise_range` and of the ANOVA."""
 
 
 def is_control(policy: dict[str, Any]) -> bool:
@@ -50,6 +60,30 @@ def _frame(records: list[dict[str, Any]], column: str, source: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+@functools.lru_cache(maxsize=None)
+def noise_range(policies: int, seeds: float, df: int | None) -> float | None:
+    """The range of `policies` means of `seeds` runs each, in pooled seed stds with `df` degrees of
+    freedom, that seed noise alone exceeds with probability `FAMILYWISE` (Tukey's HSD)."""
+    if policies < 2 or not seeds or not df:
+        return None
+    return finite(stats.studentized_range.ppf(1 - FAMILYWISE, policies, df) / np.sqrt(seeds))
+
+
+def anova_p(runs: pd.DataFrame, column: str) -> float | None:
+    """The one-way ANOVA p-value of `column` grouped by policy (None with fewer than two policies or no
+    within-policy degrees of freedom)."""
+    groups = [g[column].to_numpy() for _, g in runs.groupby("policy")]
+    if len(groups) < 2 or sum(len(g) - 1 for g in groups) < 1:
+        return None
+    return finite(stats.f_oneway(*groups).pvalue)
+
+
+def separates(stats_row: dict[str, Any]) -> bool:
+    """The range of the transformer-only policies' means exceeds both `SEPARATES` and `noise_range`."""
+    spread, noise = stats_row["range_in_pooled_std"], stats_row["noise_range_in_pooled_std"]
+    return spread is not None and noise is not None and spread > max(SEPARATES, noise)
+
+
 def separation(runs: pd.DataFrame, value: str, column: str, reference: str, bootstrap: int) -> dict[str, Any]:
     """The spread statistics of `value` (final or best) over the transformer-only policies of `runs`,
     and the controls' paired differences from `reference` (see the module docstring)."""
@@ -58,7 +92,9 @@ def separation(runs: pd.DataFrame, value: str, column: str, reference: str, boot
     means = inside.groupby("policy")[column].mean()
     pooled = pooled_std(inside, column)
     between = float(means.std(ddof=1)) if len(means) >= 2 else None
-    seeds = float(inside.groupby("policy")["seed"].count().mean()) if len(inside) else 0.0
+    counts = inside.groupby("policy")["seed"].count()
+    seeds = float(counts.mean()) if len(inside) else 0.0
+    harmonic = float(len(counts) / (1 / counts).sum()) if len(inside) else 0.0
     ceiling = seed_agreement(inside, column, bootstrap=bootstrap)
     out: dict[str, Any] = {
         "policies": int(len(means)), "seeds_per_policy": seeds, "mean": finite(means.mean()) if len(means) else None,
@@ -66,6 +102,8 @@ def separation(runs: pd.DataFrame, value: str, column: str, reference: str, boot
         "between_over_pooled": finite(between / pooled["std"]) if between is not None and pooled["std"] else None,
         "noise_only_ratio": finite(1 / np.sqrt(seeds)) if seeds else None,
         "range_in_pooled_std": finite((means.max() - means.min()) / pooled["std"]) if pooled["std"] and len(means) >= 2 else None,
+        "noise_range_in_pooled_std": noise_range(len(means), harmonic, pooled["df"]),
+        "anova_p": anova_p(inside, column),
         "best_policy": (means.idxmin() if column in LOWER_IS_BETTER else means.idxmax()) if len(means) else None,
         "kendall": None if ceiling is None else ceiling["kendall"], "kendall_ci": None if ceiling is None else ceiling["kendall_ci"],
         "kendall_seeds": None if ceiling is None else ceiling["seeds"],
@@ -117,21 +155,25 @@ def cell_rows(name: str, bench_dir: Path, bootstrap: int) -> list[dict[str, Any]
 
 def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     """The map over `cells` (name -> bench directory) and the chosen cell: among the (cell, length) rows
-    whose transformer-only policies separate (`range_in_pooled_std` > `SEPARATES`), the one with the
-    highest seed-to-seed Kendall tau; without any, the row with the highest tau, flagged as not separating."""
+    whose transformer-only policies separate (`separates`), the one with the highest seed-to-seed
+    Kendall tau; without any, the row with the highest tau, flagged as not separating."""
     rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap)]
     scored = [r for r in rows if r["final"]["kendall"] is not None]
-    separating = [r for r in scored if (r["final"]["range_in_pooled_std"] or 0.0) > SEPARATES]
+    separating = [r for r in scored if separates(r["final"])]
     pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None
     chosen = None
     if pick is not None:
         f = pick["final"]
-        reason = (f"the transformer-only policies span {f['range_in_pooled_std']:.2f} pooled seed stds (> {SEPARATES}) with the highest "
-                  f"seed-to-seed Kendall tau among such rows, {f['kendall']:.3f} {f['kendall_ci']}" if separating else
-                  f"no row separates the transformer-only policies by more than {SEPARATES} pooled seed stds; this row has the highest "
-                  f"seed-to-seed Kendall tau, {f['kendall']:.3f} {f['kendall_ci']}, over a range of {f['range_in_pooled_std']:.2f} pooled stds")
+        tau = f"{f['kendall']:.3f} [{f['kendall_ci'][0]:.2f}, {f['kendall_ci'][1]:.2f}]"
+        noise = _f(f["noise_range_in_pooled_std"], 2)
+        reason = (f"the transformer-only policies span {f['range_in_pooled_std']:.2f} pooled seed stds (> {SEPARATES} and > {noise}, the "
+                  f"range seed noise alone exceeds {FAMILYWISE:.0%} of the time; ANOVA p {_f(f['anova_p'])}) with the highest seed-to-seed "
+                  f"Kendall tau among such rows, {tau}" if separating else
+                  f"no row separates the transformer-only policies by more than {SEPARATES} pooled seed stds and more than seed noise "
+                  f"alone; this row has the highest seed-to-seed Kendall tau, {tau}, over a range of {f['range_in_pooled_std']:.2f} "
+                  f"pooled stds (noise alone: {noise}; ANOVA p {_f(f['anova_p'])})")
         chosen = {"cell": pick["cell"], "epochs": pick["epochs"], "separates": bool(separating), "reason": reason}
-    return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "cells": {n: str(p) for n, p in cells.items()}, "rows": rows, "chosen": chosen}
+    return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "familywise": FAMILYWISE, "cells": {n: str(p) for n, p in cells.items()}, "rows": rows, "chosen": chosen}
 
 
 def regime_markdown(regime: dict[str, Any], command: str) -> str:
@@ -141,7 +183,9 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
              "Per cell and length, over the policies without early specialization or the parallel branch: the mean of the "
              "policy means (where it stops rising is the plateau of the length study), the std of the policy means (between), the pooled seed std (pooled), between / pooled (seed noise alone gives about "
              "1/sqrt(seeds), the `noise` column), the range of the means in pooled stds, and the seed-to-seed Kendall tau "
-             f"with its 95% bootstrap CI. A cell separates when the range exceeds {regime['separates_at']} pooled stds. "
+             "with its 95% bootstrap CI; `noise range` is the range of that many means that seed noise alone exceeds "
+             f"{regime.get('familywise', FAMILYWISE):.0%} of the time (Tukey's HSD, in pooled stds), and `ANOVA p` the one-way ANOVA "
+             f"of the policies. A cell separates when the range exceeds {regime['separates_at']} pooled stds and the noise range. "
              "`controls` are the paired differences of the policies with extras from the reference (mean ± SE).", ""]
     for which in ("final", "best"):
         title = "At the end of each length's schedule" if which == "final" else "At each run's best scored epoch (selected on the held-out set: optimistic)"
@@ -154,6 +198,7 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
                 "cell": r["cell"], "epochs": r["epochs"], "metric": r["metric"], "policies": s["policies"], "runs": r["runs"],
                 "mean": _f(s["mean"]), "between": _f(s["between_std"]), "pooled": _f(s["pooled_std"]), "between/pooled": _f(s["between_over_pooled"]),
                 "noise": _f(s["noise_only_ratio"]), "range/pooled": _f(s["range_in_pooled_std"]),
+                "noise range": _f(s.get("noise_range_in_pooled_std")), "ANOVA p": _f(s.get("anova_p")),
                 "kendall": "-" if s["kendall"] is None else f"{s['kendall']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
                 "best": s["best_policy"] or "-",
                 "controls": "; ".join(f"{n} {_f(d['mean'])} ± {_f(d['se'])}" for n, d in (s.get("controls_vs_reference") or {}).items()) or "-",
