@@ -35,7 +35,9 @@
 #                                the committed result, not searched again), then experiments/results/
 #                                search-per-compute-tiny.{json,md}: every strategy's regret at 0.5-8 standalone runs of
 #                                compute (a standalone run timed, the zero-cost proxies, the conflict search and the
-#                                supernet searches run; the other trials looked up in the bench)
+#                                supernet searches run; the other trials looked up in the bench), then
+#                                experiments/results/derived-per-compute-tiny.{json,md} (16 runs, about 1.1 hours):
+#                                the sweep supernet's picks at 2 runs against msclip and msclip-s with seeds 2-5
 #   scripts/sharebench.sh        tiny, real, fronts and fronts-real
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -140,6 +142,8 @@ per_compute() {
   "$SHARENAS" search per-compute experiments/tiny/per_compute.yaml --out "$RESULTS/per-compute-tiny" --analyse-only --json \
     --markdown "$RESULTS/search-per-compute-tiny.md" > "$RESULTS/search-per-compute-tiny.json.tmp"
   mv "$RESULTS/search-per-compute-tiny.json.tmp" "$RESULTS/search-per-compute-tiny.json"
+  # the policies of the strategy closest to beating msclip at <= 4 runs, trained with seeds no strategy saw
+  bench derived-per-compute-tiny
 }
 
 # The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
