@@ -121,7 +121,7 @@ def optuna_study(work: Path) -> dict[str, Any]:
     path.write_text(yaml.safe_dump({
         "study_name": "digest", "out_dir": str(work / "optuna"), "n_trials": 3, "baselines": ["msclip"],
         "objective": {"metric": "zeroshot/digits/top1"}, "sampler": {"seed": 0, "startup_trials": 2}, "pruner": {"kind": "none"},
-        "space": {"layouts": ["share_last", "mask"], "parallel_branch": False}, "train": OPTUNA_TRAIN,
+        "space": {"layouts": ["share_last", "mask"], "parallel_branch": False}, **OPTUNA_TRAIN,
     }))
     result = run_search(load_search_config(path))
     study = optuna.load_study(study_name=result.study_name, storage=result.storage)
@@ -135,7 +135,7 @@ def bench_entry(work: Path) -> dict[str, Any]:
     (work / "recipe.yaml").write_text(yaml.safe_dump(BENCH_RECIPE))
     config = work / "bench.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "digest", "train": "recipe.yaml", "policies": ["msclip"], "random": {"count": 0}, "seeds": [0],
+        "name": "digest", "recipe": "recipe.yaml", "policies": ["msclip"], "random": {"count": 0}, "seeds": [0],
         "heldout": {"pairs": 64, "batch_size": 32}, "bootstrap": 200, "lengths": [1, 2],
         "metrics": {"val_loss": "val_loss", "zeroshot_shapes": "metrics.zeroshot/shapes/top1",
                     "r1": "mean(metrics.retrieval/shapes/i2t_r1, metrics.retrieval/shapes/t2i_r1)"},

@@ -172,8 +172,10 @@ def render() -> str:
         "",
         "Generated from the typed dataclasses by `scripts/config_reference.py` when the site is built. A YAML file maps",
         "onto one of the configs below; a section is a nested mapping. Unknown keys and wrong types are errors that name",
-        "the dotted key, `--set a.b=c` overrides one key, and `???` marks a value you must fill in. A run directory holds",
-        "the resolved config as `config.yaml`.",
+        "the dotted key, `--set a.b=c` overrides one key, and `???` marks a value you must fill in. A config that trains",
+        "(TrainConfig, GumbelConfig, ConflictConfig, OptunaSearchConfig) may name a training YAML as `recipe:` (relative",
+        "to its file): its sections are written over that file's, key by key. A run directory holds the resolved config",
+        "as `config.yaml`.",
         "",
     ]
     root_classes = roots()

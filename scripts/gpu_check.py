@@ -131,19 +131,20 @@ def sharebench(mode: Mode) -> tuple[str, str, str]:
     from scipy.stats import kendalltau
 
     cfg = yaml.safe_load(BENCH.read_text())
-    cfg["train"] = str((BENCH.parent / cfg["train"]).resolve())
+    cfg["recipe"] = str((BENCH.parent / cfg["recipe"]).resolve())
     cfg["policies"] = [str((BENCH.parent / p).resolve()) if p.endswith(".json") else p for p in cfg["policies"]]
     workers = 16
-    cfg["train_overrides"] = [*cfg["train_overrides"], f"train.device={mode.device}"]
+    sets = [f"train.device={mode.device}"]
     if mode.dry:  # 4 policies, one seed, 2 steps, a small held-out set
         cfg.update(policies=["msclip", "clip-t768", "share-all", "share-last-6"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0],
                    extra_seeds={}, heldout={**cfg["heldout"], "pairs": 256}, bootstrap=100)
-        cfg["train_overrides"] += ["train.epochs=null", "train.steps=2", "data.shapes_zeroshot_per_class=2", "data.max_eval_images=40", "eval.nmi_pairs=0", "train.num_threads=1"]
+        sets += ["train.epochs=null", "train.steps=2", "data.shapes_zeroshot_per_class=2", "data.max_eval_images=40", "eval.nmi_pairs=0", "train.num_threads=1"]
         workers = 2
     config, out = mode.tmp / "sharebench.yaml", mode.tmp / "sharebench"
     config.write_text(yaml.safe_dump(cfg))
     start = time.perf_counter()
-    run([*SHARENAS, "bench", "build", str(config), "--out", str(out), "--workers", str(workers)], mode.limit(200))
+    run([*SHARENAS, "bench", "build", str(config), "--out", str(out), "--workers", str(workers), *(a for s in sets for a in ("--set", s))],
+        mode.limit(200))
     wall = time.perf_counter() - start
     table = json.loads(run([*SHARENAS, "bench", "show", str(out), "--json"], mode.limit(20)))
     reference = json.loads(CPU_TABLE.read_text())["policies"]

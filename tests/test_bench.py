@@ -32,7 +32,7 @@ def tiny_bench(tmp_path: Path, **extra) -> Path:
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
     config = tmp_path / "bench.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "test-bench", "train": "recipe.yaml", "policies": ["msclip", "share-all"],
+        "name": "test-bench", "recipe": "recipe.yaml", "policies": ["msclip", "share-all"],
         "random": {"count": 1, "strata": 1, "seed": 0}, "seeds": [0, 1], "heldout": {"pairs": 64, "batch_size": 32},
         "bootstrap": 200, **extra,
     }))
@@ -121,7 +121,7 @@ def test_an_entry_is_scored_in_fp32_whatever_precision_it_trained_in(tmp_path):
     from trainer.evaluation.heldout import held_out_loss, materialize
     from trainer.loss import contrastive_loss
 
-    config = tiny_bench(tmp_path, train_overrides=["train.precision=bf16", "train.epochs=null", "train.steps=2"])
+    config = tiny_bench(tmp_path, train={"precision": "bf16", "epochs": None, "steps": 2})
     out = tmp_path / "bench"
     prepare(load_bench_config(config), out)
     record = run_entry(str(config), [], str(out), "msclip", 0)
@@ -342,7 +342,7 @@ def test_reuse_copies_entries_trained_the_same_way_and_trains_the_rest(tmp_path)
 
     other = tmp_path / "c"
     other.mkdir()
-    changed = tiny_bench(other, policies=["msclip"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0], train_overrides=["optim.lr=0.001"])
+    changed = tiny_bench(other, policies=["msclip"], random={"count": 0, "strata": 1, "seed": 0}, seeds=[0], optim={"lr": 0.001})
     prepared = prepare(load_bench_config(changed), other / "out")
     from nas.bench.build import reuse_entries
 

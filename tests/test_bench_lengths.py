@@ -40,7 +40,7 @@ def lengths_bench(tmp_path: Path, seeds=(0, 1), **extra) -> Path:
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
     config = tmp_path / "bench.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "test-lengths", "train": "recipe.yaml", "policies": ["msclip", "share-all", "share-last-6", "msclip-es"],
+        "name": "test-lengths", "recipe": "recipe.yaml", "policies": ["msclip", "share-all", "share-last-6", "msclip-es"],
         "random": {"count": 0}, "seeds": list(seeds), "heldout": {"pairs": 64, "batch_size": 32}, "bootstrap": 200,
         "lengths": [1, 2], "metrics": METRICS, "ranking": "r1", "paper_zeroshot": "zeroshot_shapes", **extra,
     }))

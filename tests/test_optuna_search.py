@@ -53,7 +53,7 @@ def search_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "pruner": {"kind": "none"},
         "heartbeat": {"interval": 1, "grace_period": 3, "max_retry": 2},
         "space": {"layouts": ["share_last", "mask"], "parallel_branch": False},
-        "train": TRAIN,
+        **TRAIN,
     }
     cfg.update(overrides)
     return cfg

@@ -119,11 +119,11 @@ def test_grid_limit_is_a_clear_error() -> None:
 # config ---------------------------------------------------------------------------------------------
 
 
-def test_shipped_tiny_config_loads_and_resolves_its_base() -> None:
+def test_shipped_tiny_config_loads_and_resolves_its_recipe() -> None:
     path = ROOT / "experiments" / "tiny" / "optuna.yaml"
     cfg = load_search_config(path)
     search, base = yaml.safe_load(path.read_text()), yaml.safe_load((path.parent / "msclip.yaml").read_text())
-    assert search["train"]["base"] == "msclip.yaml"
+    assert search["recipe"] == "msclip.yaml"
     t = cfg.train_template
     assert (t.model.policy, t.model.size) == (base["model"]["policy"], base["model"]["size"])  # inherited
     assert t.optim.weight_decay_shared == base["optim"]["weight_decay_shared"]  # inherited
@@ -136,18 +136,18 @@ def test_shipped_tiny_config_loads_and_resolves_its_base() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"train": {}, "sampler": {"kind": "cmaes"}}, "sampler.kind is 'cmaes'"),
-        ({"train": {}, "spaces": {}}, "unknown key 'spaces'"),
-        ({"train": {"model": {"sise": "tiny"}}}, "unknown key 'model.sise'"),
-        ({"train": {"base": "missing.yaml"}}, "train.base: missing.yaml does not exist"),
-        ({"train": {}, "param_budget": "lots"}, "param_budget: 'lots' is not a parameter count"),
-        ({"train": {}, "baselines": ["clip"]}, "must include 'msclip'"),
-        ({"train": {}, "n_trials": 2}, "n_trials: 2 is fewer than the 3 baselines"),
-        ({"train": {}, "objective": {"kind": "multi"}, "pruner": {"kind": "hyperband"}}, "needs objective.kind: single"),
-        ({"train": {}, "space": {"fusion_layers": [0, 2]}}, "space.fusion_layers"),
-        ({"train": {}, "space": {"presets": ["msclip-xl"]}}, "space.presets: 'msclip-xl' is not a preset"),
-        ({"train": {}, "space": {"sublayer_combos": ["attn+mlp"]}}, "'attn+mlp' is not a sublayer combination"),
-        ({"train": {}, "heartbeat": {"interval": 10, "grace_period": 5}}, "grace_period > interval"),
+        ({"sampler": {"kind": "cmaes"}}, "sampler.kind is 'cmaes'"),
+        ({"spaces": {}}, "unknown key 'spaces'"),
+        ({"model": {"sise": "tiny"}}, "unknown key 'model.sise'"),
+        ({"recipe": "missing.yaml"}, "recipe: missing.yaml does not exist"),
+        ({"param_budget": "lots"}, "param_budget: 'lots' is not a parameter count"),
+        ({"baselines": ["clip"]}, "must include 'msclip'"),
+        ({"n_trials": 2}, "n_trials: 2 is fewer than the 3 baselines"),
+        ({"objective": {"kind": "multi"}, "pruner": {"kind": "hyperband"}}, "needs objective.kind: single"),
+        ({"space": {"fusion_layers": [0, 2]}}, "space.fusion_layers"),
+        ({"space": {"presets": ["msclip-xl"]}}, "space.presets: 'msclip-xl' is not a preset"),
+        ({"space": {"sublayer_combos": ["attn+mlp"]}}, "'attn+mlp' is not a sublayer combination"),
+        ({"heartbeat": {"interval": 10, "grace_period": 5}}, "grace_period > interval"),
     ],
 )
 def test_bad_configs_fail_with_the_key_named(config: dict, message: str) -> None:
@@ -156,7 +156,7 @@ def test_bad_configs_fail_with_the_key_named(config: dict, message: str) -> None
 
 
 def test_multi_objective_defaults_to_mo_tpe_without_pruning() -> None:
-    cfg = load_search_config({"train": {}, "objective": {"kind": "multi"}})
+    cfg = load_search_config({"objective": {"kind": "multi"}})
     assert (cfg.sampler_kind, cfg.pruner_kind) == ("tpe", "none")
     assert cfg.objective.names == ["zeroshot/digits/top1", "params"] and cfg.objective.directions == ["maximize", "minimize"]
 

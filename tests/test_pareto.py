@@ -111,7 +111,7 @@ def mo_config(tmp_path: Path, sampler: dict, space: dict, n_trials: int) -> dict
         "study_name": "mo", "out_dir": str(tmp_path / "runs"), "n_trials": n_trials, "baselines": ["msclip", "clip", "msclip-s"],
         "objective": {"kind": "multi", "metric": LOSS, "direction": "minimize", "costs": ["params", "flops"],
                       "reference_point": {LOSS: 3.5}},
-        "sampler": {"seed": 0, **sampler}, "pruner": {"kind": "none"}, "space": space, "train": TRAIN,
+        "sampler": {"seed": 0, **sampler}, "pruner": {"kind": "none"}, "space": space, **TRAIN,
     }
 
 

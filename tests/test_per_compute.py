@@ -217,7 +217,7 @@ def test_per_compute_measures_what_the_table_cannot_give_and_goes_on_where_it_st
         "model": {"policy": "msclip", "size": "tiny"}, "data": data, "optim": {"warmup_epochs": None, "warmup_steps": 1},
         "train": {"epochs": 1, "batch_size": 32, "num_threads": 1, "progress": False}, "eval": {"every_epochs": None, "nmi_pairs": 0},
     }))
-    bench = {"name": "mini", "train": "recipe.yaml", "space": {"size": "tiny", "early_specialization": True, "fusion_layers": [2, 4, 6, 8, 10]},
+    bench = {"name": "mini", "recipe": "recipe.yaml", "space": {"size": "tiny", "early_specialization": True, "fusion_layers": [2, 4, 6, 8, 10]},
              "policies": ["msclip"], "random": {"count": 0}, "seeds": [0, 1], "heldout": {"pairs": 64, "batch_size": 32}}
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
     names = ["msclip", "share-all", "clip-t768", "share-last-4"]

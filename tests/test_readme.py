@@ -21,8 +21,8 @@ BIN = Path(sys.executable).parent
 
 TRAIN = "--set train.epochs=null --set train.steps=4 --set eval.every_epochs=null --set eval.nmi_pairs=0"
 GUMBEL = "--set train.epochs=null --set train.steps=4 --set search.warmup_epochs=0 --set derive.samples=1 --set search.diagnostics_batch=8"
-OPTUNA = ("--set train.train.epochs=null --set train.train.steps=3 --set train.eval.every_epochs=null --set train.eval.every_steps=3 "
-          "--set train.data.heldout_shapes=256 --set train.eval.nmi_pairs=0")
+OPTUNA = ("--set train.epochs=null --set train.steps=3 --set eval.every_epochs=null --set eval.every_steps=3 "
+          "--set data.heldout_shapes=256 --set eval.nmi_pairs=0")
 
 # Documented command -> the shortened command run here (in this order: later ones use earlier outputs),
 # or ("covered", where) for commands another test, the CI script or a script it runs runs.

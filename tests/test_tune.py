@@ -31,7 +31,7 @@ def experiment(tmp_path: Path, n: int = 6, scheduler: str = "asha", max_concurre
         **TRAIN, "data": {"source": "shapes", "num_shapes": 120, "shapes_zeroshot_per_class": 2, "max_eval_images": 40, "heldout_shapes": 64},
         "train": {**TRAIN["train"], "steps": 6}, "eval": {**TRAIN["eval"], "every_steps": 2, "heldout_batch_size": 32},
     }
-    search = search_config(tmp_path, baselines=["msclip", "clip"], n_trials=n, train=train,
+    search = search_config(tmp_path, baselines=["msclip", "clip"], n_trials=n, **train,
                            objective={"metric": "heldout/shapes/loss", "direction": "minimize", **(objective or {})})
     search["storage"] = f"sqlite:///{tmp_path}/study.db"
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))

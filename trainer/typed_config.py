@@ -5,14 +5,17 @@ project (the training config is `trainer/config.py`, each search's beside it in 
 dataclasses, `Optional`/unions, `Literal`, `list`, `tuple`, `dict[str, ...]`, `int`, `float`,
 `bool` or `str`. Unknown keys, wrong types and missing required values raise `ConfigError` whose
 message names the full dotted key and the fix. The YAML value `???` marks a required value the
-user has to fill in (the shipped real-data recipes use it for the dataset path). `parse_budget`
-reads the parameter budgets of the searches ("130M").
+user has to fill in (the shipped real-data recipes use it for the dataset path). It composes every
+config that trains by the one rule of `trainer.compose` (the sections over the `recipe:`, then
+`--set`), and reads the old spellings that rule replaced. `parse_budget` reads the parameter budgets
+of the searches ("130M").
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,6 +26,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from trainer import atomic
+from trainer.compose import OLD_SPELLINGS, RECIPE, TRAINER_SECTIONS, merge, old_spelling
 
 T = TypeVar("T")
 
@@ -76,8 +80,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(source: str | Path | Mapping[str, Any], cls: type[T], overrides: Sequence[str] = ()) -> T:
-    """Build `cls` from a YAML file or a mapping, applying `key.path=value` overrides first."""
-    raw = read_yaml(source) if isinstance(source, (str, Path)) else _copy_tree(source)
+    """Build `cls` from a YAML file or a mapping: an old spelling of `cls` read as the new one, the
+    `key.path=value` overrides set, then, for a config that trains, its sections written over its recipe
+    (relative to the file's folder; to the working directory for a mapping)."""
+    is_file = isinstance(source, (str, Path))
+    raw = read_yaml(source) if is_file else _copy_tree(source)
+    spelling = getattr(cls, "OLD_SPELLING", None)
+    upgraded = old_spelling(raw, spelling)
+    if upgraded is not None:
+        raw, listed = upgraded
+        overrides = [*listed, *overrides]
+        if is_file and str(source) not in _TOLD:
+            _TOLD.add(str(source))
+            print(f"{source}: {OLD_SPELLINGS[spelling]}; read as the new one", file=sys.stderr)
     for item in overrides:
         path, value = parse_override(item)
         node = raw
@@ -89,7 +104,41 @@ def load_config(source: str | Path | Mapping[str, Any], cls: type[T], overrides:
                 raise ConfigError(f"bad override {item!r}: {'.'.join(path[: i + 1])} is not a section")
             node = child
         node[path[-1]] = value
+    sections = _trained_sections(cls)
+    if RECIPE in raw and sections:
+        raw = merge(_recipe(raw.pop(RECIPE), Path(source).parent if is_file else Path("."), sections, ()), raw)
     return _convert(raw, cls, "")
+
+
+_TOLD: set[str] = set()
+"""The files whose old spelling this process has reported (once each)."""
+
+
+def _trained_sections(cls: Any) -> list[str]:
+    """The trainer's sections `cls` holds as typed sections (a config that trains): what it takes from a recipe."""
+    if not dataclasses.is_dataclass(cls):
+        return []
+    hints = typing.get_type_hints(cls)
+    return [f.name for f in dataclasses.fields(cls) if f.name in TRAINER_SECTIONS and dataclasses.is_dataclass(hints[f.name])]
+
+
+def _recipe(value: Any, base: Path, sections: list[str], seen: tuple[Path, ...]) -> dict[str, Any]:
+    """`sections` of the training YAML `value` names (relative to `base`), over its own recipe if it names one."""
+    value = value.value if isinstance(value, _Override) else value
+    if not isinstance(value, str):
+        raise ConfigError(f"recipe: {value!r} must be the path of a training YAML")
+    path = base / value
+    if not path.is_file():
+        raise ConfigError(f"recipe: {path} does not exist; give a training YAML such as experiments/tiny/msclip.yaml")
+    if path.resolve() in seen:
+        raise ConfigError(f"recipe: {path} names itself through its recipes; break the loop")
+    raw = read_yaml(path)
+    stray = [k for k in raw if k not in (*TRAINER_SECTIONS, RECIPE)]
+    if stray:
+        raise ConfigError(f"recipe: {path} has the key '{stray[0]}'; a recipe is a training YAML ({', '.join(TRAINER_SECTIONS)})")
+    if RECIPE in raw:
+        raw = merge(_recipe(raw.pop(RECIPE), path.parent, list(TRAINER_SECTIONS), (*seen, path.resolve())), raw)
+    return {k: v for k, v in raw.items() if k in sections}
 
 
 _COUNT = re.compile(r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgb]?)")
@@ -149,6 +198,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _parsed(value: Any) -> Any:
+    """`value` with every `--set` value inside it as its YAML reading (a key of a partial section)."""
+    if isinstance(value, _Override):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _parsed(v) for k, v in value.items()}
+    return value
+
+
 def _copy_tree(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _copy_tree(v) for k, v in value.items()}
@@ -188,7 +246,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if isinstance(value, str) and value == MISSING:
         raise ConfigError(f"{_name(key)} is required: set it in the YAML file or with --set {key}=...")
     if tp is Any:
-        return value
+        return _parsed(value)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)

@@ -1,11 +1,17 @@
-"""The typed configuration of a bench: which policies, which seeds, which recipe, which held-out set."""
+"""The typed configuration of a bench: which policies, which seeds, which recipe, which held-out set.
+
+The bench keeps its recipe by name (`recipe:`) and the trainer's sections it writes over it as they are
+written (`trainer.compose.TrainerSections`), so a table records them and tables built at different
+times compare by them; `load_bench_config` composes the recipe the entries train with.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from search_spaces import GateSpaceConfig
+from trainer.compose import OldSpelling, TrainerSections
 from trainer.config import TrainConfig
 from trainer.typed_config import ConfigError, load_config
 
@@ -67,17 +73,17 @@ SYNTHETIC_METRICS = {
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(TrainerSections):
     """A bench: policies trained standalone with several seeds on one recipe, scored on a held-out set."""
 
+    OLD_SPELLING: ClassVar[OldSpelling] = "train-path"
     name: str = "sharebench-tiny"
     """The bench's name, recorded in its table."""
     version: int = 1
     """The bench definition's version, recorded in its table (raise it when the definition changes)."""
-    train: str = "../tiny/msclip.yaml"
-    """The recipe: a training YAML, relative to this file, whose `model.policy` and `train.seed` each entry replaces."""
-    train_overrides: list[str] = field(default_factory=list)
-    """`key=value` overrides applied on top of the recipe."""
+    recipe: str = "../tiny/msclip.yaml"
+    """The recipe: a training YAML, relative to this file, which the trainer's sections of this config are
+    written over; each entry replaces its `model.policy` and `train.seed`."""
     space: GateSpaceConfig = field(default_factory=GateSpaceConfig)
     """The supernet gate space the policies lie in (random policies are drawn from it)."""
     policies: list[str] = field(default_factory=list)
@@ -148,13 +154,15 @@ class LoadedBench:
 def load_bench_config(path: str | Path, overrides: list[str] = ()) -> LoadedBench:
     path = Path(path)
     cfg = load_config(path, BenchConfig, list(overrides))
-    recipe_path = Path(cfg.train) if Path(cfg.train).is_absolute() else path.parent / cfg.train
-    recipe = load_config(recipe_path, TrainConfig, cfg.train_overrides)
+    recipe_path = path.parent / cfg.recipe
+    if not recipe_path.is_file():
+        raise ConfigError(f"recipe: {recipe_path} does not exist; give a training YAML such as experiments/tiny/msclip.yaml")
+    recipe = load_config(recipe_path, TrainConfig, cfg.sets())
     if cfg.lengths and (recipe.optim.schedule != "wsd" or recipe.train.epochs != max(cfg.lengths)):
         raise ConfigError(f"lengths: {cfg.lengths} needs a recipe with optim.schedule: wsd and train.epochs: {max(cfg.lengths)} "
-                          f"(the longest length), got {recipe.optim.schedule} and {recipe.train.epochs}; set them in train_overrides")
+                          f"(the longest length), got {recipe.optim.schedule} and {recipe.train.epochs}; set them in optim and train")
     if recipe.model.size != cfg.space.size:
-        raise ConfigError(f"train: the recipe {recipe_path} trains size {recipe.model.size!r} but space.size is {cfg.space.size!r}")
+        raise ConfigError(f"recipe: {recipe_path} trains model.size {recipe.model.size!r} but space.size is {cfg.space.size!r}")
     unknown = sorted(set(cfg.extra_seeds) - {Path(p).stem if p.endswith(".json") else p for p in cfg.policies})
     if unknown:
         raise ConfigError(f"extra_seeds: {', '.join(unknown)} not among the policies; name listed policies")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from trainer.compose import RECIPE, TRAINER_SECTIONS
 from trainer.typed_config import to_dict
 
 from nas.bench.table import table_config
@@ -32,7 +33,7 @@ from nas.pareto.front import hypervolume, pareto_mask, to_minimization
 from nas.pareto.objectives import default_reference
 
 SCHEMA = "sharenas/bench-front/v3"
-RECIPE_KEYS = ("train", "train_overrides", "space", "seeds", "heldout", "score_every_epochs")
+RECIPE_KEYS = (RECIPE, *TRAINER_SECTIONS, "space", "seeds", "heldout", "score_every_epochs")
 """What a further scores table must share with the bench for its scores to stand beside the bench's."""
 
 

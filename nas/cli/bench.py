@@ -15,7 +15,7 @@ def build(
     config: Path = typer.Argument(..., help="Bench config (YAML), e.g. experiments/bench/sharebench-tiny.yaml."),
     out: Path = typer.Option(..., "--out", help="Bench directory; rerun the same command to resume."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes, one CPU thread each."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a bench config value (repeatable)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a bench config value (repeatable), e.g. --set train.epochs=2, written over the recipe."),
     reuse: Optional[list[Path]] = typer.Option(None, "--reuse", help="Another bench directory whose entries trained the same way are copied, not retrained (repeatable)."),
 ) -> None:
     """Train every (policy, seed) entry of a bench standalone; resumable."""

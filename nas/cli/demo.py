@@ -22,8 +22,8 @@ PICK_PAIRS = 1024
 GUMBEL_OVERRIDES = ("train.epochs=2", "search.warmup_epochs=0.5", "search.few_shot_epochs=1", "derive.samples=3")
 OPTUNA_TRIALS = 6
 OPTUNA_OVERRIDES = (
-    "train.train.epochs=null", "train.train.steps=61", "train.eval.every_epochs=null", "train.eval.every_steps=30",
-    "train.data.heldout_shapes=1024", "pruner.warmup_steps=29",
+    "train.epochs=null", "train.steps=61", "eval.every_epochs=null", "eval.every_steps=30",
+    "data.heldout_shapes=1024", "pruner.warmup_steps=29",
 )
 
 

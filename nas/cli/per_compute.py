@@ -14,7 +14,7 @@ from nas.cli.console import error_exit, json_safe, search_user_errors
 def per_compute(
     config: Path = typer.Argument(..., help="Per-compute config (YAML), e.g. experiments/tiny/per_compute.yaml."),
     out: Path = typer.Option(..., "--out", help="Output directory: the timed standalone run, the searches it runs and what they measured (resumable)."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a per-compute config value (repeatable)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a per-compute config value (repeatable); a trainer key (train.epochs=2) is set in every config it trains with."),
     analyse_only: bool = typer.Option(False, "--analyse-only", help="Run nothing: compute the curves from what OUT already measured."),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable result."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown rendering to this file."),

@@ -14,7 +14,7 @@ from nas.cli.console import error_exit, json_safe, search_user_errors
 def rank_check(
     config: Path = typer.Argument(..., help="Rank-check config (YAML), e.g. experiments/tiny/rank_check.yaml."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory [default: runs/<config folder>-<config stem>]; holds the supernet it searches."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a rank-check config value (repeatable)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a rank-check config value (repeatable); train.epochs=2 (any trainer key) is set in every search it runs."),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable result."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown rendering to this file."),
 ) -> None:

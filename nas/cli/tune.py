@@ -13,7 +13,7 @@ def tune(
     config: Path = typer.Argument(..., help="Tune config (YAML), e.g. experiments/tiny/tune.yaml."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto (the one this job runs on) or ray://HOST:PORT [default: a local Ray with a token]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted experiment; finished trials are kept."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a tune config value (repeatable)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a tune config value (repeatable); train.epochs=2 (any trainer key) is set in every trial."),
 ) -> None:
     """Run a search on Ray Tune: OptunaSearch on the shared study, ASHA, retries from checkpoints."""
     from trainer.run import USER_ERRORS

@@ -135,6 +135,6 @@ def _search(cfg: ConflictConfig, out: Path) -> ArchRecord:
     return record
 
 
-def conflict_scores(config: Path, out: Path) -> Conflicts:
-    """The cosines of the conflict search `config` measured into `out` (the rank check's proxy)."""
-    return measure_conflicts(load_config(config, ConflictConfig), out)
+def conflict_scores(config: Path, out: Path, overrides: list[str] = ()) -> Conflicts:
+    """The cosines of the conflict search `config` (with `--set` `overrides`) measured into `out` (the rank check's proxy)."""
+    return measure_conflicts(load_config(config, ConflictConfig, overrides), out)

@@ -1,8 +1,8 @@
 """`OptunaSearchConfig`: the YAML of `sharenas search optuna`, loaded with strict typed checks.
 
-The `train:` section is the training config every trial uses: inline `TrainConfig` sections,
-optionally on top of `base:` (a training YAML, relative to the search config's folder), merged key
-by key. Each trial then sets `model.policy` to its own policy JSON.
+The trainer's sections (`model`, `data`, `optim`, `train`, `eval`) are the training config every trial
+uses, written over the `recipe:` as in every config that trains (`trainer.compose`). Each trial then
+sets `model.policy` to its own policy JSON.
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from search_spaces import PRESET_NAMES, LayoutSpaceConfig
-from trainer.config import TrainConfig
-from trainer.typed_config import ConfigError, load_config, parse_budget, read_yaml
+from trainer.compose import OldSpelling
+from trainer.config import EvalConfig, ModelConfig, OptimConfig, TrainConfig, TrainSection
+from trainer.data import DataConfig
+from trainer.typed_config import ConfigError, load_config, parse_budget
 
 from nas.pareto.objectives import COSTS, Cost, LatencyConfig
 
@@ -127,12 +129,10 @@ class HeartbeatConfig:
 
 @dataclass
 class OptunaSearchConfig:
-    """Everything `sharenas search optuna` needs; see experiments/tiny/optuna.yaml for an example."""
+    """Everything `sharenas search optuna` needs; see experiments/tiny/optuna.yaml for an example. The
+    trainer's sections are the trials' training config (`train_template`)."""
 
-    train: dict[str, Any]
-    """The training config every trial uses: `base` (a training YAML, relative to this file) and
-    inline `TrainConfig` sections merged over it key by key; each trial sets
-    `model.policy` to its own policy."""
+    OLD_SPELLING: ClassVar[OldSpelling] = "train-base"
     study_name: str = "sharenas"
     """The Optuna study's name (letters, digits, `_`, `-`, `.`)."""
     out_dir: str | None = None
@@ -156,7 +156,16 @@ class OptunaSearchConfig:
     """How a dead worker's trial is detected and retried."""
     space: LayoutSpaceConfig = field(default_factory=LayoutSpaceConfig)
     """The layout space searched."""
-    train_template: TrainConfig = field(init=False, repr=False)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The size every trial trains (`model.policy` is each trial's own)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The trials' data, as for training."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """The trials' optimizer, as for training."""
+    train: TrainSection = field(default_factory=lambda: TrainSection(epochs=1))
+    """The trials' length, batch and runtime, as for training."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """The trials' evaluations: each reports the objective's metric to the pruner."""
     budget: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -176,6 +185,11 @@ class OptunaSearchConfig:
         self.budget = parse_budget(self.param_budget, "param_budget")
 
     @property
+    def train_template(self) -> TrainConfig:
+        """The training config of every trial, before the trial sets its `model.policy`."""
+        return TrainConfig(model=self.model, data=self.data, optim=self.optim, train=self.train, eval=self.eval)
+
+    @property
     def pruner_kind(self) -> str:
         if self.pruner.kind == "auto":
             return "median" if self.objective.kind == "single" else "none"
@@ -192,35 +206,6 @@ class OptunaSearchConfig:
         return Path(self.out_dir) if self.out_dir is not None else Path("runs") / "optuna" / self.study_name
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def resolve_train_template(train: Mapping[str, Any], base_dir: Path) -> TrainConfig:
-    """The trial training config: `train.base` (a YAML path, relative to `base_dir`) merged with the
-    inline sections of `train`."""
-    inline = dict(train)
-    base = inline.pop("base", None)
-    raw: dict[str, Any] = {}
-    if base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"train.base: {base!r} must be the path of a training YAML")
-        path = Path(base) if Path(base).is_absolute() else base_dir / base
-        if not path.is_file():
-            raise ConfigError(f"train.base: {path} does not exist; give a training YAML such as experiments/tiny/msclip.yaml")
-        raw = read_yaml(path)
-    try:
-        return load_config(_merge(raw, inline), TrainConfig)
-    except ConfigError as exc:
-        raise ConfigError(f"train (the trial training config): {exc}") from None
-
-
 def load_search_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> OptunaSearchConfig:
-    """Load a search YAML (or mapping) with `key.path=value` overrides and resolve its trial config."""
-    cfg = load_config(source, OptunaSearchConfig, overrides)
-    base_dir = Path(source).parent if isinstance(source, (str, Path)) else Path(".")
-    cfg.train_template = resolve_train_template(cfg.train, base_dir)
-    return cfg
+    """Load a search YAML (or mapping) with `key.path=value` overrides."""
+    return load_config(source, OptunaSearchConfig, overrides)

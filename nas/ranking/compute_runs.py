@@ -24,7 +24,8 @@ import yaml
 
 from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
-from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
+from trainer.compose import TRAINER_SECTIONS
+from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, load_config
 
 from nas.bench.config import BenchConfig, load_bench_config
 from nas.ranking.per_compute_config import PerComputeConfig
@@ -114,6 +115,7 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
     from trainer.loop import train
 
     from nas.bench.build import policy_recipe
+    from nas.conflict.config import ConflictConfig
     from nas.conflict.search import conflict_scores
     from nas.ranking.rank_check import read_bench_table
     from nas.ranking.supernet_proxy import searched_run
@@ -127,11 +129,12 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
     path = out / MEASURED_FILE
     m = Measured.load(path)
     table = read_bench_table(relative_path(config, cfg.bench))
-    bench = load_bench_config(relative_path(config, cfg.bench_config))
+    bench = load_bench_config(relative_path(config, cfg.bench_config), cfg.sets())
     built = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig)
-    if asdict(built.heldout) != asdict(bench.cfg.heldout) or built.train_overrides != bench.cfg.train_overrides:
-        raise ConfigError(f"bench_config: {cfg.bench_config} is not the config {cfg.bench} was built with")
-    search_cfg = load_config(relative_path(config, cfg.search), GumbelConfig)
+    differ = [key for key in config_diff(built, bench.cfg) if key.split(".")[0] in ("heldout", *TRAINER_SECTIONS)]
+    if differ:
+        raise ConfigError(f"bench_config: {cfg.bench_config} is not the config {cfg.bench} was built with ({', '.join(differ)} differ)")
+    search_cfg = load_config(relative_path(config, cfg.search), GumbelConfig, cfg.sets(GumbelConfig))
     policies = space_policies(table, search_cfg)
     if m.standalone_cpu_seconds is None:
         recipe = load_config(policy_recipe(bench, cfg.reference, seed=cfg.observe_seed), TrainConfig)
@@ -145,7 +148,7 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
             m.zero_cost[str(seed)] = {n: {"grad_norm": s.grad_norm, "snip": s.snip, "cpu_seconds": s.cpu_seconds} for n, s in scores.items()}
             m.save(path)
     if m.conflict_cpu_seconds is None:
-        conflicts, m.conflict_cpu_seconds = _cpu(conflict_scores, relative_path(config, cfg.conflict), out / "conflict")
+        conflicts, m.conflict_cpu_seconds = _cpu(conflict_scores, relative_path(config, cfg.conflict), out / "conflict", cfg.sets(ConflictConfig))
         m.conflict = {n: conflicts.score(p) for n, p in policies.items()}
         m.save(path)
     s = cfg.supernet
@@ -161,7 +164,8 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
                             f"search.warmup_epochs={epochs / 6:.4f}", "derive.samples=0", "train.progress=false"]
                 run = out / "supernet" / f"{setting}-b{budget:g}-s{seed}"
                 resumed = (run / SEARCH_STATE_FILE).is_file() and not (run / ARCH_FILE).is_file()
-                _, search_cpu = _cpu(searched_run, run, load_config(relative_path(config, cfg.search), GumbelConfig, run_sets))
+                _, search_cpu = _cpu(searched_run, run, load_config(relative_path(config, cfg.search), GumbelConfig,
+                                                                    [*cfg.sets(GumbelConfig), *run_sets]))
                 scores, score_cpu = _cpu(inherited_losses, run, built.heldout, s.heldout_pairs, policies)
                 m.supernet.append(SupernetRecord(
                     setting=setting, budget=budget, seed=seed, steps=steps, overrides=run_sets, resumed=resumed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainer.compose import TrainerSections
 from trainer.typed_config import ConfigError
 
 from nas.zero_cost import ZERO_COST
@@ -45,9 +46,11 @@ class FinetuneSection:
 
 
 @dataclass
-class RankCheckConfig:
+class RankCheckConfig(TrainerSections):
     """Proxies of the standalone ranking scored against a bench table, with Kendall tau, Spearman,
-    top-k overlap and bootstrap confidence intervals. Paths are relative to this file."""
+    top-k overlap and bootstrap confidence intervals. Paths are relative to this file. The trainer's
+    sections are set over every config the check trains with (the searches, before an option's own
+    overrides; the conflict search; the zero-cost recipe)."""
 
     bench: str = "../results/sharebench-tiny.json"
     """The bench table (the JSON of `sharenas bench show --json`)."""

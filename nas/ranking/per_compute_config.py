@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainer.compose import TrainerSections
 from trainer.typed_config import ConfigError
 
 
@@ -46,9 +47,11 @@ class HyperbandSection:
 
 
 @dataclass
-class PerComputeConfig:
+class PerComputeConfig(TrainerSections):
     """Every strategy's anytime regret against a bench, per compute budget in standalone runs of the
-    bench's recipe. Paths are relative to this file."""
+    bench's recipe. Paths are relative to this file. The trainer's sections are set over every config
+    the study trains with (the bench config's recipe, which must stay the one its table was built with,
+    the supernet and conflict searches); it sizes each supernet search's length to its budget itself."""
 
     bench: str = "../results/sharebench-tiny.json"
     """The bench table (`sharenas bench show --json`): the ground truth and the full-length trials."""

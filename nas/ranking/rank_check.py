@@ -81,7 +81,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     bench_path = _relative(config, cfg.bench)
     table = read_bench_table(bench_path)
     bench_cfg = table_config(table)
-    search_cfg = load_config(_relative(config, cfg.search), GumbelConfig)
+    search_cfg = load_config(_relative(config, cfg.search), GumbelConfig, cfg.sets(GumbelConfig))
     space = build_space(search_cfg)
     policies: dict[str, SharingPolicy] = {}
     skipped = []
@@ -118,7 +118,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     if zero_cost:
         from trainer.config import TrainConfig
 
-        recipe = load_config(_relative(config, cfg.zero_cost.recipe), TrainConfig)
+        recipe = load_config(_relative(config, cfg.zero_cost.recipe), TrainConfig, cfg.sets(TrainConfig))
         scores = zero_cost_scores(policies, recipe.model.size, recipe.data, recipe.train.batch_size, cfg.zero_cost.seeds)
         for proxy in zero_cost:
             proxy_scores[proxy] = {n: scores[n].value(proxy) for n in names}
@@ -133,7 +133,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             if not (run / ARCH_FILE).is_file():
                 raise ConfigError(f"supernet_run {run} holds no finished search; give the --out of a finished `search gumbel`")
         else:
-            run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, sets))
+            run = searched_run(out / proxy, load_config(_relative(config, cfg.search), GumbelConfig, [*cfg.sets(GumbelConfig), *sets]))
         option_space = build_space(load_config(run / CONFIG_FILE, GumbelConfig))
         inside = {n: p for n, p in policies.items() if in_space(option_space, p)}
         if len(inside) < 3:
@@ -154,9 +154,10 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
             for n in inside:
                 record[n][proxy + suffix] = {k: scores[n][k] for k in ("val_loss", "zeroshot")}
     if cfg.conflict is not None and cfg.only is None:
+        from nas.conflict.config import ConflictConfig
         from nas.conflict.search import conflict_scores
 
-        conflict = conflict_scores(_relative(config, cfg.conflict), out / "conflict")
+        conflict = conflict_scores(_relative(config, cfg.conflict), out / "conflict", cfg.sets(ConflictConfig))
         proxy_scores["conflict"] = {n: conflict.score(policies[n]) for n in names}
         runs["conflict"] = {"run": str(out / "conflict"), "search_seconds": conflict.seconds}
         for n in names:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trainer.compose import TrainerSections
 from trainer.typed_config import ConfigError, load_config
 
 
@@ -60,8 +61,9 @@ class SchedulerSection:
 
 
 @dataclass
-class TuneConfig:
-    """A Ray Tune experiment over an Optuna or a Gumbel search."""
+class TuneConfig(TrainerSections):
+    """A Ray Tune experiment over an Optuna or a Gumbel search; the trainer's sections are set over the
+    search's own (every trial trains with them)."""
 
     search: str = "optuna.yaml"
     """The search YAML, relative to this file: an Optuna search (its space, objective, baselines, trial

@@ -185,18 +185,20 @@ def _tuner(cfg: TuneConfig, trainable: Any, path: str, resume: bool, tune_config
 
 
 def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | None, resume: bool) -> TuneResult:
+    from nas.discrete.config import load_search_config
+
+    search = load_search_config(search_path, cfg.sets())  # a config error stops here, before Ray is imported
+
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from nas.discrete.config import load_search_config
     from nas.discrete.samplers import build_sampler
     from nas.discrete.worker import StudyWorker
     from nas.discrete.results import write_results
     from nas.discrete.storage import default_storage_url, open_storage
     from nas.tune.reconcile import ReconciledOptunaSearch, experiment_id, settled_trials
 
-    search = load_search_config(search_path)
     url = search.storage or default_storage_url(search.run_root)
     handle = open_storage(url)
     worker = StudyWorker(search, handle, train_fn=lambda *a, **k: None)  # opens/checks the study and enqueues the baselines
@@ -241,11 +243,14 @@ def run_optuna_experiment(cfg: TuneConfig, search_path: Path, address: str | Non
 def run_gumbel_experiment(cfg: TuneConfig, search_path: Path, address: str | None, resume: bool) -> TuneResult:
     from ray import tune
 
+    from nas.supernet.config import GumbelConfig
+
     path = str(Path(_storage_path(cfg, address)) / cfg.experiment)
     root = Path(f"{path}-searches") if "://" not in path else Path("runs").resolve() / f"{cfg.experiment}-searches"
     root.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(
-        tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), root=str(root), faults=Faults.from_env(root), **_trial_scale(cfg, path)),
+        tune.with_parameters(gumbel_trial, search=str(search_path.resolve()), sets=cfg.sets(GumbelConfig), root=str(root),
+                             faults=Faults.from_env(root), **_trial_scale(cfg, path)),
         {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
     )
     _init_ray(address)

@@ -126,23 +126,24 @@ def optuna_body(session: Session, *, config: dict[str, Any], template: dict[str,
         train(trial.config_for(run_dir / POLICY_FILE), run_dir, resume=resume, on_eval_elsewhere=lambda step: session.report({}))
 
 
-def gumbel_trial(config: dict[str, Any], *, search: str, root: str, faults: Faults, resources: ResourcesSection, max_failures: int,
-                 train_storage: str) -> None:
-    """One Gumbel supernet search with the grid point's overrides; reports the derived policy's scores."""
-    _run(gumbel_body, {"config": config, "search": search, "root": root, "faults": faults}, resources, max_failures, train_storage)
+def gumbel_trial(config: dict[str, Any], *, search: str, sets: list[str], root: str, faults: Faults, resources: ResourcesSection,
+                 max_failures: int, train_storage: str) -> None:
+    """One Gumbel supernet search with the experiment's `sets` and the grid point's overrides; reports the derived policy's scores."""
+    _run(gumbel_body, {"config": config, "search": search, "sets": sets, "root": root, "faults": faults}, resources, max_failures,
+         train_storage)
 
 
-def gumbel_body(session: Session, *, config: dict[str, Any], search: str, root: str, faults: Faults) -> None:
-    """The search in one process of the trial. A retried search continues from its last saved state
-    (`search gumbel --resume`), with the run's own config; one that failed before its first save
-    starts over."""
+def gumbel_body(session: Session, *, config: dict[str, Any], search: str, sets: list[str], root: str, faults: Faults) -> None:
+    """The search in one process of the trial, with `sets` and then the grid point's overrides. A retried
+    search continues from its last saved state (`search gumbel --resume`), with the run's own config; one
+    that failed before its first save starts over."""
     from trainer.run import resolve_resume
 
     from nas.supernet.config import GumbelConfig
     from nas.supernet.rundir import SEARCH_STATE_FILE
     from nas.supernet.search import run_gumbel_search
 
-    overrides = [f"{key}={json.dumps(value)}" for key, value in sorted(config.items())]
+    overrides = [*sets, *(f"{key}={json.dumps(value)}" for key, value in sorted(config.items()))]
     name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(config.items()))
     out = Path(root) / name
     resume = (out / SEARCH_STATE_FILE).is_file()
