@@ -1,7 +1,11 @@
-"""Scoring a model on held-out data: the contrastive loss on the architecture split and the mean
+"""Scoring a model on held-out data: the contrastive loss on fixed held-out batches and the mean
 zero-shot top-1. Used for the supernet with inherited weights (one fixed path at a time) and for
 standalone models alike, so both sides of a ranking comparison are measured the same way, at the
-scoring precision (`trainer.evaluation.precision`)."""
+scoring precision (`trainer.evaluation.precision`).
+
+The loss has one name per data it is measured on: `val_loss` on a bench's held-out pairs (as the
+bench records it), `arch_val_loss` on a search's architecture split (what the Gumbel search's
+derivation and sweep record)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +18,11 @@ from trainer.evaluation import zero_shot_accuracy
 from trainer.evaluation.heldout import Batches, held_out_loss, materialize
 from trainer.evaluation.precision import scoring_precision
 
-__all__ = ["Batches", "Scorer", "has_batch_norm", "held_out_loss", "materialize", "recalibrate_batch_norm"]
-METRICS = ("val_loss", "zeroshot")
+__all__ = ["ARCH_VAL_LOSS", "VAL_LOSS", "Batches", "Scorer", "has_batch_norm", "held_out_loss", "materialize", "recalibrate_batch_norm"]
+VAL_LOSS = "val_loss"
+"""The contrastive loss on a bench's held-out pairs."""
+ARCH_VAL_LOSS = "arch_val_loss"
+"""The contrastive loss on a search's architecture split."""
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -44,24 +51,24 @@ def recalibrate_batch_norm(model: nn.Module, batches: Batches, device: torch.dev
 
 @dataclass
 class Scorer:
-    """Scores models on fixed held-out batches. `score` is "higher is better" for either metric
-    (the negated loss for `val_loss`)."""
+    """Scores models on fixed held-out batches. `loss` names their loss in what `measure` returns
+    (`VAL_LOSS` or `ARCH_VAL_LOSS`, as the batches are a bench's held-out pairs or a search's
+    architecture split); `score` is "higher is better": the negated loss, or the zero-shot top-1
+    with `by_zeroshot`."""
 
     bundle: DataBundle
     held_out: Batches
     device: torch.device
-    metric: str = "val_loss"
+    loss: str = VAL_LOSS
+    by_zeroshot: bool = False
     calibration: Batches | None = None
     context_length: int = 32
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; choose {' or '.join(METRICS)}")
-        if self.metric == "zeroshot" and not self.bundle.zeroshot:
+        if self.loss not in (VAL_LOSS, ARCH_VAL_LOSS):
+            raise ValueError(f"unknown loss name {self.loss!r}; choose {VAL_LOSS} or {ARCH_VAL_LOSS}")
+        if self.by_zeroshot and not self.bundle.zeroshot:
             raise ValueError("metric zeroshot: the data has no zero-shot tasks; use val_loss")
-
-    def val_loss(self, model: nn.Module) -> float:
-        return held_out_loss(model, self.held_out, self.device)
 
     def zeroshot(self, model: nn.Module) -> float:
         if not self.bundle.zeroshot:
@@ -72,11 +79,11 @@ class Scorer:
         return sum(accuracies) / len(accuracies)
 
     def measure(self, model: nn.Module, recalibrate: bool = False, zeroshot: bool = True) -> dict[str, float]:
-        """Both metrics plus `score` (the configured one, higher is better); `zeroshot` False: the
-        held-out loss alone (zero-shot NaN), a fraction of the cost."""
+        """The loss (under its name), the zero-shot top-1 and `score`; `zeroshot` False: the loss
+        alone (zero-shot NaN), a fraction of the cost."""
         with scoring_precision(self.device):
             if recalibrate and self.calibration and has_batch_norm(model):
                 recalibrate_batch_norm(model, self.calibration, self.device)
-            result = {"val_loss": self.val_loss(model), "zeroshot": self.zeroshot(model) if zeroshot else float("nan")}
-        result["score"] = -result["val_loss"] if self.metric == "val_loss" else result["zeroshot"]
+            result = {self.loss: held_out_loss(model, self.held_out, self.device), "zeroshot": self.zeroshot(model) if zeroshot else float("nan")}
+        result["score"] = result["zeroshot"] if self.by_zeroshot else -result[self.loss]
         return result

@@ -1,4 +1,4 @@
-"""`ArchRecord`: what an `arch.json` (schema `sharenas/arch/v1`) holds, the one way to write it
+"""`ArchRecord`: what an `arch.json` (schema `sharenas/arch/v2`) holds, the one way to write it
 (`save`) and to read it (`load` / `from_json`).
 
 Every search and the export write one: the size and policy, the parameter counts, the metrics and
@@ -6,6 +6,9 @@ the provenance (free-form: what produced it). The optional entries are written o
 `model_config` (the size's full geometry), `weights`, `weights_origin`, `packages`, `open_clip` and
 `onnx` by the export; `model` and `train_config` by an Optuna trial. Old files, and hand-written
 ones with only `schema`, `size` and `policy`, still read.
+
+v2 names the Gumbel search's loss on its architecture split `arch_val_loss` (`val_loss` is the
+bench's held-out loss); a v1 record of a Gumbel search is read under the v2 names.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from .policy import ARCH_SCHEMA, PolicyError, SharingPolicy
 from .sizes import SIZES, ModelSize
 
 ARCH_FILE = "arch.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_V1_GUMBEL_NAMES = {"val_loss": "arch_val_loss", "inherited_val_loss": "inherited_arch_val_loss"}
+"""The names of a Gumbel arch.json's metrics in v1 -> v2: its candidates' keys, and its metrics' after `inherited/`."""
 _OPTIONAL = ("model_config", "model", "train_config", "params", "weights", "weights_origin", "packages", "open_clip", "onnx")
 
 
@@ -89,7 +94,7 @@ class ArchRecord:
     def from_json(cls, data: Any) -> "ArchRecord":
         if not isinstance(data, dict):
             raise ArchError("expected a JSON object; write the architecture again")
-        schema_version(data.get("schema"))
+        version = schema_version(data.get("schema"))
         unknown = sorted(set(data) - {"schema", "size", "policy", "metrics", "provenance", *_OPTIONAL})
         if unknown:
             raise ArchError(f"{unknown[0]}: unknown entry of {ARCH_SCHEMA}")
@@ -114,7 +119,10 @@ class ArchRecord:
                 kwargs["params"] = ParamCount(p["shared"], p["vision_specific"], p["text_specific"])
             except (KeyError, TypeError):
                 raise ArchError(f"params: expected shared, vision_specific and text_specific counts, got {p!r}") from None
-        return cls(data["size"], policy, metrics=data.get("metrics", {}), provenance=data.get("provenance", {}), **kwargs)
+        metrics, provenance = data.get("metrics", {}), data.get("provenance", {})
+        if version == 1 and provenance.get("search") == "gumbel":
+            metrics, provenance = _gumbel_v2_names(metrics, provenance)
+        return cls(data["size"], policy, metrics=metrics, provenance=provenance, **kwargs)
 
     @classmethod
     def load(cls, path: str | Path) -> "ArchRecord":
@@ -130,6 +138,21 @@ class ArchRecord:
             return cls.from_json(data)
         except ArchError as exc:
             raise ArchError(f"{path}: {exc}") from None
+
+
+def _gumbel_v2_names(metrics: dict[str, Any], provenance: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A v1 Gumbel record's metrics and provenance under the v2 names."""
+    candidates = provenance.get("candidates")
+    if isinstance(candidates, list):
+        provenance = {**provenance, "candidates": [{_v2_name(k): v for k, v in c.items()} if isinstance(c, dict) else c for c in candidates]}
+    return {_v2_name(k, "inherited/"): v for k, v in metrics.items()}, provenance
+
+
+def _v2_name(key: str, prefix: str = "") -> str:
+    if not key.startswith(prefix):
+        return key
+    name = key[len(prefix):]
+    return prefix + _V1_GUMBEL_NAMES.get(name, name)
 
 
 def schema_version(schema: Any) -> int:

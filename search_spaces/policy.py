@@ -7,6 +7,7 @@ Layer indexing is 0-based everywhere: `layers[i]` is the i-th transformer block,
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -14,7 +15,8 @@ from typing import Any, Iterable, Literal
 from .sizes import SIZES, ModelSize
 
 POLICY_SCHEMA = "sharenas/policy/v1"
-ARCH_SCHEMA = "sharenas/arch/v1"
+ARCH_SCHEMA = "sharenas/arch/v2"
+"""The schema arch.json files are written with; `is_arch` recognises every version."""
 POLICY_FILE = "policy.json"
 """A run directory's policy: what `SharingPolicy.load` and `sharenas params` read."""
 SUBLAYERS: tuple[str, ...] = ("attn", "ffn", "ln1", "ln2")
@@ -260,12 +262,12 @@ class SharingPolicy:
 
     @classmethod
     def from_json(cls, text: str) -> "SharingPolicy":
-        """Read a policy, or the `policy` entry of an exported `arch.json` (schema `sharenas/arch/v1`)."""
+        """Read a policy, or the `policy` entry of an exported `arch.json` (schema `sharenas/arch/vN`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PolicyError(f"policy: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-        if isinstance(data, dict) and data.get("schema") == ARCH_SCHEMA:
+        if is_arch(data):
             if "policy" not in data:
                 raise PolicyError("policy: this arch.json has no 'policy' entry; re-export the architecture")
             policy = cls.from_dict(data["policy"])
@@ -324,12 +326,17 @@ def _branch_from_dict(data: Any) -> ParallelBranchSpec | None:
     return ParallelBranchSpec(tuple(data["fusion_layers"]), None if kernels == "auto" else tuple(kernels), dwconv)
 
 
+def is_arch(data: Any) -> bool:
+    """Whether `data` is an arch.json's object (any schema version)."""
+    return isinstance(data, dict) and isinstance(data.get("schema"), str) and re.fullmatch(r"sharenas/arch/v\d+", data["schema"]) is not None
+
+
 def recorded_size(path: str | Path) -> str | None:
     """The size an exported `arch.json` records, else None (plain policies are size-free)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if isinstance(data, dict) and data.get("schema") == ARCH_SCHEMA and isinstance(data.get("size"), str):
+    if is_arch(data) and isinstance(data.get("size"), str):
         return data["size"]
     return None

@@ -1,9 +1,10 @@
 """`ArchRecord`, the one reader and writer of `arch.json`.
 
-`tests/data/arch/` holds one `arch.json` per producer, written by each producer's own code before
-they shared the record (export, export with open_clip files, Gumbel derive, Optuna trial, conflict
-search), on the tiny fixtures rebuilt below: the producers must still write the same thing, and
-every committed `arch.json` must read.
+`tests/data/arch/` holds one `arch.json` per producer (export, export with open_clip files, Gumbel
+derive, Optuna trial, conflict search), on the tiny fixtures rebuilt below: the producers must still
+write the same thing, and every committed `arch.json` must read. `tests/data/arch/v1/` holds the same
+files as schema v1 wrote them (by each producer's own code, before they shared the record): they
+read as their v2 twins.
 """
 from __future__ import annotations
 
@@ -31,13 +32,21 @@ def committed_arch_files() -> list[Path]:
 
 
 def test_every_committed_arch_json_reads_and_round_trips():
-    files = committed_arch_files()
+    files = [p for p in committed_arch_files() if json.loads(p.read_text())["schema"] == ARCH_SCHEMA]
     assert {p.stem for p in files} >= {"conflict", "export", "export-open-clip", "gumbel", "optuna"}
     for path in files:
         data = json.loads(path.read_text())
         record = ArchRecord.load(path)
         assert record.to_json() == data, path
         assert ArchRecord.from_json(record.to_json()) == record, path
+
+
+@pytest.mark.parametrize("producer", ["conflict", "export", "export-open-clip", "gumbel", "optuna"])
+def test_a_v1_arch_json_reads_as_its_v2_twin(producer):
+    """v2 renamed the Gumbel search's architecture-split loss (`val_loss` -> `arch_val_loss`); every
+    other entry of a v1 file reads as it was."""
+    old, new = ArchRecord.load(DATA / "v1" / f"{producer}.json"), json.loads((DATA / f"{producer}.json").read_text())
+    assert old.to_json() == new
 
 
 def test_a_hand_written_arch_json_with_size_and_policy_reads(tmp_path):
@@ -88,9 +97,9 @@ def written(tmp_path: Path, producer: str) -> Path:
         from nas.supernet.derive import Candidate, write_arch
 
         policy = get_preset("msclip", "tiny")
-        winner = Candidate("argmax", [0] * 48, policy, count_params(policy, "tiny").total, True, {"score": -1.5, "val_loss": 1.5}, ["sample-1"])
-        other = Candidate("sample-2", [1] * 48, get_preset("share-all", "tiny"), 123, False, {"score": float("-inf"), "val_loss": float("nan")})
-        write_arch(out, winner, [other, winner], "tiny", {"search": "gumbel", "search_seconds": 1.25}, {"inherited/val_loss": 1.5})
+        winner = Candidate("argmax", [0] * 48, policy, count_params(policy, "tiny").total, True, {"score": -1.5, "arch_val_loss": 1.5}, ["sample-1"])
+        other = Candidate("sample-2", [1] * 48, get_preset("share-all", "tiny"), 123, False, {"score": float("-inf"), "arch_val_loss": float("nan")})
+        write_arch(out, winner, [other, winner], "tiny", {"search": "gumbel", "search_seconds": 1.25}, {"inherited/arch_val_loss": 1.5})
     elif producer == "optuna":
         from nas.discrete.records import arch_record
         from trainer.config import TrainConfig

@@ -68,7 +68,7 @@ def test_gumbel_export_loads_without_the_search_code(short_gumbel_run, tmp_path)
     result = CliRunner().invoke(app, ["export", str(short_gumbel_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "arch.json").read_text())
-    assert record["schema"] == "sharenas/arch/v1" and record["size"] == "tiny" and "inherited" in record["weights_origin"]
+    assert record["schema"] == "sharenas/arch/v2" and record["size"] == "tiny" and "inherited" in record["weights_origin"]
     assert record["provenance"]["search"] == "gumbel" and {"torch", "sharenas"} <= set(record["packages"])
     assert "inherited" in (out / "README.md").read_text()
     supernet = Supernet(build_space(short_config()))

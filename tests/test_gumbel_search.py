@@ -44,15 +44,15 @@ def search_run(tmp_path_factory):
 def test_search_writes_an_arch_json_and_a_policy_that_params_accepts(search_run):
     """Also: `--retrain` trains the winner from scratch and records its metrics in arch.json."""
     arch = json.loads((search_run / "arch.json").read_text())
-    assert arch["schema"] == "sharenas/arch/v1" and arch["size"] == "tiny"
+    assert arch["schema"] == "sharenas/arch/v2" and arch["size"] == "tiny"
     policy = SharingPolicy.load(search_run / "arch.json")
     assert SharingPolicy.load(search_run / "policy.json") == policy
     assert arch["params"]["total"] == count_params(policy, "tiny").total
-    assert arch["metrics"]["inherited/val_loss"] > 0 and "retrain/zeroshot/shapes/top1" in arch["metrics"]
+    assert arch["metrics"]["inherited/arch_val_loss"] > 0 and "retrain/zeroshot/shapes/top1" in arch["metrics"]
     assert read_metrics(search_run / "retrain")[-1]["step"] == 10
     candidates = arch["provenance"]["candidates"]
     assert candidates[0]["source"] == arch["provenance"]["selected"]
-    assert candidates[0]["val_loss"] == min(c["val_loss"] for c in candidates)
+    assert candidates[0]["arch_val_loss"] == min(c["arch_val_loss"] for c in candidates)
     assert {"argmax"} <= {c["source"] for c in candidates} | {d for c in candidates for d in c["also_drawn_as"]}
     for name in ("arch.json", "policy.json"):
         result = CliRunner().invoke(sharenas, ["params", str(search_run / name), "--size", "tiny", "--json"])

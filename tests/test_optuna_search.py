@@ -102,7 +102,7 @@ def test_search_records_attributes_artifacts_and_survives_a_nan_trial(tmp_path: 
         assert attrs["metrics"]["zeroshot/digits/top1"] == t.value
         run_dir = Path(attrs["run_dir"])
         arch = json.loads((run_dir / "arch.json").read_text())
-        assert arch["schema"] == "sharenas/arch/v1" and arch["policy"] == attrs["policy"]
+        assert arch["schema"] == "sharenas/arch/v2" and arch["policy"] == attrs["policy"]
         assert arch["metrics"] == attrs["metrics"] and arch["provenance"]["trial"] == t.number
         assert [m.filename for m in get_all_artifact_meta(t, storage=study._storage)] == ["arch.json"]
         assert t.intermediate_values == {2: t.value}  # reported for the pruner

@@ -315,7 +315,8 @@ def test_a_sweep_is_told_how_its_inherited_scores_rank_against_the_standalone_on
     standalone = [BENCH["policies"][n]["mean"]["val_loss"] for n in names]
     order = sorted(range(3), key=lambda i: standalone[i])  # inherited scores in the reverse order
     inherited = {names[i]: 3.0 - rank for rank, i in enumerate(order)}
-    record = {"schema": "sharenas/sweep/v1", "policies": [{"spec": BENCH["policies"][n]["policy"], "val_loss": inherited[n]} for n in names]}
-    agreement = inherited_agreement(record, bench_points(BENCH))
-    assert agreement["policies"] == 3 and agreement["kendall"] == pytest.approx(-1.0) and agreement["spearman"] == pytest.approx(-1.0)
+    for schema, loss in (("sharenas/sweep/v2", "arch_val_loss"), ("sharenas/sweep/v1", "val_loss")):  # v1: the name before v2
+        record = {"schema": schema, "policies": [{"spec": BENCH["policies"][n]["policy"], loss: inherited[n]} for n in names]}
+        agreement = inherited_agreement(record, bench_points(BENCH))
+        assert agreement["policies"] == 3 and agreement["kendall"] == pytest.approx(-1.0) and agreement["spearman"] == pytest.approx(-1.0)
     assert inherited_agreement({"pareto": []}, bench_points(BENCH)) is None

@@ -280,7 +280,7 @@ def test_derivation_can_fine_tune_each_candidate_before_scoring_it(tmp_path):
     cfg = short_config(eval=NO_EVAL, derive={"finetune_steps": 2, "samples": 2, "batch_size": 16, "bn_recalibration_batches": 1})
     result = run_gumbel_search(cfg, tmp_path / "run", retrain=False)
     candidates = result.arch.provenance["candidates"]
-    assert all("inherited_val_loss" in c for c in candidates)
-    assert all(c["val_loss"] != c["inherited_val_loss"] for c in candidates)  # the fine-tune moved every candidate
+    assert all("inherited_arch_val_loss" in c for c in candidates)
+    assert all(c["arch_val_loss"] != c["inherited_arch_val_loss"] for c in candidates)  # the fine-tune moved every candidate
     assert result.arch.provenance["selection"]["finetune_steps"] == 2
-    assert candidates[0]["val_loss"] == min(c["val_loss"] for c in candidates if c["within_budget"])
+    assert candidates[0]["arch_val_loss"] == min(c["arch_val_loss"] for c in candidates if c["within_budget"])

@@ -25,7 +25,7 @@ def test_eight_budgets_derive_at_least_six_growing_policies_from_one_supernet(sh
     assert [p["params"] for p in distinct] == sorted(p["params"] for p in distinct)
     for p in distinct:  # the recorded counts are the standalone models' counts
         assert count_params(SharingPolicy.from_dict(p["spec"]), "tiny").total == p["params"]
-        assert p["val_loss"] > 0
+        assert p["arch_val_loss"] > 0
     assert budgets[-1]["params"] == budgets[-1]["budget"]  # the last budget is the all-specific size, reached
     assert any(p["on_front"] for p in distinct) and record["hypervolume"] > 0
     assert json.loads((short_gumbel_run / SWEEP_FILE).read_text())["hypervolume"] == record["hypervolume"]

@@ -256,7 +256,7 @@ def test_gumbel_searches_as_a_ray_workload_write_an_arch_json_and_a_retried_one_
     archs = sorted(root.glob("*/arch.json"))
     assert [a.parent.name for a in archs] == ["seed=0", "seed=1"]
     for arch in archs:
-        assert json.loads(arch.read_text())["schema"] == "sharenas/arch/v1"
+        assert json.loads(arch.read_text())["schema"] == "sharenas/arch/v2"
     assert (root / ".failed-once-seed=0-4").is_file()
     frame = pd.read_csv(root / "ray_results.csv")
     assert dict(zip(frame["config/train.seed"], frame["resumed_from_step"])) == {0: 4, 1: 0}

@@ -38,10 +38,10 @@ def test_a_trial_finished_after_the_snapshot_is_not_reported_into_and_an_unowned
     first.on_trial_result("a", result(3.0, 1))
     first.save(str(tmp_path / "snapshot.pkl"))  # Tune's snapshot: a and b running
     study = optuna.load_study(study_name="t", storage=url)
-    number = {trial_id: t.number for trial_id, t in first._ot_trials.items()}
+    number = dict(first.asked)
     study.tell(number["a"], 2.5)  # Optuna records `a` finished after the snapshot
     first.suggest("c")  # asked for after the snapshot: no restored Tune trial has it
-    orphan = number["c"] = first._ot_trials["c"].number
+    orphan = number["c"] = first.asked["c"]
 
     plain = OptunaSearch(space=space, metric="objective", mode="min")
     plain.restore(str(tmp_path / "snapshot.pkl"))
@@ -71,3 +71,23 @@ def test_a_trial_finished_after_the_snapshot_is_not_reported_into_and_an_unowned
     assert sorted(settled) == sorted([number["a"], orphan])
     assert settled[number["a"]].result == {"objective": 2.5} and settled[orphan].state == "FAIL"
     assert a == {"x": trials[number["a"]].params["x"]} and b == {"x": trials[number["b"]].params["x"]}
+
+
+def test_a_snapshot_without_the_searchers_record_is_refused(tmp_path):
+    """A snapshot that does not say which Optuna trial each Ray trial runs (an older sharenas's, or a Ray
+    that stopped keeping the searcher's attributes) would fail running trials as orphans: refused."""
+    import pickle
+
+    from trainer.typed_config import ConfigError
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    first = searcher(url)
+    first.suggest("a")
+    path = tmp_path / "snapshot.pkl"
+    first.save(str(path))
+    state = pickle.loads(path.read_bytes())
+    del state["asked"], state["done"]
+    path.write_bytes(pickle.dumps(state))
+    with pytest.raises(ConfigError, match="does not record which Optuna trial each Ray trial runs"):
+        searcher(url).restore(str(path))
+    assert optuna.load_study(study_name="t", storage=url).trials[0].state == TrialState.RUNNING  # nothing was failed

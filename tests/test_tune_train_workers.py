@@ -88,4 +88,4 @@ def test_a_gumbel_search_on_two_train_workers_matches_torchrun_and_a_failed_one_
         assert (searched / name).read_text() == (reference / name).read_text(), name
     ours, theirs = (json.loads((d / "arch.json").read_text()) for d in (searched, reference))
     assert ours["metrics"] == theirs["metrics"] and ours["provenance"]["candidates"] == theirs["provenance"]["candidates"]
-    assert frame["objective"][0] == ours["metrics"]["inherited/val_loss"]
+    assert frame["objective"][0] == ours["metrics"]["inherited/arch_val_loss"]

@@ -33,6 +33,8 @@ from nas.pareto.front import hypervolume, pareto_mask, to_minimization
 from nas.pareto.objectives import default_reference
 
 SCHEMA = "sharenas/bench-front/v3"
+SWEEP_LOSS = {"sharenas/sweep/v1": "val_loss", "sharenas/sweep/v2": "arch_val_loss"}
+"""The key of a sweep.json policy's inherited loss on the architecture split, by the file's schema."""
 RECIPE_KEYS = (RECIPE, *TRAINER_SECTIONS, "space", "seeds", "heldout", "score_every_epochs")
 """What a further scores table must share with the bench for its scores to stand beside the bench's."""
 
@@ -191,7 +193,7 @@ def search_front(record: dict[str, Any], seconds: float | None = None) -> tuple[
     """The chosen policies and the compute of a `pareto.json` (Optuna) or `sweep.json` (supernet).
     `seconds`: the front an Optuna study had after that much compute (its trials finished within it,
     from the hypervolume history), for a comparison at equal compute."""
-    if record.get("schema") == "sharenas/sweep/v1":
+    if record.get("schema") in SWEEP_LOSS:
         total = (record.get("search_seconds") or 0.0) + record["sweep_seconds"]
         if seconds is not None:
             raise ValueError("a sweep's front cannot be cut at a compute: it is one supernet and its derivations")
@@ -212,9 +214,10 @@ def search_front(record: dict[str, Any], seconds: float | None = None) -> tuple[
 def inherited_agreement(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """How a sweep's inherited scores rank its derived policies against their standalone scores (the
     policies both score); None for an Optuna study, whose trials are standalone runs already."""
-    if record.get("schema") != "sharenas/sweep/v1":
+    loss = SWEEP_LOSS.get(record.get("schema"))
+    if loss is None:
         return None
-    pairs = [(p["val_loss"], known[spec_key(p["spec"])]["val_loss"]) for p in record["policies"] if spec_key(p["spec"]) in known]
+    pairs = [(p[loss], known[spec_key(p["spec"])]["val_loss"]) for p in record["policies"] if spec_key(p["spec"]) in known]
     if len(pairs) < 3:
         return {"policies": len(pairs), "kendall": None, "kendall_p": None, "spearman": None}
     inherited, standalone = zip(*pairs)

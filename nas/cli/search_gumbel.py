@@ -50,11 +50,13 @@ def _print_arch(arch: ArchRecord, run_dir: Path, seconds: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from nas.scoring import ARCH_VAL_LOSS
+
     table = Table(title=f"gumbel search: {run_dir} ({seconds:.0f} s); selected {arch.provenance['selected']} (inherited weights)")
     columns = ("candidate", "params", "arch-split loss (nats)", "zero-shot top-1 %, mean over the zero-shot tasks", "within budget")
     for column in columns:
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for c in arch.provenance["candidates"][:12]:
         zs = c.get("zeroshot")
-        table.add_row(c["source"], f"{c['params']:,}", f"{c['val_loss']:.3f}", "-" if zs is None else f"{zs:.1f}", "yes" if c["within_budget"] else "no")
+        table.add_row(c["source"], f"{c['params']:,}", f"{c[ARCH_VAL_LOSS]:.3f}", "-" if zs is None else f"{zs:.1f}", "yes" if c["within_budget"] else "no")
     Console().print(table)

@@ -18,6 +18,7 @@ def sweep(
     """Derive a policy at each parameter budget from one trained supernet; writes RUN/sweep.json."""
     from trainer.typed_config import ConfigError
 
+    from nas.scoring import ARCH_VAL_LOSS
     from nas.supernet.sweep import SWEEP_FILE, run_sweep
 
     try:
@@ -34,6 +35,6 @@ def sweep(
     for b in record["budgets"]:
         typer.echo(f"budget {b['budget']:>11,}: {b['policy']:<10} {b['params']:>11,} params")
     for p in record["policies"]:
-        typer.echo(f"{p['policy']:<10} {p['params']:>11,} params  inherited val_loss {p['val_loss']:.4f}{'  (front)' if p['on_front'] else ''}")
+        typer.echo(f"{p['policy']:<10} {p['params']:>11,} params  inherited {ARCH_VAL_LOSS} {p[ARCH_VAL_LOSS]:.4f}{'  (front)' if p['on_front'] else ''}")
     hv = record["hypervolume"]
     typer.echo(f"hypervolume {'not computed (--reference)' if hv is None else f'{hv:.6g}'}; sweep {record['sweep_seconds']:.0f} s -> {run / SWEEP_FILE}")

@@ -1,6 +1,6 @@
 """Derive a policy from a trained supernet: the argmax policy and K policies sampled from the final
 gates (or an evolutionary search, or each few-shot child's candidates) are scored with inherited
-weights; the best one (within the budget, if any) becomes `arch.json` (schema `sharenas/arch/v1`,
+weights; the best one (within the budget, if any) becomes `arch.json` (schema `sharenas/arch/v2`,
 the others listed in its provenance) and `policy.json`. `derive_policy` runs the derivation a
 search config asks for."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ from trainer.data import DataBundle
 from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.typed_config import ConfigError, to_dict
 
-from nas.scoring import Scorer, materialize
+from nas.scoring import ARCH_VAL_LOSS, Scorer, materialize
 from nas.supernet.config import GumbelConfig
 from nas.supernet.finetune import finetuned_standalone
 from nas.supernet.gates import probabilities
@@ -115,14 +115,14 @@ def score_candidates(supernet: Supernet, found: list[Candidate], scorer: Scorer,
 
 def score_all(supernet: Supernet, found: list[Candidate], scorer: Scorer, finetune: FineTune | None = None) -> None:
     """Each candidate's metrics with inherited weights, or after `finetune` (the inherited loss kept
-    as `inherited_val_loss`)."""
+    as `inherited_<loss>`, e.g. `inherited_arch_val_loss`)."""
     for candidate in tqdm(found, desc="derive", unit="policy", leave=False, disable=not sys.stderr.isatty()):
         supernet.fix(candidate.policy)
         metrics = scorer.measure(supernet, recalibrate=True)
         if finetune is not None:
-            inherited = metrics["val_loss"]
+            inherited = metrics[scorer.loss]
             metrics = scorer.measure(finetune(supernet, candidate.policy))
-            metrics["inherited_val_loss"] = inherited
+            metrics[f"inherited_{scorer.loss}"] = inherited
         candidate.metrics = metrics
 
 
@@ -233,7 +233,7 @@ def derive_policy(
     d, space = cfg.derive, supernet.space
     size = space.size
     scorer = Scorer(
-        bundle, materialize(bundle.arch, d.batch_size), device, d.metric,
+        bundle, materialize(bundle.arch, d.batch_size), device, ARCH_VAL_LOSS, by_zeroshot=d.metric == "zeroshot",
         calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
         context_length=size.context_length,
     )

@@ -1,11 +1,11 @@
 """The Gumbel supernet: a `SharedCLIP` whose every (layer, sublayer) slot holds a shared and a
 modality-specific module behind a gate, plus optional early-specialization and fusion gates.
 
-It is built from the model family's own parts: `SharedBlock` with `GatedSlot`s in place of sharing
-slots, the sublayers of `sublayer_factories`, `VisionTower` / `TextTower`, `ConvStem`,
-`ParallelBranch` and `Adapter`; the towers' text path, encoders and `forward` are `SharedCLIP`'s.
-Which path runs is set per step on its `Routing` (one choice per gate); **only the chosen module of
-each gate runs**. When the routing carries straight-through weights, each chosen module's output is
+It is `SharedCLIP` built with `GatedSlot`s as its sublayer slots and a `GatedVisionTower` (the
+patch embedding or the ES conv stem, and every candidate fusion layer's adapters); the geometry,
+the initialisation and the forward pass, fusion loop included, are `SharedCLIP`'s. Which path runs
+is set per step on its `Routing` (one choice per gate); **only the chosen module of each gate
+runs**. When the routing carries straight-through weights, each chosen module's output is
 multiplied by its weight (exactly 1.0) so the gate logits get gradients. Gates the routing marks
 `soft` (the LayerNorm gates under `search.ln_gates: soft`) instead run both options and mix their
 outputs with the gate's probabilities.
@@ -13,15 +13,17 @@ outputs with the gate's probabilities.
 Weight entanglement (`space.entangle`, as AutoFormer's supernets): a slot's modality-specific module
 is the shared module plus a zero-initialised per-modality delta (the `vision` / `text` modules hold
 the deltas), so flipping a gate toggles a small residual instead of swapping in a separately trained
-module, and every path trains the shared weights. `standalone_state_dict` folds shared + delta into
-each tower's plain weights.
+module, and every path trains the shared weights.
+
+`standalone_state_dict` maps a policy's path to its standalone model from the module structure: each
+gated module gives the state of the option the policy chooses, under the name the standalone model
+has for it (entangled deltas folded into plain weights).
 
 The gate logits are not part of the supernet (`parameters()` holds the weights only), so the
 weights' optimizer, weight-decay groups, checkpoints and gradient synchronisation never see them.
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Callable
 
@@ -29,11 +31,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from search_spaces import SUBLAYERS, LayerSharing, SharedCLIP, SharingPolicy
+from search_spaces import SUBLAYERS, SharedCLIP, SharingPolicy
 from search_spaces.gate_space import ON, SHARED_OPTION, SPECIFIC_OPTION, GateSpace, ParamCostModel, fusion_subsets
-from search_spaces.model.conv import Adapter, ConvStem, ParallelBranch, stage_channels
-from search_spaces.model.shared_clip import TextTower, VisionTower
-from search_spaces.model.transformer import SUBLAYER_MODULES, SharedBlock, run_block, sublayer_factories
+from search_spaces.model.conv import ConvStem, ParallelBranch, stage_adapter
+from search_spaces.model.shared_clip import VisionRoute, VisionTower
+from search_spaces.model.transformer import SUBLAYER_MODULES
 
 from nas.supernet.gates import GateSample
 
@@ -117,6 +119,18 @@ class GatedSlot(nn.Module):
         weight = routing.weight(self.gate)
         return module if weight is None else partial(_weighted, module, weight)
 
+    def standalone_state(self, option: int, towers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The state of a `SharingSlot` holding `option` (the shared module, or one per tower in
+        `towers`), deltas folded in."""
+        if option == SHARED_OPTION:
+            return prefixed("shared", self.shared.state_dict())
+        shared = self.shared.state_dict()
+        state = {}
+        for tower in towers:
+            own = self._modules[tower].state_dict()
+            state |= prefixed(tower, {k: v + shared[k] for k, v in own.items()} if self.entangled else own)
+        return state
+
 
 class PatchOrStem(nn.Module):
     """Stands in for the vision tower's `conv1`: the patch embedding, or the ES conv stem when the ES
@@ -131,41 +145,67 @@ class PatchOrStem(nn.Module):
         return self.stem(image) if self.routing.choices[self.gate] == ON else self.patch(image)
 
 
+class GatedVisionTower(VisionTower):
+    """The vision tower of every policy of `space`: a `PatchOrStem` when ES is searched, and the
+    parallel branch with one adapter per (fusion layer, branch stage feeding it) when fusion is."""
+
+    def __init__(self, space: GateSpace, routing: Routing) -> None:
+        size = space.size
+        super().__init__(size)
+        self.space, self.routing = space, routing
+        if space.early_specialization:
+            self.conv1 = PatchOrStem(self.conv1, ConvStem(size), routing, space.es_gate)
+        if space.fusion_layers:
+            spec = space.branch_spec(space.fusion_layers)
+            self.parallel = ParallelBranch(size, spec)
+            self.adapters = nn.ModuleDict(
+                {adapter_key(layer, s): stage_adapter(size, spec, s) for j, layer in enumerate(space.fusion_layers) for s in range(j + 1)}
+            )
+
+    def route(self) -> VisionRoute:
+        space, routing = self.space, self.routing
+        enabled = space.enabled_fusion(routing.choices)
+        es_weight = routing.weight(space.es_gate)
+        return VisionRoute(
+            1 if space.es_on(routing.choices) else 0,
+            {layer: self.adapters[adapter_key(layer, s)] for s, layer in enumerate(enabled)},
+            after={} if es_weight is None else {0: es_weight},
+            entering={
+                layer: weight for j, layer in enumerate(space.fusion_layers) if (weight := routing.weight(space.fusion_gate(j))) is not None
+            },
+        )
+
+    def standalone_state(self, choices: list[int]) -> dict[str, torch.Tensor]:
+        """The state of the `VisionTower` of `choices`: the chosen input embedding under its own name
+        (`conv1` or `stem`), the enabled fusion layers' branch stages and adapters."""
+        enabled = self.space.enabled_fusion(choices)
+        children = dict(self.named_children())
+        if isinstance(children.pop("conv1"), PatchOrStem):
+            es = self.space.es_on(choices)
+            children["stem" if es else "conv1"] = self.conv1.stem if es else self.conv1.patch
+        else:
+            children["conv1"] = self.conv1
+        if children.pop("parallel", None) is not None and enabled:
+            children["parallel.stages"] = self.parallel.stages[: len(enabled)]
+        if children.pop("adapters", None) is not None and enabled:
+            children["adapters"] = nn.ModuleDict({str(layer): self.adapters[adapter_key(layer, s)] for s, layer in enumerate(enabled)})
+        state = {name: p.detach() for name, p in self.named_parameters(recurse=False)}
+        for name, child in children.items():
+            state |= prefixed(name, child.state_dict())
+        return state
+
+
 class Supernet(SharedCLIP):
     """All policies of a `GateSpace` in one model; see the module docstring."""
 
     def __init__(self, space: GateSpace, entangle: bool = False) -> None:
-        nn.Module.__init__(self)
-        self.entangle = entangle
-        size = space.size
-        self.space, self.size = space, size
-        self.routing = Routing(space)
-        base = SharingPolicy(tuple(LayerSharing.uniform("specific") for _ in range(size.layers)), name="supernet-base")
-        self.visual = VisionTower(size, base)
-        if space.early_specialization:
-            self.visual.conv1 = PatchOrStem(self.visual.conv1, ConvStem(size), self.routing, space.es_gate)
-        if space.fusion_layers:
-            spec = space.branch_spec(space.fusion_layers)
-            chans = stage_channels(size.width)
-            self.visual.parallel = ParallelBranch(size, spec)
-            self.visual.adapters = nn.ModuleDict(
-                {
-                    adapter_key(layer, s): Adapter(chans[s], size.width, spec.kernels_for(size)[s], spec.dwconv)
-                    for j, layer in enumerate(space.fusion_layers)
-                    for s in range(j + 1)
-                }
-            )
-        self.text = TextTower(size, size.width)
-        make = sublayer_factories(size)
-        self.blocks = nn.ModuleList(
-            SharedBlock(
-                **{SUBLAYER_MODULES[sub]: GatedSlot(make[sub], size.width, self.routing, space.layer_gate(i, sub), entangle) for sub in ("ln1", "attn", "ln2", "ffn")}
-            )
-            for i in range(size.layers)
-        )
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.grad_checkpointing = False
-        self._init_blocks()
+        routing = Routing(space)
+
+        def gated(layer: int, sublayer: str, make: Callable[[int], nn.Module]) -> GatedSlot:
+            return GatedSlot(make, space.size.width, routing, space.layer_gate(layer, sublayer), entangle)
+
+        super().__init__(space.to_policy(routing.choices, name="routed"), space.size, gated, partial(GatedVisionTower, space, routing))
+        self.space, self.routing, self.entangle = space, routing, entangle
         for module in self.modules():
             if isinstance(module, GatedSlot):
                 module.tie_init()
@@ -181,39 +221,6 @@ class Supernet(SharedCLIP):
     def fix(self, policy: SharingPolicy) -> None:
         """Run `policy`'s path (no straight-through weights): inherited-weight evaluation."""
         self.routing.set(GateSample(self.space.from_policy(policy)))
-
-    def _image_tokens(self, image: torch.Tensor, collect: list[torch.Tensor] | None = None) -> torch.Tensor:
-        space, routing = self.space, self.routing
-        es = space.es_on(routing.choices)
-        es_weight = routing.weight(space.es_gate)
-        enabled = space.enabled_fusion(routing.choices)
-        branch = self._branch_features(image, len(enabled))
-        x = self.visual.embed(image)
-        if es and es_weight is not None:
-            x = x * es_weight
-        stage = 0
-        for i in range(1 if es else 0, len(self.blocks)):
-            if i in space.fusion_layers:
-                if i in enabled:
-                    x = self.visual.adapters[adapter_key(i, stage)](x, branch[stage])
-                    stage += 1
-                weight = routing.weight(space.fusion_gate(space.fusion_layers.index(i)))
-                if weight is not None:
-                    x = x * weight
-            x = run_block(self.blocks[i], x, "vision", self.grad_checkpointing)
-            if i == 0 and es_weight is not None:
-                x = x * es_weight
-            if collect is not None:
-                collect.append(x)
-        return x
-
-    def _branch_features(self, image: torch.Tensor, stages: int) -> list[torch.Tensor]:
-        """The first `stages` stages of the parallel branch (none are computed when no fusion is on)."""
-        feats, x = [], image
-        for stage in self.visual.parallel.stages[:stages] if stages else ():
-            x = stage(x)
-            feats.append(x)
-        return feats
 
     def cost_model(self) -> ParamCostModel:
         """Exact standalone parameter counts of every choice, from this supernet's module sizes."""
@@ -238,33 +245,18 @@ class Supernet(SharedCLIP):
     def standalone_state_dict(self, policy: SharingPolicy) -> dict[str, torch.Tensor]:
         """The inherited weights of `policy` under the names of `build_model(policy, size)`."""
         choices = self.space.normalize(self.space.from_policy(policy))
-        es, enabled = self.space.es_on(choices), self.space.enabled_fusion(choices)
-        stage_of = {layer: s for s, layer in enumerate(enabled)}
-        out, state = {}, self.state_dict()
-        for name, tensor in state.items():
-            parts = name.split(".")
-            if parts[0] == "blocks":
-                i, slot, owner = int(parts[1]), parts[2], parts[3]
-                gate = self.blocks[i]._modules[slot].gate
-                wanted = {"shared"} if choices[gate] == SHARED_OPTION else ({"text"} if es and i == 0 else {"vision", "text"})
-                if owner not in wanted:
-                    continue
-                if owner != "shared" and self.entangle:
-                    tensor = tensor + state[".".join([*parts[:3], "shared", *parts[4:]])]
-            elif parts[:2] == ["visual", "conv1"] and self.space.early_specialization:
-                if parts[2] != ("stem" if es else "patch"):
-                    continue
-                name = ".".join(["visual", "stem", *parts[3:]] if es else ["visual", "conv1", *parts[3:]])
-            elif parts[:2] == ["visual", "parallel"]:
-                if not enabled or int(parts[3]) >= len(enabled):
-                    continue
-            elif parts[:2] == ["visual", "adapters"]:
-                layer, stage = map(int, parts[2].split("_"))
-                if stage_of.get(layer) != stage:
-                    continue
-                name = ".".join(["visual", "adapters", str(layer), *parts[3:]])
-            out[name] = tensor
-        return out
+        es = self.space.es_on(choices)
+        state = prefixed("visual", self.visual.standalone_state(choices)) | prefixed("text", self.text.state_dict())
+        for i, block in enumerate(self.blocks):
+            towers = ("text",) if es and i == 0 else ("vision", "text")
+            for name, slot in block.named_children():
+                state |= prefixed(f"blocks.{i}.{name}", slot.standalone_state(choices[slot.gate], towers))
+        return state | {"logit_scale": self.logit_scale.detach()}
+
+
+def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` as the state of a child named `prefix`."""
+    return {f"{prefix}.{name}": tensor for name, tensor in state.items()}
 
 
 def adapter_key(layer: int, stage: int) -> str:

@@ -28,7 +28,8 @@ from nas.supernet.derive import Candidate, score_all, trim_to_budget
 from nas.supernet.gates import probabilities
 
 SWEEP_FILE = "sweep.json"
-SCHEMA = "sharenas/sweep/v1"
+SCHEMA = "sharenas/sweep/v2"
+"""v2 names the inherited loss on the architecture split `arch_val_loss` (v1: `val_loss`)."""
 
 
 def sweep_budgets(cost: ParamCostModel, count: int) -> list[int]:
@@ -82,7 +83,7 @@ def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None =
     from trainer.data import build_data
     from trainer.distributed import pick_device
 
-    from nas.scoring import Scorer, materialize
+    from nas.scoring import ARCH_VAL_LOSS, Scorer, materialize
     from nas.supernet.rundir import GATES_FILE, SUPERNET_FILE, build_supernet
 
     if not (run / CONFIG_FILE).is_file() or not (run / SUPERNET_FILE).is_file() or not (run / GATES_FILE).is_file():
@@ -102,21 +103,21 @@ def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None =
     logits = torch.tensor([gates["gates"][name]["logits"] for name in space.gate_names()])
     d, size = cfg.derive, space.size
     bundle = build_data(cfg.data, size.image_size, size.context_length)
-    scorer = Scorer(bundle, materialize(bundle.arch, d.batch_size), device, "val_loss",
+    scorer = Scorer(bundle, materialize(bundle.arch, d.batch_size), device, ARCH_VAL_LOSS,
                     calibration=materialize(bundle.train, d.batch_size, d.batch_size * d.bn_recalibration_batches) if d.bn_recalibration_batches else None,
                     context_length=size.context_length)
     swept = budget_sweep(space, cost, logits, sweep_budgets(cost, count))
     distinct = list({id(c): c for _, c in swept}.values())
     score_all(supernet, distinct, scorer)
-    points = np.array([[c.metrics["val_loss"], c.params] for c in distinct])
+    points = np.array([[c.metrics[ARCH_VAL_LOSS], c.params] for c in distinct])
     front = pareto_mask(points)
     arch = ArchRecord.load(run / ARCH_FILE) if (run / ARCH_FILE).is_file() else None
     record = {
-        "schema": SCHEMA, "run": str(run), "score": "inherited val_loss on the search's architecture split",
+        "schema": SCHEMA, "run": str(run), "score": f"inherited {ARCH_VAL_LOSS} (the loss on the search's architecture split)",
         "budgets": [{"budget": b, "policy": c.policy.name, "params": c.params} for b, c in swept],
-        "policies": [{"policy": c.policy.name, "params": c.params, "val_loss": c.metrics["val_loss"], "on_front": bool(f),
+        "policies": [{"policy": c.policy.name, "params": c.params, ARCH_VAL_LOSS: c.metrics[ARCH_VAL_LOSS], "on_front": bool(f),
                       "spec": c.policy.to_dict()} for c, f in zip(distinct, front)],
-        "reference_point": None if reference is None else {"val_loss": reference[0], "params": reference[1]},
+        "reference_point": None if reference is None else {ARCH_VAL_LOSS: reference[0], "params": reference[1]},
         "hypervolume": None if reference is None else hypervolume(points, reference),
         "search_seconds": None if arch is None else arch.provenance.get("search_seconds"),
         "sweep_seconds": round(time.perf_counter() - start, 2),

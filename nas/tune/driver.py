@@ -51,23 +51,23 @@ def _progress_callback(storage_url: str, study_name: str, root: Path, evaluation
     class OptunaProgress(Callback):
         def __init__(self) -> None:
             self.url, self.study_name, self.root, self.evaluations = storage_url, study_name, str(root), evaluations
-            self._study: Any = None
+            self.storage: Any = None
+            self.study_id: int | None = None
 
         def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment
-            return {**self.__dict__, "_study": None}
+            return {**self.__dict__, "storage": None}
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            import optuna
-
             from nas.discrete.storage import open_storage
 
             number = trial.config.get("optuna_trial")
             if number is None:
                 return
-            if self._study is None:
-                self._study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.url).storage)
-            storage, study_id = self._study._storage, self._study._study_id
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
+            if self.storage is None:
+                self.storage = open_storage(self.url).storage
+                self.study_id = self.storage.get_study_id_from_name(self.study_name)
+            storage = self.storage
+            trial_id = storage.get_trial_id_from_study_id_trial_number(self.study_id, int(number))
             if storage.get_trial(trial_id).state.is_finished():  # a trial settled before --resume replays its result
                 return
             done = int(result.get("training_iteration", 0))

@@ -139,6 +139,7 @@ def gumbel_body(session: Session, *, config: dict[str, Any], search: str, sets: 
     that failed before its first save starts over."""
     from trainer.run import resolve_resume
 
+    from nas.scoring import ARCH_VAL_LOSS
     from nas.supernet.config import GumbelConfig
     from nas.supernet.rundir import SEARCH_STATE_FILE
     from nas.supernet.search import run_gumbel_search
@@ -165,6 +166,6 @@ def gumbel_body(session: Session, *, config: dict[str, Any], search: str, sets: 
         session.report({})
         return
     metrics = json_metrics(result.arch.metrics)
-    session.report({"objective": metrics.get("inherited/val_loss", float("nan")), "search_seconds": result.seconds,
+    session.report({"objective": metrics.get(f"inherited/{ARCH_VAL_LOSS}", float("nan")), "search_seconds": result.seconds,
                     "resumed_from_step": result.resumed_from or 0, "params": float(result.arch.params.total), "run_dir": str(out),
                     **metrics})

@@ -92,9 +92,12 @@ class ParallelBranch(nn.Module):
             stages.append(Bottleneck(chans[i - 1], chans[i], kernels[i - 1] // kernels[i]))
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, image: torch.Tensor, stages: int | None = None) -> list[torch.Tensor]:
+        """The feature map of each stage, of the first `stages` only when given."""
         feats, x = [], image
         for stage in self.stages:
+            if len(feats) == stages:
+                break
             x = stage(x)
             feats.append(x)
         return feats
@@ -135,9 +138,11 @@ class Adapter(nn.Module):
         return torch.cat([cls, fused], dim=1)
 
 
+def stage_adapter(size: ModelSize, spec: ParallelBranchSpec, stage: int) -> Adapter:
+    """The adapter that brings `spec`'s branch stage `stage` into the tokens."""
+    return Adapter(stage_channels(size.width)[stage], size.width, spec.kernels_for(size)[stage], spec.dwconv)
+
+
 def build_adapters(size: ModelSize, spec: ParallelBranchSpec) -> nn.ModuleDict:
     """Adapters keyed by the fusion layer index (as a string, as `nn.ModuleDict` requires)."""
-    chans = stage_channels(size.width)
-    return nn.ModuleDict(
-        {str(layer): Adapter(chans[i], size.width, k, spec.dwconv) for i, (layer, k) in enumerate(zip(spec.fusion_layers, spec.kernels_for(size)))}
-    )
+    return nn.ModuleDict({str(layer): stage_adapter(size, spec, stage) for stage, layer in enumerate(spec.fusion_layers)})

@@ -1,7 +1,7 @@
 """Exported architectures: a directory that rebuilds a searched model without the search code.
 
 Layout of an export directory:
-- `arch.json` (schema `sharenas/arch/v1`): the policy (adapter schedule size-free), the size and its
+- `arch.json` (schema `sharenas/arch/v2`): the policy (adapter schedule size-free), the size and its
   full model config, the parameter breakdown, provenance, metrics and package versions;
 - `model.safetensors`: the weights, written with safetensors' `save_model` (a shared sublayer is one
   module, so each shared tensor is stored once);

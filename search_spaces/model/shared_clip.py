@@ -3,29 +3,54 @@
 The model owns one stack of `SharedBlock`s; the vision tower runs it bidirectionally and the text tower
 causally. Modality-specific input/output parts live in `visual` and `text` (open_clip's names, so an
 open_clip ViT-B-32 state dict maps onto a `clip`-preset model by renaming keys).
+
+The constructor takes the parts that differ between a policy's model and the Gumbel supernet (which
+holds every policy of a space): the factory of the sublayer slots and of the vision tower. The
+geometry (towers, blocks, initialisation) and the forward pass, the fusion loop included, are this
+module's for both; a vision tower says per forward pass what runs (`VisionRoute`).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..policy import SharingPolicy
+from ..policy import ParallelBranchSpec, SharingPolicy
 from ..sizes import ModelSize
 from .conv import ConvStem, ParallelBranch, build_adapters
-from .transformer import build_blocks, run_block, vision_start
+from .transformer import SlotFactory, build_blocks, run_block, sharing_slots
+
+
+@dataclass
+class VisionRoute:
+    """What the vision tower runs on one forward pass: the first block it runs (early
+    specialization's stem stands in for the ones before), the adapter of each fusion layer (fed by
+    the parallel branch's stages in layer order) and the straight-through weights of the supernet's
+    gates (exactly 1.0, for their gradient) that multiply the tokens after a layer (`after`; layer
+    `start - 1` is the embedding) or entering a block, after its adapter (`entering`)."""
+
+    start: int
+    adapters: dict[int, nn.Module]
+    after: dict[int, torch.Tensor] = field(default_factory=dict)
+    entering: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def _scaled(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    return x if weight is None else x * weight
 
 
 class VisionTower(nn.Module):
     """Vision-specific parts: patch embedding (or conv stem), class/positional embeddings, LNs, projection,
     and the optional parallel branch with its adapters."""
 
-    def __init__(self, size: ModelSize, policy: SharingPolicy) -> None:
+    def __init__(self, size: ModelSize, early_specialization: bool = False, parallel_branch: ParallelBranchSpec | None = None) -> None:
         super().__init__()
         width, scale = size.width, size.width**-0.5
-        if policy.early_specialization:
+        if early_specialization:
             self.stem = ConvStem(size)
         else:
             self.conv1 = nn.Conv2d(3, width, size.patch_size, size.patch_size, bias=False)
@@ -34,9 +59,17 @@ class VisionTower(nn.Module):
         self.ln_pre = nn.LayerNorm(width)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, size.embed_dim))
-        if policy.parallel_branch is not None:
-            self.parallel = ParallelBranch(size, policy.parallel_branch)
-            self.adapters = build_adapters(size, policy.parallel_branch)
+        if parallel_branch is not None:
+            self.parallel = ParallelBranch(size, parallel_branch)
+            self.adapters = build_adapters(size, parallel_branch)
+
+    def route(self) -> VisionRoute:
+        adapters = self._modules.get("adapters")
+        return VisionRoute(1 if "stem" in self._modules else 0, {} if adapters is None else {int(k): m for k, m in adapters.items()})
+
+    def branch_features(self, image: torch.Tensor, stages: int) -> list[torch.Tensor]:
+        """The first `stages` stages of the parallel branch (none computed when no adapter runs)."""
+        return self.parallel(image, stages) if stages else []
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         grid = self.stem(image) if hasattr(self, "stem") else self.conv1(image)
@@ -74,18 +107,29 @@ class TextTower(nn.Module):
 
 
 class SharedCLIP(nn.Module):
-    """open_clip-compatible CLIP realising a `SharingPolicy` at a `ModelSize`."""
+    """open_clip-compatible CLIP realising a `SharingPolicy` at a `ModelSize`.
 
-    def __init__(self, policy: SharingPolicy, size: ModelSize) -> None:
+    `slots` and `visual` replace the policy's sublayer slots (`sharing_slots`) and vision tower; they
+    are built where the policy's would be, so the random initialisation draws in the same order.
+    """
+
+    def __init__(
+        self, policy: SharingPolicy, size: ModelSize, slots: SlotFactory | None = None, visual: Callable[[], VisionTower] | None = None
+    ) -> None:
         super().__init__()
         policy.check_size(size)
-        self.policy, self.size = policy, size
-        self.visual = VisionTower(size, policy)
+        self._policy, self.size = policy, size
+        self.visual = visual() if visual is not None else VisionTower(size, policy.early_specialization, policy.parallel_branch)
         self.text = TextTower(size, policy.text_width_for(size))
-        self.blocks = build_blocks(policy, size)
+        self.blocks = build_blocks(size, slots or sharing_slots(policy, size))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.grad_checkpointing = False
         self._init_blocks()
+
+    @property
+    def policy(self) -> SharingPolicy:
+        """The policy this model runs."""
+        return self._policy
 
     def _init_blocks(self) -> None:
         """open_clip's text-transformer init for every block (the scale depends only on width and depth)."""
@@ -104,15 +148,14 @@ class SharedCLIP(nn.Module):
     # towers ------------------------------------------------------------------------------------------
 
     def _image_tokens(self, image: torch.Tensor, collect: list[torch.Tensor] | None = None) -> torch.Tensor:
-        x = self.visual.embed(image)
-        adapters = getattr(self.visual, "adapters", None)
-        branch = self.visual.parallel(image) if adapters is not None else None
-        stage = 0
-        for i in range(vision_start(self.policy), len(self.blocks)):
-            if adapters is not None and str(i) in adapters:
-                x = adapters[str(i)](x, branch[stage])
-                stage += 1
-            x = run_block(self.blocks[i], x, "vision", self.grad_checkpointing)
+        route = self.visual.route()
+        stages = iter(self.visual.branch_features(image, len(route.adapters)))
+        x = _scaled(self.visual.embed(image), route.after.get(route.start - 1))
+        for i in range(route.start, len(self.blocks)):
+            if i in route.adapters:
+                x = route.adapters[i](x, next(stages))
+            x = _scaled(x, route.entering.get(i))
+            x = _scaled(run_block(self.blocks[i], x, "vision", self.grad_checkpointing), route.after.get(i))
             if collect is not None:
                 collect.append(x)
         return x

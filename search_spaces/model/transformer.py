@@ -47,18 +47,28 @@ def vision_start(policy: SharingPolicy) -> int:
     return 1 if policy.early_specialization else 0
 
 
-def build_blocks(policy: SharingPolicy, size: ModelSize) -> nn.ModuleList:
-    make = sublayer_factories(size)
+SlotFactory = Callable[[int, str, Callable[[int], nn.Module]], nn.Module]
+"""`(layer, sublayer, make) -> slot`: the module in one sublayer position, from `make` (width ->
+sublayer): a `SharingSlot` in a policy's model, a gated slot in the Gumbel supernet."""
+
+
+def sharing_slots(policy: SharingPolicy, size: ModelSize) -> SlotFactory:
+    """The slots of `policy`: shared or one module per tower (none for a layer a tower does not run)."""
     text_width = policy.text_width_for(size)
-    blocks = []
-    for i, layer in enumerate(policy.layers):
-        vision_width = size.width if i >= vision_start(policy) else None
-        slots = {
-            SUBLAYER_MODULES[sub]: SharingSlot(make[sub], layer.is_shared(sub), vision_width, text_width)
-            for sub in ("ln1", "attn", "ln2", "ffn")
-        }
-        blocks.append(SharedBlock(**slots))
-    return nn.ModuleList(blocks)
+
+    def slot(layer: int, sublayer: str, make: Callable[[int], nn.Module]) -> nn.Module:
+        vision_width = size.width if layer >= vision_start(policy) else None
+        return SharingSlot(make, policy.layers[layer].is_shared(sublayer), vision_width, text_width)
+
+    return slot
+
+
+def build_blocks(size: ModelSize, slot: SlotFactory) -> nn.ModuleList:
+    """The layer stack, its slots built by `slot` layer by layer in `SUBLAYER_MODULES` order."""
+    make = sublayer_factories(size)
+    return nn.ModuleList(
+        SharedBlock(**{module: slot(layer, sub, make[sub]) for sub, module in SUBLAYER_MODULES.items()}) for layer in range(size.layers)
+    )
 
 
 def run_block(block: nn.Module, x: torch.Tensor, modality: str, grad_checkpointing: bool) -> torch.Tensor:
