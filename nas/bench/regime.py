@@ -164,7 +164,7 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     chosen = None
     if pick is not None:
         f = pick["final"]
-        tau = f"{f['kendall']:.3f} [{f['kendall_ci'][0]:.2f}, {f['kendall_ci'][1]:.2f}]"
+        tau = _tau(f)
         noise = _f(f["noise_range_in_pooled_std"], 2)
         reason = (f"the transformer-only policies span {f['range_in_pooled_std']:.2f} pooled seed stds (> {SEPARATES} and > {noise}, the "
                   f"range seed noise alone exceeds {FAMILYWISE:.0%} of the time; ANOVA p {_f(f['anova_p'])}) with the highest seed-to-seed "
@@ -193,13 +193,12 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
         frame = []
         for r in regime["rows"]:
             s = r[which]
-            ci = s["kendall_ci"]
             frame.append({
                 "cell": r["cell"], "epochs": r["epochs"], "metric": r["metric"], "policies": s["policies"], "runs": r["runs"],
                 "mean": _f(s["mean"]), "between": _f(s["between_std"]), "pooled": _f(s["pooled_std"]), "between/pooled": _f(s["between_over_pooled"]),
                 "noise": _f(s["noise_only_ratio"]), "range/pooled": _f(s["range_in_pooled_std"]),
                 "noise range": _f(s.get("noise_range_in_pooled_std")), "ANOVA p": _f(s.get("anova_p")),
-                "kendall": "-" if s["kendall"] is None else f"{s['kendall']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
+                "kendall": _tau(s),
                 "best": s["best_policy"] or "-",
                 "controls": "; ".join(f"{n} {_f(d['mean'])} ± {_f(d['se'])}" for n, d in (s.get("controls_vs_reference") or {}).items()) or "-",
                 "CPU-h (standalone)": f"{r['standalone_cpu_hours']:.2f}",
@@ -210,6 +209,14 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
     chosen = regime.get("chosen")
     lines += ["## Chosen cell", "", f"{chosen['cell']} at {chosen['epochs']} epochs: {chosen['reason']}." if chosen else "None yet.", ""]
     return "\n".join(lines)
+
+
+def _tau(stats_row: dict[str, Any]) -> str:
+    """The seed-to-seed Kendall tau with its CI, as the map prints it."""
+    if stats_row["kendall"] is None:
+        return "-"
+    low, high = stats_row["kendall_ci"]
+    return f"{stats_row['kendall']:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def _f(value: float | None, digits: int = 3) -> str:
