@@ -20,13 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
 from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
 
-from nas.bench.config import BenchConfig, load_bench_config
+from nas.bench.config import load_bench_config
+from nas.bench.record import BenchRecord
 from nas.ranking.per_compute_config import PerComputeConfig
 
 MEASURED_FILE = "measured.json"
@@ -96,13 +95,13 @@ def _cpu(fn, *args, **kwargs):
     return result, time.process_time() - start
 
 
-def space_policies(table: dict, search_cfg) -> dict[str, SharingPolicy]:
+def space_policies(table: BenchRecord, search_cfg) -> dict[str, SharingPolicy]:
     """The bench policies that lie in the supernet's space, by name."""
     from nas.bench.policies import in_space
     from nas.supernet.rundir import build_space
 
     space = build_space(search_cfg)
-    policies = {n: SharingPolicy.from_dict(e["policy"]) for n, e in table["policies"].items()}
+    policies = {n: SharingPolicy.from_dict(e.policy) for n, e in table.policies.items()}
     return {n: p for n, p in policies.items() if in_space(space, p)}
 
 
@@ -128,7 +127,7 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
     m = Measured.load(path)
     table = read_bench_table(relative_path(config, cfg.bench))
     bench = load_bench_config(relative_path(config, cfg.bench_config))
-    built = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig)
+    built = table.bench_config()
     if asdict(built.heldout) != asdict(bench.cfg.heldout) or built.train_overrides != bench.cfg.train_overrides:
         raise ConfigError(f"bench_config: {cfg.bench_config} is not the config {cfg.bench} was built with")
     search_cfg = load_config(relative_path(config, cfg.search), GumbelConfig)
