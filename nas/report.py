@@ -19,6 +19,7 @@ from trainer import atomic
 from trainer.metrics import read_metrics
 from trainer.typed_config import ConfigError
 
+from nas.bench.record import BenchRecord
 from nas.discrete.config import REFERENCE_BASELINE
 from nas.pareto.front import pareto_mask, to_minimization
 
@@ -173,10 +174,10 @@ def _paper_nmi() -> dict[str, list[float]]:
     return (load_paper_results() or {}).get("table5_layer_nmi", {})
 
 
-def bench_report(table: dict[str, Any]) -> Report:
-    pooled = (table.get("pooled_std") or {}).get("val_loss", {}).get("std")
-    points = [Point(n, p["params"], p["mean"]["val_loss"], p["policy"], {"seeds": len(p["runs"]), "std": p["std"]["val_loss"]}, pooled)
-              for n, p in table["policies"].items()]
+def bench_report(table: BenchRecord) -> Report:
+    pooled = (table.pooled_std or {}).get("val_loss", {}).get("std")
+    points = [Point(n, p.params, p.mean["val_loss"], p.policy, {"seeds": len(p.runs), "std": p.std["val_loss"]}, pooled)
+              for n, p in table.policies.items()]
     report = Report("ShareBench")
     report.figures.append(("Pareto front", pareto_front(points, "held-out loss", True)))
     if pooled is not None:
@@ -185,7 +186,7 @@ def bench_report(table: dict[str, Any]) -> Report:
     chosen = best + [p for p in points if p.name in (REFERENCE_BASELINE, "msclip-s") and p not in best]
     report.figures.append(("Sharing of the best policies and the baselines", sharing_heatmap([(p.name, p.policy) for p in chosen])))
     report.tables.append(("Against msclip (mean over seeds)", comparison_table(points, "held-out loss", True)))
-    nc = table.get("noise_ceiling")
+    nc = table.noise_ceiling
     if nc:
         report.notes.append(f"Noise ceiling: seed-to-seed Kendall tau {nc['kendall']:.3f} [{nc['kendall_ci'][0]:.3f}, {nc['kendall_ci'][1]:.3f}] over {int(nc['n'])} policies.")
     return report
@@ -243,15 +244,15 @@ def study_report(storage: str, study_name: str) -> tuple[Report, Any]:
         from nas.pareto.study import pareto_results
 
         results = pareto_results(study)
-        members = {p["trial"] for p in results["pareto"]}
+        members = {p.trial for p in results.pareto}
         front = [p.extra["trial"] in members for p in points]
-        names = ", ".join(o["name"] for o in results["objectives"])
-        if results["hypervolume"] is not None:
-            report.notes.append(f"Front over {names}: hypervolume {results['hypervolume']:.6g} against the fixed reference point "
-                                f"{results['reference_point']}.")
-        for name, b in results["baselines"].items():
-            if b["trial"] is not None:
-                report.notes.append(f"{name} (trial {b['trial']}): " + (f"dominated by trial {b['by']}" if b["dominated"] else "on the front"))
+        names = ", ".join(o.name for o in results.objectives)
+        if results.hypervolume is not None:
+            report.notes.append(f"Front over {names}: hypervolume {results.hypervolume:.6g} against the fixed reference point "
+                                f"{results.reference_point}.")
+        for name, b in results.baselines.items():
+            if b.trial is not None:
+                report.notes.append(f"{name} (trial {b.trial}): " + (f"dominated by trial {b.by}" if b.dominated else "on the front"))
     report.figures.append(("Pareto front", pareto_front(points, metric, lower, front)))
     ranked = sorted(points, key=lambda p: p.value, reverse=not lower)[:3]
     report.figures.append(("Best policies", sharing_heatmap([(f"{p.name} (#{p.extra['trial']})", p.policy) for p in ranked if p.policy])))
@@ -338,11 +339,9 @@ def write_report(source: Path | None, out: Path, storage: str | None = None, stu
         raise ConfigError("give SOURCE (a run directory or a bench table .json) or --storage URL --study NAME")
     elif source.suffix == ".json":
         try:
-            table = json.loads(source.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {source}: {exc}") from None
-        if "policies" not in table:
-            raise ConfigError(f"{source} is not a bench table (`sharenas bench show --json`)")
+            table = BenchRecord.load(source)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; give a bench table (`sharenas bench show --json`)") from None
         report = bench_report(table)
     elif source.is_dir() and any(source.glob("experiment_state-*.json")):
         report = ray_report(source)

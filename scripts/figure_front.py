@@ -24,11 +24,13 @@ def draw(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bench = json.loads((RESULTS / "sharebench-real-tiny.json").read_text())
+    from nas.bench.record import BenchRecord
+
+    bench = BenchRecord.load(RESULTS / "sharebench-real-tiny.json")
     fronts = json.loads((RESULTS / "fronts-real-tiny.json").read_text())
     fig, ax = plt.subplots(figsize=(8, 4.6), dpi=110)
-    for name, p in sorted(bench["policies"].items()):
-        x, y, err = p["params"] / 1e6, p["mean"]["val_loss"], p["std"]["val_loss"]
+    for name, p in sorted(bench.policies.items()):
+        x, y, err = p.params / 1e6, p.mean["val_loss"], p.std["val_loss"]
         hand = not name.startswith("random-")
         ax.errorbar(x, y, yerr=err, fmt="o" if hand else ".", color="tab:blue" if hand else "0.6", ms=5 if hand else 6,
                     elinewidth=0.8, capsize=2, zorder=3 if hand else 2)

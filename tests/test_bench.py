@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from nas.bench.build import Entry, build_bench, entry_file, prepare, run_entry
 from nas.bench.config import load_bench_config
 from nas.bench.policies import bench_policies, shared_sublayers
+from nas.bench.record import BenchRecord
 from nas.bench.table import bench_table, entry_policies, recompute_table, runs_frame, seed_agreement
 from nas.cli import app
 
@@ -133,16 +134,16 @@ def test_an_entry_is_scored_in_fp32_whatever_precision_it_trained_in(tmp_path):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         in_bf16 = sum(float(contrastive_loss(*(t.float() for t in model(i, k)))) * len(i) for i, k in batches) / 64
     assert abs(record["val_loss"] - in_bf16) > 1e-6  # scoring in the training precision would have shown
-    assert bench_table(out, bootstrap=200)["score_precision"] == "fp32"
+    assert bench_table(out, bootstrap=200).score_precision == "fp32"
 
     legacy = entry_file(out, Entry("msclip", 0))
     older = {k: v for k, v in json.loads(legacy.read_text()).items() if k != "score_precision"}
     legacy.write_text(json.dumps(older))
-    assert bench_table(out, bootstrap=200)["score_precision"] == "bf16"
+    assert bench_table(out, bootstrap=200).score_precision == "bf16"
     other = entry_file(out, Entry("share-all", 0))
     other.parent.mkdir(parents=True)
     other.write_text(json.dumps({**record, "name": "share-all"}))
-    assert bench_table(out, bootstrap=200)["score_precision"] == "mixed (runs per precision): bf16 1, fp32 1"
+    assert bench_table(out, bootstrap=200).score_precision == "mixed (runs per precision): bf16 1, fp32 1"
     again = tmp_path / "again"
     prepare(load_bench_config(config), again)
     assert reuse_entries(load_bench_config(config), again, out, [Entry("msclip", 0)]) == []
@@ -184,7 +185,7 @@ def test_noise_ceiling_on_a_hand_made_table_with_ties(tmp_path):
     assert ceiling["spearman"] == pytest.approx(6 / 95**0.5)
     assert ceiling["kendall_ci"][0] <= ceiling["kendall"] <= ceiling["kendall_ci"][1]
     write_entries(tmp_path, records)
-    table = bench_table(tmp_path, bootstrap=300)
+    table = bench_table(tmp_path, bootstrap=300).to_json()
     a = table["policies"]["a"]
     assert a["mean"]["val_loss"] == pytest.approx(1.0) and a["std"]["val_loss"] == pytest.approx(np.std([1.0, 1.1, 0.9], ddof=1))
     assert list(table["policies"])[0] == "a"  # best (lowest) mean loss first
@@ -213,7 +214,7 @@ def test_pooled_seed_std_and_differences_paired_by_seed_by_hand(tmp_path):
     from nas.bench.render import bench_markdown
     from nas.cli.console import json_safe
 
-    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100).to_json())
     # Within-policy sums of squares: msclip 0.08 (mean 1.2), x 0.78/9 (mean 3.2/3), y 0.005 (mean 1.35), z 0; df 2+2+1+0.
     assert table["pooled_std"]["val_loss"] == {"std": pytest.approx(np.sqrt((0.08 + 0.78 / 9 + 0.005) / 5)), "df": 5, "policies": 3}
     assert table["pooled_std"]["val_loss"]["std"] == pytest.approx(0.185293, abs=1e-6)
@@ -229,10 +230,10 @@ def test_pooled_seed_std_and_differences_paired_by_seed_by_hand(tmp_path):
     assert (z["n"], z["seeds"], z["mean"], z["se"], z["ci95"]) == (1, [2], pytest.approx(0.1), None, [None, None])
     assert table["policies"]["y"]["vs_reference"]["zeroshot_shapes"]["mean"] == pytest.approx(2.5)
     assert table["policies"]["x"]["std"]["val_loss"] == pytest.approx(np.sqrt(0.78 / 9 / 2))  # the existing keys stay
-    text = bench_markdown(table, "spread", "cmd")
+    text = bench_markdown(BenchRecord.from_json(table), "spread", "cmd")
     assert "held-out loss: 0.1853 nats (df 5," in text and "## Differences from `msclip`, paired by seed" in text
     assert "| y        | 2              | +0.250 ± 0.050" in text
-    other = json_safe(bench_table(spread_bench(tmp_path / "other", reference="y"), bootstrap=100))
+    other = json_safe(bench_table(spread_bench(tmp_path / "other", reference="y"), bootstrap=100).to_json())
     assert other["reference"] == "y" and other["policies"]["msclip"]["vs_reference"]["val_loss"]["mean"] == pytest.approx(-0.25)
 
 
@@ -240,12 +241,12 @@ def test_chance_levels_are_computed_for_the_bench_and_kept_in_its_json(tmp_path)
     from nas.bench.render import policy_frame
     from nas.cli.console import json_safe
 
-    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100))
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100).to_json())
     # 100 pairs in batches of 32: three batches of 32 and one of 4, averaged per pair.
     assert table["chance"]["val_loss"] == pytest.approx((96 * 5 * np.log(2) + 4 * np.log(4)) / 100) == pytest.approx(3.382558, abs=1e-6)
     assert table["chance"]["zeroshot_shapes"] == pytest.approx(4.166667, abs=1e-6) and table["chance"]["zeroshot_digits"] is None
     assert table["chance"]["retrieval_shapes_i2t_r1"] == pytest.approx(0.349650, abs=1e-6)
-    columns = list(policy_frame(table).columns)
+    columns = list(policy_frame(BenchRecord.from_json(table)).columns)
     assert "held-out loss (nats; chance 3.38)" in columns and "zero-shot shapes (%; chance 4.17)" in columns
     assert "shapes i2t R@1 (%; chance 0.35)" in columns and "zero-shot digits (%)" in columns
     (tmp_path / "bench.json").write_text(json.dumps(table))
@@ -277,7 +278,7 @@ def test_bench_show_of_a_json_recomputes_it_from_its_runs(tmp_path):
     from nas.bench.table import load_paper_results
     from nas.cli.console import json_safe
 
-    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100, paper=load_paper_results()))
+    table = json_safe(bench_table(spread_bench(tmp_path), bootstrap=100, paper=load_paper_results()).to_json())
     legacy = json.loads(json.dumps(table))
     for key in ("reference", "chance", "pooled_std"):
         del legacy[key]
@@ -290,7 +291,7 @@ def test_bench_show_of_a_json_recomputes_it_from_its_runs(tmp_path):
     again = json.loads(result.output)
     assert again["chance"]["val_loss"] == table["chance"]["val_loss"] and again["chance"]["zeroshot_shapes"] is None  # the data decide the rest
     assert {k: v for k, v in again.items() if k != "chance"} == {k: v for k, v in table.items() if k != "chance"}
-    assert json_safe(recompute_table(table, bootstrap=100, paper=load_paper_results())) == table  # a recomputed JSON keeps its recorded chance levels
+    assert json_safe(recompute_table(BenchRecord.from_json(table), bootstrap=100, paper=load_paper_results()).to_json()) == table  # a recomputed JSON keeps its recorded chance levels
     (tmp_path / "runless.json").write_text(json.dumps({"policies": {"a": {"mean": {}}}}))
     refused = CliRunner().invoke(app, ["bench", "show", str(tmp_path / "runless.json")])
     assert refused.exit_code == 2 and "policies[*].runs" in refused.output, refused.output
@@ -320,9 +321,9 @@ def test_markdown_of_a_one_seed_table_with_the_paper_check(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
     paper = json.loads((EXPERIMENTS / "paper_results.json").read_text())
-    table = json_safe(bench_table(tmp_path, bootstrap=200, paper=paper))
+    table = json_safe(bench_table(tmp_path, bootstrap=200, paper=paper).to_json())
     assert table["noise_ceiling"] is None and table["paper_check"]
-    text = bench_markdown(table, "one seed", "cmd")
+    text = bench_markdown(BenchRecord.from_json(table), "one seed", "cmd")
     assert "One seed per policy: no noise ceiling." in text and "msclip-es vs msclip" in text
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from nas.bench.record import BenchPolicy, BenchRecord, BenchRun
 from nas.ranking.agreement import bench_agreement
 from nas.ranking.lengths import length_comparison
 
 
-def _table(losses: dict[str, float], paper_check: list[dict] | None = None) -> dict:
-    return {"policies": {n: {"policy": {"name": n}, "mean": {"val_loss": v}} for n, v in losses.items()}, "paper_check": paper_check or []}
+def _table(losses: dict[str, float], paper_check: list[dict] | None = None) -> BenchRecord:
+    return BenchRecord({n: BenchPolicy(0, {"name": n}, {"val_loss": v}) for n, v in losses.items()}, paper_check=paper_check or [])
 
 
 def test_agreement_ranks_the_shared_policies_and_compares_each_ablation_direction():
@@ -30,10 +31,10 @@ def test_agreement_ranks_the_shared_policies_and_compares_each_ablation_directio
         bench_agreement(real, _table({"a": 1.0, "z": 2.0}), "other")
 
 
-def _length_table(steps: int, tau: float, ci: list[float]) -> dict:
-    run = {"steps": steps, "train_seconds": steps * 2.0, "curve": [{"epoch": steps / 10, "val_loss": 1.0}]}
-    return {"policies": {"p": {"runs": [run, run]}}, "noise_ceiling_by_metric": {"val_loss": {"kendall": tau, "kendall_ci": ci, "spearman": tau}},
-            "pooled_std": {"val_loss": {"std": 0.1}}}
+def _length_table(steps: int, tau: float, ci: list[float]) -> BenchRecord:
+    run = BenchRun(0, {}, steps, steps * 2.0, curve=[{"epoch": steps / 10, "val_loss": 1.0}])
+    return BenchRecord({"p": BenchPolicy(0, {}, runs=[run, run])}, noise_ceiling_by_metric={"val_loss": {"kendall": tau, "kendall_ci": ci, "spearman": tau}},
+                       pooled_std={"val_loss": {"std": 0.1}})
 
 
 def test_the_knee_is_the_shortest_length_within_one_standard_error_of_the_best():
@@ -46,16 +47,15 @@ def test_the_knee_is_the_shortest_length_within_one_standard_error_of_the_best()
         length_comparison(tables[:1])
 
 
-def test_a_table_s_config_is_parsed_in_one_place_from_its_yaml_text():
-    import json
+def test_a_table_s_config_is_read_once_with_its_record():
     from pathlib import Path
 
     from nas.bench.config import BenchConfig
-    from nas.bench.table import table_config
 
     root = Path(__file__).resolve().parents[1]
-    table = json.loads((root / "experiments" / "results" / "sharebench-tiny.json").read_text())
-    cfg = table_config(table)
-    assert cfg.name == "sharebench-tiny" and cfg.space.size == "tiny"
-    assert table_config(table, ["heldout.pairs=512"]).heldout.pairs == 512
-    assert table_config({}) == table_config({"config": None}) == BenchConfig()  # a table without a config: the defaults
+    table = BenchRecord.load(root / "experiments" / "results" / "sharebench-tiny.json")  # v1: the config as YAML text
+    cfg = table.bench_config()
+    assert cfg.name == "sharebench-tiny" and cfg.space.size == "tiny" and table.config == cfg
+    assert table.bench_config(["heldout.pairs=512"]).heldout.pairs == 512
+    unrecorded = BenchRecord.from_json({"policies": {}, "noise_ceiling": None, "config": None})
+    assert BenchRecord({}).bench_config() == unrecorded.bench_config() == BenchConfig()  # a table without a config: the defaults

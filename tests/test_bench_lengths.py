@@ -129,7 +129,7 @@ def built(tmp_path_factory) -> Path:
 
 
 def test_tables_at_each_length_and_a_ceiling_from_seeds_3_and_4(built):
-    full, short = bench_table(built, bootstrap=200), bench_table(built, bootstrap=200, length=1)
+    full, short = bench_table(built, bootstrap=200).to_json(), bench_table(built, bootstrap=200, length=1).to_json()
     assert full["noise_ceiling_by_metric"]["r1"]["seeds"] == [3, 4] and full["noise_ceiling"] == full["noise_ceiling_by_metric"]["r1"]
     assert {r["steps"] for p in short["policies"].values() for r in p["runs"]} == {7}
     record = json.loads(entry_file(built, Entry("share-all", 3)).read_text())

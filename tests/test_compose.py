@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nas.bench.config import BenchConfig, load_bench_config
-from nas.bench.table import table_config
+from nas.bench.record import BenchRecord
 from nas.cli.app import app
 from nas.discrete.config import load_search_config
 from nas.ranking.config import RankCheckConfig
@@ -181,7 +181,7 @@ def test_committed_tables_record_the_recipe_their_bench_config_composes(result):
     """Every committed table (written in the old spelling) still loads, and names the recipe and the
     trainer keys its bench config, in the new spelling, writes over it: the benches train what they trained."""
     table = json.loads((EXPERIMENTS / "results" / result).read_text())
-    built = table_config(table)
+    built = BenchRecord.from_json(table).bench_config()
     bench = load_bench_config(_by_name()[built.name])
     assert [k for k in config_diff(built, bench.cfg) if k.split(".")[0] in RECIPE_KEYS] == []
 

@@ -15,11 +15,14 @@ from optuna.distributions import CategoricalDistribution
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import TrialState, create_trial
 
+from nas.bench.record import BenchRecord
 from nas.discrete.config import load_search_config
 from nas.discrete.records import BASELINE_PARAM, baseline_params
-from nas.discrete.results import PARETO_JSON, write_results
+from nas.discrete.results import PARETO_JSON
 from nas.discrete.search import run_search
 from nas.pareto.front import dominated_by, hypervolume, pareto_mask, to_minimization
+from nas.pareto.record import Objective, ParetoRecord, ParetoTrial
+from nas.supernet.sweep_record import SweepPolicy, SweepRecord
 from nas.pareto.study import REFERENCE_ATTR, format_value, pareto_results
 from search_spaces import LayoutSpace, LayoutSpaceConfig, SharingPolicy, count_params, get_preset
 from trainer.loop import TrainResult
@@ -50,7 +53,7 @@ POINTS = [
 
 
 def test_dominated_baselines_name_the_dominating_trial() -> None:
-    results = pareto_results(_study(POINTS))
+    results = pareto_results(_study(POINTS)).to_json()
     assert results["baselines"] == {
         "msclip": {"trial": 0, "dominated": False, "by": None},
         "clip": {"trial": 1, "dominated": True, "by": 3},
@@ -61,7 +64,7 @@ def test_dominated_baselines_name_the_dominating_trial() -> None:
 
 
 def test_hypervolume_is_the_staircase_area_under_the_reference_point() -> None:
-    results = pareto_results(_study(POINTS))
+    results = pareto_results(_study(POINTS)).to_json()
     # front sorted by loss: (2.8, 120), (3.0, 100), (3.1, 90) against (4.0, 200)
     assert results["hypervolume"] == pytest.approx(1.2 * 80 + 1.0 * 20 + 0.9 * 10)
     assert results["reference_point"] == {LOSS: 4.0, "params": 200.0}
@@ -162,12 +165,13 @@ def test_multi_objective_defaults_to_tpe(tmp_path: Path) -> None:
 # judged against the bench -----------------------------------------------------------------------------
 
 BENCH = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "sharebench-tiny.json").read_text())
+TABLE = BenchRecord.from_json(BENCH)
 
 
 def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below() -> None:
     from nas.bench.front import bench_points, judge, true_front
 
-    truth, known = true_front(BENCH), bench_points(BENCH)
+    truth, known = true_front(TABLE), bench_points(TABLE)
     assert truth["reference_point"]["val_loss"] == pytest.approx(np.log(128))  # chance: batches of 128
     assert truth["reference_point"]["params"] == 2 * count_params(get_preset("clip-t768", "tiny"), "tiny").total
     specs = {name: p["policy"] for name, p in BENCH["policies"].items()}
@@ -180,7 +184,7 @@ def test_the_true_front_judges_itself_at_ratio_one_and_a_single_baseline_below()
 def test_the_noise_ceiling_is_the_front_one_seed_picks() -> None:
     from nas.bench.front import reference_point, true_front
 
-    ceiling = true_front(BENCH)["one_seed_fronts"]
+    ceiling = true_front(TABLE)["one_seed_fronts"]
     assert [r["chosen_by_seed"] for r in ceiling] == [0, 1] and [r["judged_by_seeds"] for r in ceiling] == [[1], [0]]
     assert all(0.0 < r["hypervolume_ratio"] <= 1.0 + 1e-12 and 0.0 < r["hypervolume_ratio_other_seeds"] <= 1.0 + 1e-12 for r in ceiling)
     # seed 0's front, by hand: the policies no other policy beats on seed 0's loss and parameters
@@ -189,26 +193,26 @@ def test_the_noise_ceiling_is_the_front_one_seed_picks() -> None:
               if not any(runs[m] <= runs[n] and q["params"] <= p["params"] and (runs[m], q["params"]) != (runs[n], p["params"])
                          for m, q in BENCH["policies"].items())]
     assert ceiling[0]["front_size"] == len(picked)
-    ref = reference_point(BENCH)
+    ref = reference_point(TABLE)
     means = np.array([[BENCH["policies"][n]["mean"]["val_loss"], BENCH["policies"][n]["params"]] for n in picked])
-    assert ceiling[0]["hypervolume_ratio"] == pytest.approx(hypervolume(means, ref) / true_front(BENCH)["hypervolume"])
+    assert ceiling[0]["hypervolume_ratio"] == pytest.approx(hypervolume(means, ref) / true_front(TABLE)["hypervolume"])
     # seeds that agree pick the true front itself
     agreeing = {**BENCH, "policies": {n: {**p, "runs": [{**r, "val_loss": p["mean"]["val_loss"]} for r in p["runs"]]}
                                       for n, p in BENCH["policies"].items()}}
-    assert [r["hypervolume_ratio"] for r in true_front(agreeing)["one_seed_fronts"]] == pytest.approx([1.0, 1.0])
+    assert [r["hypervolume_ratio"] for r in true_front(BenchRecord.from_json(agreeing))["one_seed_fronts"]] == pytest.approx([1.0, 1.0])
 
 
 def test_a_chosen_policy_outside_the_bench_is_missing_not_guessed() -> None:
     from nas.bench.front import bench_points, judge, true_front
 
-    truth = true_front(BENCH)
+    truth = true_front(TABLE)
     outside = get_preset("share-last-3", "tiny").to_dict()  # share-last-3 is not among the 33
-    result = judge("s", [BENCH["policies"]["msclip"]["policy"], outside], None, bench_points(BENCH), truth)
+    result = judge("s", [BENCH["policies"]["msclip"]["policy"], outside], None, bench_points(TABLE), truth)
     assert result["missing"] == ["share-last-3"] and result["hypervolume_ratio"] is None
     assert result["scored"] == ["msclip"] and result["hypervolume_ratio_of_scored_policies"] > 0
 
 
-def _scores_table(loss: float, seeds: tuple[int, ...] = (0, 1)) -> dict:
+def _scores_table(loss: float, seeds: tuple[int, ...] = (0, 1)) -> BenchRecord:
     """A further table with the bench's recipe (but `seeds`): msclip trained again (each seed 0.01 worse)
     and share-last-3 at `loss`."""
     msclip = BENCH["policies"]["msclip"]
@@ -218,15 +222,15 @@ def _scores_table(loss: float, seeds: tuple[int, ...] = (0, 1)) -> dict:
     added = {**msclip, "policy": spec, "params": count_params(get_preset("share-last-3", "tiny"), "tiny").total,
              "mean": {**msclip["mean"], "val_loss": loss}}
     again = {**msclip, "runs": [{**r, "val_loss": r["val_loss"] + 0.01} for r in msclip["runs"] if r["seed"] in seeds]}
-    return {**BENCH, "config": config, "policies": {"msclip": again, "share-last-3": added}}
+    return BenchRecord.from_json({**BENCH, "config": config, "policies": {"msclip": again, "share-last-3": added}})
 
 
 def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_the_bench_front() -> None:
     from nas.bench.front import judge, scored_points, true_front
 
-    bench_only = true_front(BENCH)
-    known, repeats = scored_points(BENCH, {"extra.json": _scores_table(1.0)})
-    truth = true_front(BENCH, known)
+    bench_only = true_front(TABLE)
+    known, repeats = scored_points(TABLE, {"extra.json": _scores_table(1.0)})
+    truth = true_front(TABLE, known)
     runs = {r["seed"]: r["val_loss"] for r in BENCH["policies"]["msclip"]["runs"]}  # seeds 0, 1 and 2
     assert [(r["policy"], r["source"], r["seeds"]) for r in repeats] == [("msclip", "extra.json", [0, 1])]
     assert repeats[0]["bench"] == pytest.approx((runs[0] + runs[1]) / 2)  # over the seeds both trained
@@ -242,34 +246,41 @@ def test_policies_trained_apart_with_the_bench_recipe_are_scored_and_can_pass_th
     assert result["missing"] == [] and result["hypervolume_ratio"] > 1.0
     assert result["hypervolume_ratio_all_scored"] == pytest.approx(1.0)
     # a dominated extra policy changes nothing of the front
-    worse, _ = scored_points(BENCH, {"extra.json": _scores_table(4.0)})
-    assert true_front(BENCH, worse)["hypervolume_all_scored"] == pytest.approx(bench_only["hypervolume"])
+    worse, _ = scored_points(TABLE, {"extra.json": _scores_table(4.0)})
+    assert true_front(TABLE, worse)["hypervolume_all_scored"] == pytest.approx(bench_only["hypervolume"])
 
 
 def test_fronts_can_be_scored_by_the_seeds_a_study_did_not_train() -> None:
     from nas.bench.front import judge, scored_points, true_front
 
-    known, _ = scored_points(BENCH, {"extra.json": _scores_table(1.0)}, seeds=[1])
+    known, _ = scored_points(TABLE, {"extra.json": _scores_table(1.0)}, seeds=[1])
     seed_1 = {n: next(r["val_loss"] for r in p["runs"] if r["seed"] == 1) for n, p in BENCH["policies"].items()}
     by_name = {p["policy"]: p for p in known.values()}
     assert all(by_name[n]["val_loss"] == seed_1[n] for n in BENCH["policies"])  # msclip: the bench's seed 1, not the extra table's
     assert by_name["share-last-3"]["val_loss"] == seed_1["msclip"]  # the extra table's seed-1 run (a copy of msclip's), not its mean 1.0
-    truth = true_front(BENCH, known)
+    truth = true_front(TABLE, known)
     values = np.array([[seed_1[n], p["params"]] for n, p in BENCH["policies"].items()])
     assert truth["hypervolume"] == pytest.approx(hypervolume(values, (truth["reference_point"]["val_loss"], truth["reference_point"]["params"])))
-    assert truth["one_seed_fronts"] == true_front(BENCH)["one_seed_fronts"]  # the noise ceiling is by every seed
+    assert truth["one_seed_fronts"] == true_front(TABLE)["one_seed_fronts"]  # the noise ceiling is by every seed
     assert truth["scores_run_seconds"] == pytest.approx(np.mean([r["train_seconds"] for r in BENCH["policies"]["msclip"]["runs"]]))
     result = judge("s", [BENCH["policies"]["msclip"]["policy"]], 60.0, known, truth)
     assert result["compute_scores_runs"] == pytest.approx(60.0 / truth["scores_run_seconds"])
     with pytest.raises(ValueError, match="msclip-s has no run of seed 7 .*choose --seeds"):
-        scored_points({**BENCH, "policies": {"msclip-s": BENCH["policies"]["msclip-s"]}}, seeds=[7])
+        scored_points(BenchRecord.from_json({**BENCH, "policies": {"msclip-s": BENCH["policies"]["msclip-s"]}}), seeds=[7])
 
 
 def test_a_scores_table_trained_another_way_is_refused() -> None:
     from nas.bench.front import scored_points
 
     with pytest.raises(ValueError, match="extra.json: not built with the bench's recipe \\(seeds differ\\)"):
-        scored_points(BENCH, {"extra.json": _scores_table(1.0, seeds=(0, 2))})
+        scored_points(TABLE, {"extra.json": _scores_table(1.0, seeds=(0, 2))})
+
+
+def _front_record(specs: list[dict], compute_seconds: float) -> ParetoRecord:
+    """A study's front of the policies `specs` (one trial each, equal objectives)."""
+    trials = [ParetoTrial(i, spec["name"], None, {LOSS: 3.0, "params": 1.0}, spec) for i, spec in enumerate(specs)]
+    return ParetoRecord("s", [Objective(LOSS, "minimize"), Objective("params", "minimize")], None, None, compute_seconds, None, len(specs),
+                        trials, [], {}, [])
 
 
 def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path) -> None:
@@ -280,7 +291,7 @@ def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path)
 
     chosen = [get_preset("share-last-3", "tiny").to_dict(), BENCH["policies"]["msclip"]["policy"]]
     record = tmp_path / "pareto.json"
-    record.write_text(json.dumps({"pareto": [{"spec": spec} for spec in chosen], "compute_seconds": 266.0}))
+    record.write_text(json.dumps(_front_record(chosen, 266.0).to_json()))
     bench = Path(__file__).resolve().parents[1] / "experiments" / "results" / "sharebench-tiny.json"
     out = CliRunner().invoke(app, ["bench", "front", str(bench), "--out", str(tmp_path / "fronts.json"),
                                    "--judge", f"s={record}", "--write-missing", str(tmp_path / "missing")])
@@ -293,19 +304,17 @@ def test_bench_front_writes_the_unscored_choices_as_policy_files(tmp_path: Path)
 
 
 def test_an_optuna_front_cut_at_a_compute_holds_the_trials_finished_within_it() -> None:
-    from nas.bench.front import search_front
-
-    record = json.loads((Path(__file__).resolve().parents[1] / "experiments" / "results" / "pareto-tiny.json").read_text())
-    full, seconds = search_front(record)
-    assert [s["name"] for s in full] == [p["policy"] for p in record["pareto"]] and seconds == record["compute_seconds"]
-    first, seconds = search_front(record, 460.0)  # trial 0 (msclip) finished at 451.81 s, trial 1 at 1006.18 s
+    record = ParetoRecord.load(Path(__file__).resolve().parents[1] / "experiments" / "results" / "pareto-tiny.json")
+    full, seconds = record.front()
+    assert [s["name"] for s in full] == [p.policy for p in record.pareto] and seconds == record.compute_seconds
+    first, seconds = record.front(460.0)  # trial 0 (msclip) finished at 451.81 s, trial 1 at 1006.18 s
     assert [s["name"] for s in first] == ["msclip"] and seconds == 451.81
-    two, seconds = search_front(record, 1006.18)  # msclip and clip: neither dominates the other
+    two, seconds = record.front(1006.18)  # msclip and clip: neither dominates the other
     assert sorted(s["name"] for s in two) == ["clip", "msclip"] and seconds == 1006.18
     with pytest.raises(ValueError, match="no trial of the study had finished within 100 s"):
-        search_front(record, 100.0)
+        record.front(100.0)
     with pytest.raises(ValueError, match="cannot be cut"):
-        search_front({"schema": "sharenas/sweep/v1", "policies": [], "sweep_seconds": 1.0}, 100.0)
+        SweepRecord("run", "inherited", [], [], None, None, None, 1.0).front(100.0)
 
 
 def test_a_sweep_is_told_how_its_inherited_scores_rank_against_the_standalone_ones() -> None:
@@ -315,8 +324,13 @@ def test_a_sweep_is_told_how_its_inherited_scores_rank_against_the_standalone_on
     standalone = [BENCH["policies"][n]["mean"]["val_loss"] for n in names]
     order = sorted(range(3), key=lambda i: standalone[i])  # inherited scores in the reverse order
     inherited = {names[i]: 3.0 - rank for rank, i in enumerate(order)}
-    for schema, loss in (("sharenas/sweep/v2", "arch_val_loss"), ("sharenas/sweep/v1", "val_loss")):  # v1: the name before v2
-        record = {"schema": schema, "policies": [{"spec": BENCH["policies"][n]["policy"], loss: inherited[n]} for n in names]}
-        agreement = inherited_agreement(record, bench_points(BENCH))
+    written = SweepRecord("run", "inherited", [], [SweepPolicy(n, BENCH["policies"][n]["params"], inherited[n], True, BENCH["policies"][n]["policy"])
+                                                   for n in names], {"arch_val_loss": 4.0, "params": 1e6}, 1.0, None, 1.0).to_json()
+    assert written["schema"] == "sharenas/sweep/v2" and "arch_val_loss" in written["policies"][0]
+    v1 = json.loads(json.dumps(written).replace('"arch_val_loss"', '"val_loss"')) | {"schema": "sharenas/sweep/v1"}  # v1: the name before v2
+    for data in (written, v1):
+        record = SweepRecord.from_json(data)
+        assert record.reference_point == {"arch_val_loss": 4.0, "params": 1e6}
+        agreement = inherited_agreement(record, bench_points(TABLE))
         assert agreement["policies"] == 3 and agreement["kendall"] == pytest.approx(-1.0) and agreement["spearman"] == pytest.approx(-1.0)
-    assert inherited_agreement({"pareto": []}, bench_points(BENCH)) is None
+    assert inherited_agreement(_front_record([], 1.0), bench_points(TABLE)) is None

@@ -64,7 +64,7 @@ def test_rank_check_scores_zero_cost_proxies_and_keeps_a_previous_results_proxie
         "bench": "bench.json", "search": str(EXPERIMENTS / "tiny" / "gumbel.yaml"), "proxies": ["params", "grad_norm", "snip"],
         "zero_cost": {"recipe": str(EXPERIMENTS / "tiny" / "msclip.yaml"), "seeds": [0]}, "bootstrap": 200,
     }))
-    result = run_rank_check(config, tmp_path / "out")
+    result = run_rank_check(config, tmp_path / "out").to_json()
     names = [n for n, _ in policies]
     truth = [-table["policies"][n]["mean"]["val_loss"] for n in names]
     grad_norm = [result["policies"][n]["grad_norm"] for n in names]
@@ -74,7 +74,7 @@ def test_rank_check_scores_zero_cost_proxies_and_keeps_a_previous_results_proxie
     assert result["runs"]["grad_norm"]["cpu_seconds"] > 0
     # a later run scoring params alone keeps the zero-cost proxies of the previous result, in its order
     (tmp_path / "previous.json").write_text(json.dumps(result))
-    again = run_rank_check(config, tmp_path / "again", ["proxies=[params]", "keep=previous.json"])
+    again = run_rank_check(config, tmp_path / "again", ["proxies=[params]", "keep=previous.json"]).to_json()
     assert list(again["proxies"]) == ["params", "grad_norm", "snip"] and again["kept"] == ["grad_norm", "snip"]
     assert again["proxies"]["snip"] == result["proxies"]["snip"] and again["policies"][names[0]]["grad_norm"] == grad_norm[0]
     with pytest.raises(ConfigError, match="proxies: unknown synflow"):
@@ -164,9 +164,9 @@ def test_per_compute_cli_computes_every_curve_from_what_was_measured(tmp_path):
     config = EXPERIMENTS / "tiny" / "per_compute.yaml"
     table = read_bench_table(EXPERIMENTS / "results" / "sharebench-tiny.json")
     names = sorted(space_policies(table, load_config(EXPERIMENTS / "tiny" / "gumbel-sweep.yaml", GumbelConfig)))
-    params = {n: float(table["policies"][n]["params"]) for n in names}
+    params = {n: float(table.policies[n].params) for n in names}
     # the supernet's inherited loss: the bench's mean loss (a perfect ranker) at budget 1, reversed at budget 0.5
-    mean = {n: table["policies"][n]["mean"]["val_loss"] for n in names}
+    mean = {n: table.policies[n].mean["val_loss"] for n in names}
     measured = Measured(
         standalone_cpu_seconds=100.0, standalone_steps=366,
         zero_cost={"0": {n: {"grad_norm": params[n], "snip": -params[n], "cpu_seconds": 0.1} for n in names}},
@@ -185,7 +185,7 @@ def test_per_compute_cli_computes_every_curve_from_what_was_measured(tmp_path):
                                "supernet-sweep", "supernet-chosen"}
     assert all([p["budget"] for p in s["points"]] == [0.5, 1, 2, 4, 8] for s in strategies.values())
     report = out["report_half"]
-    seed1 = {n: next(r["val_loss"] for r in table["policies"][n]["runs"] if r["seed"] == 1) for n in report}
+    seed1 = {n: next(r.scores["val_loss"] for r in table.policies[n].runs if r.seed == 1) for n in report}
     assert out["best"] == min(report, key=seed1.get) and out["best_judged_loss"] == pytest.approx(min(seed1.values()))
     assert out["reference_regret"] == pytest.approx(seed1["msclip"] - min(seed1.values()))
     # the params proxy returns the largest report-half policy at every budget, at cost 0

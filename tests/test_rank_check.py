@@ -38,7 +38,7 @@ def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
     config.write_text(yaml.safe_dump({
         "bench": "bench.json", "search": str(EXPERIMENTS / "tiny" / "gumbel.yaml"), "proxies": ["params", "specific_sublayers"], "bootstrap": 200,
     }))
-    result = run_rank_check(config, tmp_path / "out")
+    result = run_rank_check(config, tmp_path / "out").to_json()
     names = [n for n, _ in policies if n != "clip"]
     assert result["skipped_outside_space"] == (["clip"] if "clip" in dict(policies) else []) and result["n"] == len(names)
     truth = [-table["policies"][n]["mean"]["val_loss"] for n in names]
@@ -55,7 +55,7 @@ def test_rank_check_scores_the_trivial_proxies_against_the_bench(tmp_path):
         entry["mean"]["zeroshot_shapes"] = float(100 * rng.random())
     ceilings = {"val_loss": table["noise_ceiling"], "zeroshot_shapes": {**table["noise_ceiling"], "kendall": 0.25}, "linear_probe_digits": None}
     (tmp_path / "bench.json").write_text(json.dumps({**table, "noise_ceiling_by_metric": ceilings}))
-    other = run_rank_check(config, tmp_path / "out", ["truth=zeroshot_shapes"])
+    other = run_rank_check(config, tmp_path / "out", ["truth=zeroshot_shapes"]).to_json()
     zeroshot = [table["policies"][n]["mean"]["zeroshot_shapes"] for n in names]
     assert other["proxies"]["params"]["kendall"] == pytest.approx(kendall_tau(zeroshot, params))
     assert other["proxies"]["params"]["ratio_to_ceiling"] == pytest.approx(other["proxies"]["params"]["kendall"] / 0.25)
@@ -99,7 +99,7 @@ def test_rank_check_searches_and_scores_a_supernet(tmp_path):
         "options": {"noextras": ["space.early_specialization=false", "space.fusion_layers=[]"]},
         "finetune": {"steps": 2, "of": ["supernet"]},
     }))
-    result = run_rank_check(config, tmp_path / "out")
+    result = run_rank_check(config, tmp_path / "out").to_json()
     assert set(result["proxies"]) == {"supernet", "supernet+ft2", "supernet-noextras", "params", "specific_sublayers"}
     losses = [result["policies"][n]["supernet"]["val_loss"] for n in names]
     assert all(np.isfinite(losses)) and len(set(losses)) == len(names)  # each policy takes its own path
@@ -117,7 +117,7 @@ def test_rank_check_searches_and_scores_a_supernet(tmp_path):
     picks = {row["chosen as"]: row["policy"] for row in result["picks"]}
     assert picks["pick of the params proxy"] == max(names, key=lambda n: table["policies"][n]["params"])
     assert picks["pick of the supernet proxy"] == min(names, key=lambda n: result["policies"][n]["supernet"]["val_loss"])
-    again = run_rank_check(config, tmp_path / "out")  # cached scores, no search or scoring again
+    again = run_rank_check(config, tmp_path / "out").to_json()  # cached scores, no search or scoring again
     assert again["proxies"]["supernet"]["kendall"] == result["proxies"]["supernet"]["kendall"]
 
 
@@ -156,7 +156,7 @@ def test_rank_check_on_a_data_split_scores_its_held_out_pairs_and_one_seed_of_a_
         return pairs
 
     monkeypatch.setattr(nas.bench.build, "held_out_pairs", recording)
-    result = run_rank_check(config, tmp_path / "out")
+    result = run_rank_check(config, tmp_path / "out").to_json()
     held = len(list(csv.DictReader((tmp_path / "set" / "heldout.csv").open())))
     assert scored_sets and all(len(p) == held for p in scored_sets)  # the set's held-out pairs, not generated shapes
     assert result["proxies"]["short-seed0"]["kendall"] == pytest.approx(1.0) and result["proxies"]["short"]["kendall"] == pytest.approx(-1.0)

@@ -18,7 +18,6 @@ from trainer.data import DataConfig, build_data
 from trainer.evaluation import evaluate
 from trainer.evaluation.grad_conflict import modality_gradient_cosines
 from trainer.evaluation.heldout import held_out_loss, materialize
-from trainer.evaluation.precision import scoring_precision
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from nas.supernet.model import Supernet
 
 
 def test_eight_budgets_derive_at_least_six_growing_policies_from_one_supernet(short_gumbel_run) -> None:
-    record = run_sweep(short_gumbel_run, count=8, reference=(4.0, 8e6))
+    record = run_sweep(short_gumbel_run, count=8, reference=(4.0, 8e6)).to_json()
     budgets = record["budgets"]
     assert len(budgets) == 8
     params = [b["params"] for b in budgets]

@@ -28,13 +28,13 @@ from scipy.stats import kendalltau, spearmanr
 from trainer.compose import RECIPE, TRAINER_SECTIONS
 from trainer.typed_config import to_dict
 
-from nas.bench.table import table_config
-from nas.pareto.front import hypervolume, pareto_mask, to_minimization
+from nas.bench.record import BenchPolicy, BenchRecord
+from nas.pareto.front import hypervolume, pareto_mask
 from nas.pareto.objectives import default_reference
+from nas.pareto.record import ParetoRecord
+from nas.supernet.sweep_record import SweepRecord
 
 SCHEMA = "sharenas/bench-front/v3"
-SWEEP_LOSS = {"sharenas/sweep/v1": "val_loss", "sharenas/sweep/v2": "arch_val_loss"}
-"""The key of a sweep.json policy's inherited loss on the architecture split, by the file's schema."""
 RECIPE_KEYS = (RECIPE, *TRAINER_SECTIONS, "space", "seeds", "heldout", "score_every_epochs")
 """What a further scores table must share with the bench for its scores to stand beside the bench's."""
 
@@ -45,38 +45,38 @@ def spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def reference_point(table: dict[str, Any]) -> tuple[float, float]:
-    size = table_config(table).space.size
-    return float(table["chance"]["val_loss"]), default_reference(size, ["params"])["params"]
+def reference_point(table: BenchRecord) -> tuple[float, float]:
+    size = table.bench_config().space.size
+    return float(table.chance["val_loss"]), default_reference(size, ["params"])["params"]
 
 
-def _loss(name: str, entry: dict[str, Any], seeds: Sequence[int] | None) -> float:
+def _loss(name: str, entry: BenchPolicy, seeds: Sequence[int] | None) -> float:
     if seeds is None:
-        return float(entry["mean"]["val_loss"])
-    runs = {r["seed"]: float(r["val_loss"]) for r in entry["runs"]}
+        return float(entry.mean["val_loss"])
+    runs = {r.seed: float(r.scores["val_loss"]) for r in entry.runs}
     if lacking := [s for s in seeds if s not in runs]:
         raise ValueError(f"{name} has no run of seed {', '.join(map(str, lacking))} (it has {', '.join(map(str, sorted(runs)))}); "
                          "choose --seeds among the seeds every table trained")
     return mean(runs[s] for s in seeds)
 
 
-def bench_points(table: dict[str, Any], source: str = "bench", seeds: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+def bench_points(table: BenchRecord, source: str = "bench", seeds: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
     """Per policy of a table (by key): name, params, loss (the mean over all its seeds, or over `seeds`),
     mean seconds of one standalone run, source."""
     return {
-        spec_key(p["policy"]): {"policy": name, "params": int(p["params"]), "val_loss": _loss(name, p, seeds),
-                                "run_seconds": mean(float(r["train_seconds"]) for r in p["runs"]), "source": source}
-        for name, p in table["policies"].items()
+        spec_key(p.policy): {"policy": name, "params": int(p.params), "val_loss": _loss(name, p, seeds),
+                             "run_seconds": mean(float(r.train_seconds) for r in p.runs), "source": source}
+        for name, p in table.policies.items()
     }
 
 
-def _recipe(table: dict[str, Any]) -> dict[str, Any]:
+def _recipe(table: BenchRecord) -> dict[str, Any]:
     """The recipe keys of a table's bench config, defaults filled in (a table may predate a key)."""
-    config = to_dict(table_config(table))
+    config = to_dict(table.bench_config())
     return {key: config[key] for key in RECIPE_KEYS}
 
 
-def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | None = None,
+def scored_points(table: BenchRecord, others: dict[str, BenchRecord] | None = None,
                   seeds: Sequence[int] | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The standalone scores of the bench and of `others` (source -> table, each built with the bench's
     recipe), over all seeds or only `seeds` (e.g. the seeds a study's trials did not train), and, for each
@@ -91,23 +91,23 @@ def scored_points(table: dict[str, Any], others: dict[str, dict[str, Any]] | Non
                              "copy the bench config and change only its policies")
         for key, point in bench_points(other, source, seeds).items():
             if key in points:
-                repeats.append(_repeat(table["policies"][points[key]["policy"]], other["policies"][point["policy"]],
+                repeats.append(_repeat(table.policies[points[key]["policy"]], other.policies[point["policy"]],
                                        points[key]["policy"], source))
             else:
                 points[key] = point
     return points, repeats
 
 
-def _repeat(bench: dict[str, Any], again: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+def _repeat(bench: BenchPolicy, again: BenchPolicy, name: str, source: str) -> dict[str, Any]:
     """One policy in two tables, compared over the seeds both trained."""
-    ours = {r["seed"]: float(r["val_loss"]) for r in bench["runs"]}
-    theirs = {r["seed"]: float(r["val_loss"]) for r in again["runs"]}
+    ours = {r.seed: float(r.scores["val_loss"]) for r in bench.runs}
+    theirs = {r.seed: float(r.scores["val_loss"]) for r in again.runs}
     seeds = sorted(set(ours) & set(theirs))
     return {"policy": name, "source": source, "seeds": seeds,
             "bench": mean(ours[s] for s in seeds) if seeds else None, "again": mean(theirs[s] for s in seeds) if seeds else None,
             "max_seed_difference": max((abs(theirs[s] - ours[s]) for s in seeds), default=None),
-            "bench_run_seconds": mean(float(r["train_seconds"]) for r in bench["runs"]),
-            "again_run_seconds": mean(float(r["train_seconds"]) for r in again["runs"])}
+            "bench_run_seconds": mean(float(r.train_seconds) for r in bench.runs),
+            "again_run_seconds": mean(float(r.train_seconds) for r in again.runs)}
 
 
 def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[float, list[dict[str, Any]]]:
@@ -116,15 +116,15 @@ def _front(points: list[dict[str, Any]], ref: tuple[float, float]) -> tuple[floa
     return hypervolume(values, ref), sorted(members, key=lambda p: p["params"])
 
 
-def one_seed_fronts(table: dict[str, Any], ref: tuple[float, float]) -> list[dict[str, Any]]:
+def one_seed_fronts(table: BenchRecord, ref: tuple[float, float]) -> list[dict[str, Any]]:
     """The noise ceiling of a front: for each seed every bench policy trained, the front that one run of
     every policy (that seed) picks, judged by the bench's means like a search's (its own seed among them:
     a search whose trials are the bench's own seed-0 runs has the same advantage) and, independently, by
     the mean of the other seeds against their own front."""
-    seeds = sorted(set.intersection(*({r["seed"] for r in p["runs"]} for p in table["policies"].values())))
-    params = np.array([float(p["params"]) for p in table["policies"].values()])
-    means = np.column_stack([[float(p["mean"]["val_loss"]) for p in table["policies"].values()], params])
-    by_seed = {s: np.array([next(float(r["val_loss"]) for r in p["runs"] if r["seed"] == s) for p in table["policies"].values()])
+    seeds = sorted(set.intersection(*({r.seed for r in p.runs} for p in table.policies.values())))
+    params = np.array([float(p.params) for p in table.policies.values()])
+    means = np.column_stack([[float(p.mean["val_loss"]) for p in table.policies.values()], params])
+    by_seed = {s: np.array([float(p.run(s).scores["val_loss"]) for p in table.policies.values()])
                for s in seeds}
     out = []
     for seed in seeds:
@@ -140,7 +140,7 @@ def one_seed_fronts(table: dict[str, Any], ref: tuple[float, float]) -> list[dic
     return out
 
 
-def true_front(table: dict[str, Any], points: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def true_front(table: BenchRecord, points: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The bench's own front and its hypervolume, its noise ceiling (`one_seed_fronts`), and the front of
     every scored policy in `points` (default: the bench's alone); the compute unit is one standalone run
     of the bench."""
@@ -189,35 +189,17 @@ def unscored(chosen: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> 
     return [spec for key, spec in seen.items() if key not in known]
 
 
-def search_front(record: dict[str, Any], seconds: float | None = None) -> tuple[list[dict[str, Any]], float | None]:
-    """The chosen policies and the compute of a `pareto.json` (Optuna) or `sweep.json` (supernet).
-    `seconds`: the front an Optuna study had after that much compute (its trials finished within it,
-    from the hypervolume history), for a comparison at equal compute."""
-    if record.get("schema") in SWEEP_LOSS:
-        total = (record.get("search_seconds") or 0.0) + record["sweep_seconds"]
-        if seconds is not None:
-            raise ValueError("a sweep's front cannot be cut at a compute: it is one supernet and its derivations")
-        return [p["spec"] for p in record["policies"] if p["on_front"]], total
-    if "pareto" not in record:
-        raise ValueError("not a pareto.json or sweep.json")
-    if seconds is None:
-        return [p["spec"] for p in record["pareto"] if p.get("spec")], record.get("compute_seconds")
-    done = {h["trial"]: h["compute_seconds"] for h in record["hypervolume_history"] if h["compute_seconds"] <= seconds}
-    if not done:
-        raise ValueError(f"no trial of the study had finished within {seconds:g} s")
-    trials = [t for t in record["pareto"] + record["dominated"] if t["trial"] in done and t.get("spec")]
-    values = to_minimization([[t["objectives"][o["name"]] for o in record["objectives"]] for t in trials],
-                             [o["direction"] for o in record["objectives"]])
-    return [t["spec"] for t, on_front in zip(trials, pareto_mask(values)) if on_front], max(done.values())
+JUDGED: tuple[type[ParetoRecord], type[SweepRecord]] = (ParetoRecord, SweepRecord)
+"""The fronts `--judge` takes: an Optuna study's `pareto.json` and a supernet's `sweep.json`; each
+record's `front(seconds)` gives its chosen policies and their compute."""
 
 
-def inherited_agreement(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def inherited_agreement(record: ParetoRecord | SweepRecord, known: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """How a sweep's inherited scores rank its derived policies against their standalone scores (the
     policies both score); None for an Optuna study, whose trials are standalone runs already."""
-    loss = SWEEP_LOSS.get(record.get("schema"))
-    if loss is None:
+    if not isinstance(record, SweepRecord):
         return None
-    pairs = [(p[loss], known[spec_key(p["spec"])]["val_loss"]) for p in record["policies"] if spec_key(p["spec"]) in known]
+    pairs = [(p.arch_val_loss, known[spec_key(p.spec)]["val_loss"]) for p in record.policies if spec_key(p.spec) in known]
     if len(pairs) < 3:
         return {"policies": len(pairs), "kendall": None, "kendall_p": None, "spearman": None}
     inherited, standalone = zip(*pairs)

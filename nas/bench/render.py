@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from nas.bench.record import BenchRecord
+
 
 def ci_text(agreement: dict[str, Any] | None, key: str = "kendall") -> str:
     """`value [low, high]` of a rank agreement measure (`-` where there is none)."""
@@ -40,13 +42,9 @@ LABELS = {
 """Column -> (heading, unit, decimals); a column not listed is headed by its name, with 3 decimals."""
 
 
-def _metrics(table: dict[str, Any]) -> list[str]:
-    return list(next(iter(table["policies"].values()))["mean"])
-
-
-def _label(table: dict[str, Any], metric: str, chance: bool = True) -> str:
+def _label(table: BenchRecord, metric: str, chance: bool = True) -> str:
     name, unit, _ = LABELS.get(metric, (metric, "", 3))
-    level = (table.get("chance") or {}).get(metric) if chance else None
+    level = (table.chance or {}).get(metric) if chance else None
     notes = [n for n in (unit, None if level is None else f"chance {level:.3g}") if n]
     return f"{name} ({'; '.join(notes)})" if notes else name
 
@@ -55,24 +53,24 @@ def _digits(metric: str) -> int:
     return LABELS.get(metric, (metric, "", 3))[2]
 
 
-def policy_frame(table: dict[str, Any]) -> pd.DataFrame:
+def policy_frame(table: BenchRecord) -> pd.DataFrame:
     rows = []
-    for name, p in table["policies"].items():
-        m, s = p["mean"], p["std"]
-        rows.append({"policy": name, "params": f"{p['params']:,}", "seeds": len(p["runs"]),
-                     **{_label(table, c): _pm(m[c], s[c], _digits(c)) for c in _metrics(table)}})
+    for name, p in table.policies.items():
+        m, s = p.mean, p.std
+        rows.append({"policy": name, "params": f"{p.params:,}", "seeds": len(p.runs),
+                     **{_label(table, c): _pm(m[c], s[c], _digits(c)) for c in table.columns}})
     return pd.DataFrame(rows)
 
 
-def spread_frame(table: dict[str, Any]) -> pd.DataFrame:
+def spread_frame(table: BenchRecord) -> pd.DataFrame:
     rows = [{"metric": _label(table, c, chance=False), "pooled seed std": _pm(v["std"], None, _digits(c) + 1), "df": v["df"], "policies": v["policies"]}
-            for c, v in (table.get("pooled_std") or {}).items()]
+            for c, v in (table.pooled_std or {}).items()]
     return pd.DataFrame(rows)
 
 
-def spread_line(table: dict[str, Any]) -> str:
+def spread_line(table: BenchRecord) -> str:
     """The pooled seed std of the held-out loss, in words."""
-    pooled = (table.get("pooled_std") or {}).get("val_loss")
+    pooled = (table.pooled_std or {}).get("val_loss")
     if not pooled or pooled["std"] is None:
         return "One seed per policy: no pooled seed std."
     return (f"**Pooled seed std** of the held-out loss: {pooled['std']:.4f} nats (df {pooled['df']}, within-policy variance pooled over "
@@ -85,67 +83,67 @@ def _paired(d: dict[str, Any] | None, digits: int) -> str:
     return f"{d['mean']:+.{digits}f}" + ("" if d["se"] is None else f" ± {d['se']:.{digits}f}")
 
 
-def paired_frame(table: dict[str, Any]) -> pd.DataFrame:
+def paired_frame(table: BenchRecord) -> pd.DataFrame:
     """Each policy's difference from the reference paired by seed: mean ± standard error per metric, n and
     the 95% interval of the held-out loss's."""
     rows = []
-    for name, p in table["policies"].items():
-        paired = p.get("vs_reference")
+    for name, p in table.policies.items():
+        paired = p.vs_reference
         if not paired:
             continue
         loss = paired.get("val_loss") or {}
         low, high = loss.get("ci95") or (None, None)
         rows.append({"policy": name, "paired seeds": loss.get("n", 0),
-                     **{_label(table, c, chance=False): _paired(paired.get(c), _digits(c)) for c in _metrics(table)},
+                     **{_label(table, c, chance=False): _paired(paired.get(c), _digits(c)) for c in table.columns},
                      "held-out loss 95% CI": "-" if low is None else f"[{low:+.3f}, {high:+.3f}]"})
     return pd.DataFrame(rows)
 
 
-def best_frame(table: dict[str, Any]) -> pd.DataFrame:
+def best_frame(table: BenchRecord) -> pd.DataFrame:
     """Per policy and metric: final mean, best-epoch mean and the mean epoch of the best (empty without curves of every metric)."""
     rows = []
-    for name, p in table["policies"].items():
-        best = p.get("best_mean")
+    for name, p in table.policies.items():
+        best = p.best_mean
         if not best:
             continue
         rows.append({"policy": name, **{
-            _label(table, c, chance=False): f"{_pm(p['mean'][c], None, _digits(c))} / {_pm(best[c]['value'], None, _digits(c))} @ {best[c]['epoch']:.1f}"
-            for c in _metrics(table) if best.get(c) and best[c]["value"] is not None}})
+            _label(table, c, chance=False): f"{_pm(p.mean[c], None, _digits(c))} / {_pm(best[c]['value'], None, _digits(c))} @ {best[c]['epoch']:.1f}"
+            for c in table.columns if best.get(c) and best[c]["value"] is not None}})
     return pd.DataFrame(rows)
 
 
-def ceiling_frame(table: dict[str, Any]) -> pd.DataFrame:
+def ceiling_frame(table: BenchRecord) -> pd.DataFrame:
     rows = [
         {"metric": metric, "policies": int(a["n"]) if a else 0, "seeds": "-" if not a else " vs ".join(str(s) for s in a.get("seeds", (0, 1))),
          "Kendall tau [95% CI]": ci_text(a), "Spearman rho [95% CI]": ci_text(a, "spearman"),
          "top-5 overlap": "-" if not a else f"{a['top5_overlap']:.2f}"}
-        for metric, a in table["noise_ceiling_by_metric"].items()
+        for metric, a in (table.noise_ceiling_by_metric or {}).items()
     ]
     return pd.DataFrame(rows)
 
 
-def length_frame(table: dict[str, Any]) -> pd.DataFrame:
+def length_frame(table: BenchRecord) -> pd.DataFrame:
     rows = [
         {"epoch": r["epoch"], "step": r["step"], "seed-to-seed Kendall tau [95% CI]": ci_text(r), "Spearman rho": f"{r['spearman']:.3f}",
          "mean over seeds vs the final mean, Kendall tau [95% CI]": ci_text(r, "kendall_vs_final"),
          "range of policy means": f"{r['val_loss_policy_range']:.3f}", "mean seed std": f"{r['val_loss_seed_std']:.3f}"}
-        for r in table["length_study"]
+        for r in table.length_study or []
     ]
     return pd.DataFrame(rows)
 
 
-def _paper_zeroshot(table: dict[str, Any]) -> str:
+def _paper_zeroshot(table: BenchRecord) -> str:
     """The column the paper check compares zero-shot differences on (the key it wrote them under)."""
-    rows = [r for r in table.get("paper_check", []) if "paper_spearman" not in r]
+    rows = [r for r in (table.paper_check or []) if "paper_spearman" not in r]
     keys = [k for k in (rows[0] if rows else {}) if k.startswith("tiny_") and k.endswith("_diff")]
     return keys[0].removeprefix("tiny_").removesuffix("_diff") if keys else "zeroshot_shapes"
 
 
-def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
+def paper_frame(table: BenchRecord) -> pd.DataFrame:
     column = _paper_zeroshot(table)
     heading = f"tiny {LABELS.get(column, (column,))[0]}"
     rows = []
-    for r in table.get("paper_check", []):
+    for r in (table.paper_check or []):
         if "paper_spearman" in r:
             rows.append({"table": r["table"], "comparison": r["effect"], "paper": f"rho {r['paper_spearman']:+.2f}",
                          "tiny (held-out loss)": f"rho {r['tiny_spearman']:+.2f}", heading: "-",
@@ -160,20 +158,20 @@ def paper_frame(table: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str = "") -> str:
-    nc, ranking = table["noise_ceiling"], table.get("ranking", "val_loss")
+def bench_markdown(table: BenchRecord, title: str, command: str, origin: str = "") -> str:
+    nc, ranking = table.noise_ceiling, table.ranking or "val_loss"
     seeds = " vs ".join(f"seed {s}" for s in (nc or {}).get("seeds", (0, 1)))
     ceiling = (
         f"**Noise ceiling** ({_label(table, ranking, chance=False)}, the ranking metric; {seeds} over {int(nc['n'])} policies): "
         f"Kendall tau {ci_text(nc)}, Spearman rho {ci_text(nc, 'spearman')}; no-agreement spread of tau ±{nc['null_kendall_sd']:.3f} (1 sd)."
         if nc else "One seed per policy: no noise ceiling."
     )
-    reference, paired = table["reference"], paired_frame(table)
+    reference, paired = table.reference, paired_frame(table)
     parts = [
         f"# {title}", "",
-        f"Regenerate: `{command}`{f' ({origin})' if origin else ''}. {table['entries']} training runs of one CPU thread each, "
-        f"{table['train_wall_seconds'] / 3600:.1f} hours of wall time summed over runs "
-        f"(packages: {', '.join(f'{k} {v}' for k, v in table['packages'].items())}). Means ± std over seeds (ddof 1); "
+        f"Regenerate: `{command}`{f' ({origin})' if origin else ''}. {table.entries} training runs of one CPU thread each, "
+        f"{table.train_wall_seconds / 3600:.1f} hours of wall time summed over runs "
+        f"(packages: {', '.join(f'{k} {v}' for k, v in table.packages.items())}). Means ± std over seeds (ddof 1); "
         "held-out loss: lower is better; percentages are accuracies / recalls in percent; chance: the score of uninformative "
         "features on this bench's evaluation data.", "",
         ceiling, "", spread_line(table), "",
@@ -210,22 +208,22 @@ def bench_markdown(table: dict[str, Any], title: str, command: str, origin: str 
             "## Training length (agreement of the held-out loss along the schedule)", "",
             length_frame(table).to_markdown(index=False), "",
         ]
-    if table.get("lengths"):
+    if table.lengths:
         parts += _lengths_section(table), ""
-    if table.get("paper_check"):
+    if table.paper_check:
         parts += [
             "## Paper check (direction of each ablation)", "",
             "Paper: zero-shot ImageNet difference A - B (B/32, YFCC). Tiny: held-out loss of B minus A (positive = A better, "
             f"± standard error over seeds) and the {LABELS.get(_paper_zeroshot(table), (_paper_zeroshot(table),))[0]} difference A - B.", "",
             paper_frame(table).to_markdown(index=False), "",
         ]
-    if table.get("agreement"):
-        parts += _agreement_section(table["agreement"]), ""
+    if table.agreement:
+        parts += _agreement_section(table.agreement), ""
     return "\n".join(parts)
 
 
-def _lengths_section(table: dict[str, Any]) -> str:
-    study = table["lengths"]
+def _lengths_section(table: BenchRecord) -> str:
+    study = table.lengths
     metrics = list(study["rows"][0]["kendall"])
     rows = [{"epochs": f"{r['epochs']:g}", "steps": r["steps"], "runs": r["runs"], "training wall hours": f"{r['train_hours']:.2f}",
              **{f"{LABELS.get(m, (m,))[0]} tau": ci_text({"kendall": r["kendall"][m], "kendall_ci": r["kendall_ci"][m]}) for m in metrics},

@@ -1,4 +1,4 @@
-"""A bench directory (or its committed JSON, recomputed from the runs it records) as a table: per-policy
+"""A bench directory (or its committed JSON, recomputed from the runs it records) as a table (`BenchRecord`): per-policy
 mean +- std over seeds, the pooled seed std and each policy's difference from the reference policy
 paired by seed, the chance level of every metric, the noise ceiling (how well two seeds of the same
 training rank the policies alike), the training-length study and the check of the paper's ablation
@@ -6,24 +6,22 @@ directions. Every run records the precision it was scored in; the table states i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from trainer.typed_config import load_config
 
 from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
 from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection, metric_sources
+from nas.bench.record import BenchPolicy, BenchRecord, BenchRun
 from nas.bench.spread import finite, paired_records, pooled_std
 from nas.provenance import package_versions
 from nas.ranking.statistics import rank_agreement
 
-BENCH_SCHEMA = "sharenas/bench/v1"
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
 LOWER_IS_BETTER = {"val_loss"}
 BENCH_PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
@@ -64,21 +62,18 @@ def record_value(record: dict[str, Any], source: str) -> float:
     return float(np.mean(values))
 
 
-def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNTHETIC_METRICS) -> dict[str, dict[str, Any]]:
+def entry_policies(records: list[dict[str, Any]], metrics: dict[str, str] = SYNTHETIC_METRICS) -> dict[str, BenchPolicy]:
     """Entry records as the table's policies before any summary: params, policy, shared sublayers and
-    the runs by seed (the form `policies[*]` of a bench JSON keeps them in)."""
-    out: dict[str, dict[str, Any]] = {}
+    the runs by seed."""
+    out: dict[str, BenchPolicy] = {}
     for r in records:
-        entry = out.setdefault(r["name"], {"params": r["params"], "policy": r["policy"], "shared_sublayers": r.get("shared_sublayers"), "runs": []})
-        run = {"seed": r["seed"], "steps": r["steps"], "train_seconds": r["train_seconds"], "train_loss": r.get("train_loss"),
-               **{c: finite(record_value(r, p)) for c, p in metrics.items()}, "curve": r["curve"],
-               "score_precision": r.get("score_precision", "unrecorded")}
+        entry = out.setdefault(r["name"], BenchPolicy(r["params"], r["policy"], shared_sublayers=r.get("shared_sublayers")))
         best = {c: best_of_curve(r["curve"], c, p) for c, p in metrics.items()}
-        if any(b is not None for b in best.values()):
-            run["best"] = best
-        entry["runs"].append(run)
+        entry.runs.append(BenchRun(r["seed"], {c: finite(record_value(r, p)) for c, p in metrics.items()}, r["steps"], r["train_seconds"],
+                                   r.get("train_loss"), r["curve"], r.get("score_precision", "unrecorded"),
+                                   best if any(b is not None for b in best.values()) else None))
     for entry in out.values():
-        entry["runs"].sort(key=lambda run: run["seed"])
+        entry.runs.sort(key=lambda run: run.seed)
     return out
 
 
@@ -95,22 +90,22 @@ def best_of_curve(curve: list[dict[str, Any]], column: str, source: str) -> dict
     return {"value": value, "epoch": next(e for v, e in points if v == value)}
 
 
-def best_means(runs: list[dict[str, Any]], metrics: list[str]) -> dict[str, dict[str, float | None]]:
+def best_means(runs: list[BenchRun], metrics: list[str]) -> dict[str, dict[str, float | None]]:
     """Per column: the mean over a policy's runs of their best scored value and of the epoch it came at."""
     out: dict[str, dict[str, float | None]] = {}
     for column in metrics:
-        best = [r["best"][column] for r in runs if (r.get("best") or {}).get(column)]
+        best = [r.best[column] for r in runs if (r.best or {}).get(column)]
         out[column] = {"value": finite(np.mean([b["value"] for b in best])) if best else None,
                        "epoch": finite(np.mean([b["epoch"] for b in best])) if best else None}
     return out
 
 
-def runs_frame(policies: dict[str, dict[str, Any]], metrics: list[str]) -> pd.DataFrame:
+def runs_frame(policies: dict[str, BenchPolicy], metrics: list[str]) -> pd.DataFrame:
     """One row per (policy, seed) with the metric columns, params and train seconds."""
     rows = [
-        {"policy": name, "seed": run["seed"], "params": p["params"], "shared_sublayers": p.get("shared_sublayers"),
-         **{c: run.get(c) for c in metrics}, "train_seconds": run["train_seconds"]}
-        for name, p in policies.items() for run in p["runs"]
+        {"policy": name, "seed": run.seed, "params": p.params, "shared_sublayers": p.shared_sublayers,
+         **{c: run.scores.get(c) for c in metrics}, "train_seconds": run.train_seconds}
+        for name, p in policies.items() for run in p.runs
     ]
     return pd.DataFrame(rows).astype({c: float for c in metrics})
 
@@ -160,10 +155,10 @@ def seed_agreement(runs: pd.DataFrame, column: str, seeds: tuple[int, int] | Non
     return {**result, "seeds": list(seeds)}
 
 
-def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] | None = None, bootstrap: int = 2000) -> list[dict[str, Any]]:
+def length_study(policies: dict[str, BenchPolicy], seeds: tuple[int, int] | None = None, bootstrap: int = 2000) -> list[dict[str, Any]]:
     """Seed-to-seed agreement of the held-out loss at every scored point of the schedule."""
-    rows = [{"policy": name, "seed": run["seed"], "step": c["step"], "epoch": c["epoch"], "val_loss": c["val_loss"]}
-            for name, p in policies.items() for run in p["runs"] for c in run["curve"]]
+    rows = [{"policy": name, "seed": run.seed, "step": c["step"], "epoch": c["epoch"], "val_loss": c["val_loss"]}
+            for name, p in policies.items() for run in p.runs for c in run.curve]
     if not rows:
         return []
     curve = pd.DataFrame(rows)
@@ -183,107 +178,80 @@ def length_study(policies: dict[str, dict[str, Any]], seeds: tuple[int, int] | N
     return out
 
 
-def score_precision(policies: dict[str, dict[str, Any]]) -> str:
+def score_precision(policies: dict[str, BenchPolicy]) -> str:
     """The precision the runs were scored in, or the count of runs per precision when they differ."""
-    counts = pd.Series([run.get("score_precision", "unrecorded") for p in policies.values() for run in p["runs"]]).value_counts().sort_index()
+    counts = pd.Series([run.score_precision or "unrecorded" for p in policies.values() for run in p.runs]).value_counts().sort_index()
     if len(counts) == 1:
         return str(counts.index[0])
     return "mixed (runs per precision): " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
-def _bench_config(text: str | None, overrides: Sequence[str] = ()) -> BenchConfig:
-    return load_config(yaml.safe_load(text or "") or {}, BenchConfig, overrides)
+def _trainer_chance(chance_config: str | Path | None, config: BenchConfig | None) -> dict[str, float]:
+    return recipe_chance(chance_config, config) if chance_config is not None else {}
 
 
-def table_config(table: dict[str, Any], overrides: Sequence[str] = ()) -> BenchConfig:
-    """The bench config a table was built with (its `config`: the YAML text of the bench's config.yaml;
-    none: the defaults), with `overrides` applied. The one place a table's config is parsed."""
-    return _bench_config(table.get("config"), overrides)
-
-
-def _heldout(config: str | None) -> HeldOutSection | None:
-    return _bench_config(config).heldout if config else None
-
-
-def _trainer_chance(chance_config: str | Path | None, config: str | None) -> dict[str, float]:
-    return recipe_chance(chance_config, _bench_config(config) if config else None) if chance_config is not None else {}
+def _heldout(config: BenchConfig | None) -> HeldOutSection | None:
+    return None if config is None else config.heldout
 
 
 def bench_table(bench_dir: str | Path, bootstrap: int = 2000, paper: dict[str, Any] | None = None,
-                chance_config: str | Path | None = None, length: int | None = None) -> dict[str, Any]:
-    """The machine-readable bench of a bench directory (at `length` epochs: of its runs' cool-down
-    branches of that length). The chance levels of the trainer's metrics come from the entries
-    (recorded by `bench build`), else from the recipe of `chance_config` (the bench config the
-    directory was built with)."""
+                chance_config: str | Path | None = None, length: int | None = None) -> BenchRecord:
+    """The bench table of a bench directory (at `length` epochs: of its runs' cool-down branches of
+    that length). The chance levels of the trainer's metrics come from the entries (recorded by `bench
+    build`), else from the recipe of `chance_config` (the bench config the directory was built with)."""
     bench_dir = Path(bench_dir)
     records = [{**r, "score_precision": entry_score_precision(bench_dir, r)} for r in read_entries(bench_dir, length)]
     if not records:
         raise ValueError(f"{bench_dir} holds no finished entries yet; run `sharenas bench build` first")
     config_file = bench_dir / "config.yaml"
-    config = config_file.read_text() if config_file.is_file() else None
+    config = load_config(config_file, BenchConfig) if config_file.is_file() else None
     recorded = next((r["chance"] for r in records if r.get("chance")), None) or _trainer_chance(chance_config, config)
-    metrics = _bench_config(config).metrics
+    metrics = (config or BenchConfig()).metrics
     pairs = next((r["heldout_pairs"] for r in records if r.get("heldout_pairs")), None)
     chance = column_chance(metrics, _heldout(config), recorded, heldout_pairs=pairs)
     return summarize(entry_policies(records, metrics), list(metrics), config, package_versions(BENCH_PACKAGES), chance, bootstrap, paper)
 
 
-def recompute_table(table: dict[str, Any], bootstrap: int = 2000, paper: dict[str, Any] | None = None,
-                    chance_config: str | Path | None = None) -> dict[str, Any]:
-    """A bench JSON recomputed from the runs it records (`policies[*].runs`), keeping its config and
+def recompute_table(table: BenchRecord, bootstrap: int = 2000, paper: dict[str, Any] | None = None,
+                    chance_config: str | Path | None = None) -> BenchRecord:
+    """A bench table recomputed from the runs it records (`policies[*].runs`), keeping its config and
     package versions (those of the runs). Chance levels: computed from the config (and from the recipe
     of `chance_config`, the bench config it was built with, when given), else the recorded ones."""
-    policies = table.get("policies") if isinstance(table, dict) else None
-    if not policies or not all(isinstance(p, dict) and p.get("runs") for p in policies.values()):
+    if not table.policies or not all(p.runs for p in table.policies.values()):
         raise ValueError("not a bench table with runs (policies[*].runs); give the output of `sharenas bench show DIR --json`")
-    metrics = list(next(iter(policies.values()))["mean"])
-    config = table.get("config")
-    known_sources = _bench_config(config).metrics
+    metrics = table.columns
+    known_sources = table.bench_config().metrics
     sources = {c: known_sources.get(c, c) for c in metrics}  # a column of unknown source keeps its recorded chance level
-    chance = column_chance(sources, _heldout(config), _trainer_chance(chance_config, config), table.get("chance"))
-    inputs = {name: {k: p.get(k) for k in ("params", "policy", "shared_sublayers", "runs")} for name, p in policies.items()}
-    return summarize(inputs, metrics, config, table.get("packages", {}), chance, bootstrap, paper)
+    chance = column_chance(sources, _heldout(table.config), _trainer_chance(chance_config, table.config), table.chance)
+    return summarize(table.policies, metrics, table.config, table.packages, chance, bootstrap, paper)
 
 
-def summarize(policies: dict[str, dict[str, Any]], metrics: list[str], config: str | None, packages: dict[str, str],
-              chance: dict[str, float | None], bootstrap: int = 2000, paper: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The machine-readable bench: policies with their runs, summaries and differences from the
-    reference paired by seed, and the means of the runs' best-epoch values where their curves scored every
-    metric; the noise ceiling per metric (`noise_ceiling` is that of the ranking column); the
-    length study; given the paper's tables, the direction check; the pooled seed std and the chance
-    level of every metric."""
+def summarize(policies: dict[str, BenchPolicy], metrics: list[str], config: BenchConfig | None, packages: dict[str, str],
+              chance: dict[str, float | None], bootstrap: int = 2000, paper: dict[str, Any] | None = None) -> BenchRecord:
+    """The bench table of `policies` (their runs; summaries they hold are not read): policies with their
+    runs, summaries and differences from the reference paired by seed, and the means of the runs'
+    best-epoch values where their curves scored every metric; the noise ceiling per metric
+    (`noise_ceiling` is that of the ranking column); the length study; given the paper's tables, the
+    direction check; the pooled seed std and the chance level of every metric."""
     runs = runs_frame(policies, metrics)
     summary = summary_frame(runs, metrics)
-    reference = _bench_config(config).reference
-    ranking = _bench_config(config).ranking
-    paired = paired_records(runs, metrics, reference)
-    table_policies: dict[str, Any] = {}
+    bench = config or BenchConfig()
+    paired = paired_records(runs, metrics, bench.reference)
+    table_policies: dict[str, BenchPolicy] = {}
     for name, row in summary.iterrows():
         p = policies[name]
-        table_policies[name] = {
-            "params": int(row["params"]), "policy": p["policy"], "shared_sublayers": p.get("shared_sublayers"),
-            "mean": {c: finite(row[f"{c}_mean"]) for c in metrics}, "std": {c: finite(row[f"{c}_std"]) for c in metrics},
-            **({"best_mean": best_means(p["runs"], metrics)} if any("best" in r for r in p["runs"]) else {}),
-            **({"vs_reference": paired[name]} if name in paired else {}), "runs": p["runs"],
-        }
+        table_policies[name] = BenchPolicy(
+            int(row["params"]), p.policy, {c: finite(row[f"{c}_mean"]) for c in metrics}, {c: finite(row[f"{c}_std"]) for c in metrics},
+            p.shared_sublayers, p.runs, best_means(p.runs, metrics) if any(r.best is not None for r in p.runs) else None, paired.get(name),
+        )
     ceilings = {c: seed_agreement(runs, c, bootstrap=bootstrap) for c in metrics}
-    result: dict[str, Any] = {
-        "schema": BENCH_SCHEMA,
-        "config": config,
-        "packages": packages,
-        "entries": len(runs),
-        "train_wall_seconds": round(float(runs["train_seconds"].sum()), 1),
-        "score_precision": score_precision(policies),
-        "policies": table_policies,
-        "ranking": ranking,
-        "noise_ceiling": ceilings[ranking] if ranking in ceilings else ceilings["val_loss"],
-        "noise_ceiling_by_metric": ceilings,
-        "length_study": length_study(policies, bootstrap=bootstrap),
-    }
-    if paper is not None:
-        result["paper_check"] = paper_check(summary, paper, _bench_config(config).paper_zeroshot)
-    result.update(reference=reference, chance=chance, pooled_std={c: pooled_std(runs, c) for c in metrics})
-    return result
+    return BenchRecord(
+        table_policies, config, packages, ceilings[bench.ranking] if bench.ranking in ceilings else ceilings["val_loss"],
+        entries=len(runs), train_wall_seconds=round(float(runs["train_seconds"].sum()), 1), score_precision=score_precision(policies),
+        ranking=bench.ranking, noise_ceiling_by_metric=ceilings, length_study=length_study(policies, bootstrap=bootstrap),
+        paper_check=None if paper is None else paper_check(summary, paper, bench.paper_zeroshot),
+        reference=bench.reference, chance=chance, pooled_std={c: pooled_std(runs, c) for c in metrics},
+    )
 
 
 # ---- the paper's ablations -------------------------------------------------------------------------

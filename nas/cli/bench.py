@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-import yaml
 
 from nas.cli.console import error_exit, json_safe
+
+if TYPE_CHECKING:
+    from nas.bench.record import BenchRecord
 
 
 def build(
@@ -33,40 +36,37 @@ def build(
     typer.echo(f"bench complete: sharenas bench show {out}")
 
 
-CROSS_BENCH = ("lengths", "agreement")
-"""Sections computed from other benches (`--lengths`, `--compare`): a JSON recomputed without them keeps its own."""
-
-
-def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None, length: Optional[int] = None) -> dict[str, Any]:
+def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = None, length: Optional[int] = None) -> BenchRecord:
     """A bench table computed from a bench directory (at `length` epochs: of its runs' branches of that
-    length), or recomputed from the runs its JSON records."""
+    length), or recomputed from the runs its JSON records, keeping the sections computed from other
+    benches (`--lengths`, `--compare`)."""
+    from nas.bench.record import BenchRecord
     from nas.bench.table import bench_table, load_paper_results, recompute_table
 
     if source.suffix == ".json":
         try:
-            table = json.loads(source.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read the bench table {source}: {exc}") from None
+            table = BenchRecord.load(source)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; give a bench table with runs (policies[*].runs), the output of `sharenas bench show DIR --json`") from None
         try:
             result = recompute_table(table, bootstrap, load_paper_results(), chance_config)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
         if length is not None:
             raise ValueError(f"--length applies to a bench directory, not to the table {source} (a table holds one length)")
-        return {**result, **{k: table[k] for k in CROSS_BENCH if k in table}}
+        return replace(result, lengths=table.lengths, agreement=table.agreement)
     return bench_table(source, bootstrap, load_paper_results(), chance_config, length)
 
 
-def _cross_bench(table: dict[str, Any], lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
+def _cross_bench(table: BenchRecord, lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
     from nas.ranking.agreement import bench_agreement
     from nas.ranking.lengths import length_comparison
 
     if lengths:
-        table["lengths"] = length_comparison([load_table(p, bootstrap) for p in lengths])
+        table.lengths = length_comparison([load_table(p, bootstrap) for p in lengths])
     if compare is not None:
         other = load_table(compare, bootstrap)
-        name = (yaml.safe_load(other.get("config") or "") or {}).get("name", compare.stem)
-        table["agreement"] = bench_agreement(table, other, name, bootstrap)
+        table.agreement = bench_agreement(table, other, other.name or compare.stem, bootstrap)
 
 
 def show(
@@ -84,6 +84,7 @@ def show(
 ) -> None:
     """The bench table (mean +- std per policy, pooled seed std, differences from the reference paired by
     seed) and its noise ceiling (seed-to-seed Kendall tau / Spearman, CIs)."""
+    from nas.bench.record import BenchRecord
     from nas.bench.render import bench_markdown, bench_title, ceiling_frame, paired_frame, policy_frame, spread_frame
 
     try:
@@ -91,9 +92,10 @@ def show(
         _cross_bench(table, lengths or [], compare, bootstrap)
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
-    table = json_safe(table)
+    data = json_safe(table.to_json())
+    table = BenchRecord.from_json(data)
     if markdown is not None:
-        name = (yaml.safe_load(table.get("config") or "") or {}).get("name", source.stem)
+        name = table.name or source.stem
         title = {"sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, bench_title(name))
         options = (f" --config {chance_config}" if chance_config else "") + "".join(f" --lengths {p}" for p in lengths or []) + (
             f" --compare {compare}" if compare else "") + (f" --length {length}" if length is not None else "")
@@ -106,14 +108,14 @@ def show(
 
         atomic.write_text(markdown, text)
     if as_json:
-        typer.echo(json.dumps(table, indent=2))
+        typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(policy_frame(table).to_string(index=False))
     typer.echo("\nSeed std pooled over policies (df: the sum of seeds - 1):")
     typer.echo(spread_frame(table).to_string(index=False))
     paired = paired_frame(table)
     if not paired.empty:
-        typer.echo(f"\nDifferences from {table['reference']} paired by seed (mean ± standard error):")
+        typer.echo(f"\nDifferences from {table.reference} paired by seed (mean ± standard error):")
         typer.echo(paired.to_string(index=False))
     typer.echo("")
     typer.echo(ceiling_frame(table).to_string(index=False))
@@ -139,11 +141,13 @@ def front(
 
     from trainer import atomic
 
-    from nas.bench.front import SCHEMA, inherited_agreement, judge as judge_front, scored_points, search_front, spec_key, to_markdown, true_front, unscored
+    from nas.bench.front import JUDGED, SCHEMA, inherited_agreement, judge as judge_front, scored_points, spec_key, to_markdown, true_front, unscored
+    from nas.bench.record import BenchRecord
+    from nas.records import read_record
 
     try:
-        table = json.loads(table_file.read_text())
-        known, repeats = scored_points(table, {str(path): json.loads(path.read_text()) for path in scores or []}, seeds or None)
+        table = BenchRecord.load(table_file)
+        known, repeats = scored_points(table, {str(path): BenchRecord.load(path) for path in scores or []}, seeds or None)
         truth = true_front(table, known)
         searches, missing = [], {}
         for item in judge or []:
@@ -151,8 +155,8 @@ def front(
             path, at, cut = path.partition("@")
             if not sep or (at and not re.fullmatch(r"\d+(\.\d*)?", cut)):
                 raise ValueError(f"--judge {item!r}: give NAME=FILE or NAME=FILE@SECONDS")
-            record = json.loads(Path(path).read_text())
-            chosen, seconds = search_front(record, float(cut) if at else None)
+            record = read_record(path, *JUDGED)
+            chosen, seconds = record.front(float(cut) if at else None)
             searches.append({**judge_front(name, chosen, seconds, known, truth), "inherited_vs_standalone": inherited_agreement(record, known)})
             missing.update((spec_key(spec), spec) for spec in unscored(chosen, known))
     except (OSError, ValueError, KeyError) as exc:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from nas.bench.record import BenchRecord
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "tiny"
 BENCH = EXPERIMENTS.parent / "results" / "sharebench-tiny.json"
@@ -27,18 +30,16 @@ OPTUNA_OVERRIDES = (
 )
 
 
-def picks_note(table: dict[str, Any], pairs: int) -> str:
+def picks_note(table: BenchRecord, pairs: int) -> str:
     """How to read the picks table, from the bench `table` itself: the chance level of the held-out
     loss on the `pairs` pairs the inherited weights are scored on and on the bench's own held-out
     set, and how long the bench's standalone trainings ran."""
     from trainer.evaluation.chance import contrastive_chance
 
-    from nas.bench.table import table_config
-
-    h = table_config(table).heldout
+    h = table.bench_config().heldout
     inherited, standalone = contrastive_chance(pairs, h.batch_size), contrastive_chance(h.pairs, h.batch_size)
     chance = f"{inherited:.2f}" if round(inherited, 2) == round(standalone, 2) else f"{inherited:.2f} inherited, {standalone:.2f} standalone"
-    epochs = sorted({run["curve"][-1]["epoch"] for entry in table["policies"].values() for run in entry["runs"]})
+    epochs = sorted({run.curve[-1]["epoch"] for entry in table.policies.values() for run in entry.runs})
     length = " or ".join(f"{e:g}" for e in epochs)
     return (f"held-out loss in nats, lower is better; chance (uninformative features, batches of {h.batch_size}) = {chance}. "
             f"Inherited: this supernet's weights on {pairs} held-out pairs; standalone: the bench's {length}-epoch trainings, "

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from nas.cli.console import error_exit, json_safe, search_user_errors
+
+if TYPE_CHECKING:
+    from nas.ranking.rank_record import RankCheckRecord
 
 
 def rank_check(
@@ -23,34 +26,35 @@ def rank_check(
     from trainer.run import default_run_dir
 
     from nas.ranking.rank_check import run_rank_check
+    from nas.ranking.rank_record import RankCheckRecord
 
     try:
-        result = run_rank_check(config, out if out is not None else default_run_dir(config), overrides or [])
+        record = run_rank_check(config, out if out is not None else default_run_dir(config), overrides or [])
     except search_user_errors() as exc:
         raise error_exit(exc, 2) from None
     except TrainingDiverged as exc:
         raise error_exit(exc, 1) from None
-    result = json_safe(result)
+    data = json_safe(record.to_json())
+    result = RankCheckRecord.from_json(data)
     if markdown is not None:
-        import yaml
-
         from trainer import atomic
 
+        from nas.bench.record import BenchRecord
         from nas.ranking.render import rank_check_markdown
 
         where = (f" --out {out}" if out is not None else "") + "".join(f" --set {o}" for o in overrides or [])
-        bench_name = (yaml.safe_load(json.loads(Path(result["bench"]).read_text()).get("config") or "") or {}).get("name", "sharebench-tiny")
+        bench_name = BenchRecord.load(result.bench).name or "sharebench-tiny"
         atomic.write_text(markdown, rank_check_markdown(result, f"sharenas search rank-check {config}{where} --json --markdown {markdown}", bench_name))
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(data, indent=2))
         return
     _print_rank_check(result)
 
 
-def _print_rank_check(result: dict) -> None:
+def _print_rank_check(result: RankCheckRecord) -> None:
     from nas.ranking.render import rank_check_frame
 
-    typer.echo(f"rank check against {result['bench']} ({result['n']} policies; truth: {result['truth']})")
+    typer.echo(f"rank check against {result.bench} ({result.n} policies; truth: {result.truth})")
     typer.echo(rank_check_frame(result).to_string(index=False))
-    if result["skipped_outside_space"]:
-        typer.echo(f"outside the search space, not scored: {', '.join(result['skipped_outside_space'])}")
+    if result.skipped_outside_space:
+        typer.echo(f"outside the search space, not scored: {', '.join(result.skipped_outside_space)}")

@@ -32,9 +32,9 @@ def sweep(
         record = run_sweep(run, budgets, point)
     except search_user_errors() as exc:
         raise error_exit(exc, 2) from None
-    for b in record["budgets"]:
-        typer.echo(f"budget {b['budget']:>11,}: {b['policy']:<10} {b['params']:>11,} params")
-    for p in record["policies"]:
-        typer.echo(f"{p['policy']:<10} {p['params']:>11,} params  inherited {ARCH_VAL_LOSS} {p[ARCH_VAL_LOSS]:.4f}{'  (front)' if p['on_front'] else ''}")
-    hv = record["hypervolume"]
-    typer.echo(f"hypervolume {'not computed (--reference)' if hv is None else f'{hv:.6g}'}; sweep {record['sweep_seconds']:.0f} s -> {run / SWEEP_FILE}")
+    for b in record.budgets:
+        typer.echo(f"budget {b.budget:>11,}: {b.policy:<10} {b.params:>11,} params")
+    for p in record.policies:
+        typer.echo(f"{p.policy:<10} {p.params:>11,} params  inherited {ARCH_VAL_LOSS} {p.arch_val_loss:.4f}{'  (front)' if p.on_front else ''}")
+    hv = record.hypervolume
+    typer.echo(f"hypervolume {'not computed (--reference)' if hv is None else f'{hv:.6g}'}; sweep {record.sweep_seconds:.0f} s -> {run / SWEEP_FILE}")

@@ -236,7 +236,7 @@ def write_results(study: optuna.Study, metric: str, out_dir: str | Path, note: b
     atomic.write_text(out_dir / RESULTS_MD, markdown)
     if len(study.directions) > 1:
         front = pareto_results(study)
-        atomic.write_json(out_dir / PARETO_JSON, front)
+        atomic.write_json(out_dir / PARETO_JSON, front.to_json())
         atomic.write_text(out_dir / PARETO_MD, pareto_markdown(front))
         markdown = pareto_markdown(front) + "\n" + markdown
     if note:

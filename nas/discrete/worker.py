@@ -43,7 +43,7 @@ from nas.discrete.results import write_results
 from nas.discrete.samplers import build_pruner, build_sampler, grid_order
 from nas.discrete.storage import StorageHandle, StudyLock
 from nas.discrete.records import (
-    ARTIFACT_DIR, BASELINE_PARAM, arch_record, baseline_params, counts_toward_budget, describe_trial, diff_keys,
+    ARTIFACT_DIR, arch_record, baseline_params, counts_toward_budget, describe_trial, diff_keys,
     exception_reason, fingerprint, reference_point,
 )
 from nas.pareto.objectives import measure_costs

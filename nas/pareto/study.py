@@ -8,7 +8,6 @@ first did not finish training, the second repeat a point already counted.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import optuna
@@ -16,8 +15,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.pareto.front import dominated_by, hypervolume, pareto_mask, to_minimization
+from nas.pareto.record import HistoryPoint, Objective, ParetoRecord, ParetoTrial, Verdict
 
-SCHEMA = "sharenas/pareto/v1"
 REFERENCE_ATTR = "pareto_reference_point"
 BASELINES = ("msclip", "clip", "msclip-s")
 
@@ -48,8 +47,8 @@ def front_hypervolume(values: list[list[float]], directions: list[str], referenc
     return hypervolume(to_minimization(values, directions), to_minimization([reference], directions)[0]) if values else 0.0
 
 
-def pareto_results(study: optuna.Study) -> dict[str, Any]:
-    """The results JSON of a multi-objective study (schema `sharenas/pareto/v1`)."""
+def pareto_results(study: optuna.Study) -> ParetoRecord:
+    """The front of a multi-objective study (its `pareto.json`)."""
     names, directions = objective_names(study), _directions(study)
     trials = _points(study)
     reference = _reference(study, names)
@@ -57,37 +56,32 @@ def pareto_results(study: optuna.Study) -> dict[str, Any]:
     minimized = to_minimization(values, directions) if trials else np.zeros((0, len(names)))
     on_front = pareto_mask(minimized) if trials else np.zeros(0, dtype=bool)
 
-    def entry(t: FrozenTrial) -> dict[str, Any]:
-        return {"trial": t.number, "policy": t.user_attrs.get("policy_name", "?"), "baseline": t.user_attrs.get("baseline"),
-                "objectives": dict(zip(names, t.values)), "spec": t.user_attrs.get("policy")}
+    def entry(t: FrozenTrial) -> ParetoTrial:
+        return ParetoTrial(t.number, t.user_attrs.get("policy_name", "?"), t.user_attrs.get("baseline"), dict(zip(names, t.values)),
+                           t.user_attrs.get("policy"))
 
-    baselines: dict[str, Any] = {}
+    baselines: dict[str, Verdict] = {}
     for i, t in enumerate(trials):
         name = t.user_attrs.get("baseline")
         if name:
             dom = dominated_by(minimized[i], minimized, exclude=i)
-            baselines[name] = {"trial": t.number, "dominated": dom.dominated, "by": None if dom.by is None else trials[dom.by].number}
+            baselines[name] = Verdict(t.number, dom.dominated, None if dom.by is None else trials[dom.by].number)
     for name in BASELINES:
-        baselines.setdefault(name, {"trial": None, "dominated": None, "by": None})
+        baselines.setdefault(name, Verdict(None, None, None))
     history, spent = [], 0.0
     for k, t in enumerate(sorted(trials, key=lambda t: t.number)):
         spent += float(t.user_attrs.get("seconds") or 0.0)
         done = [list(u.values) for u in sorted(trials, key=lambda u: u.number)[: k + 1]]
-        history.append({"trial": t.number, "compute_seconds": round(spent, 2), "hypervolume": front_hypervolume(done, directions, reference)})
+        history.append(HistoryPoint(t.number, round(spent, 2), front_hypervolume(done, directions, reference)))
     volume = front_hypervolume(values, directions, reference)
     latency = next((t.user_attrs["latency"] for t in trials if "latency" in t.user_attrs), None)
-    return {
-        "schema": SCHEMA, "study": study.study_name,
-        "objectives": [{"name": n, "direction": d} for n, d in zip(names, directions)],
-        "reference_point": None if reference is None else dict(zip(names, reference)),
-        "hypervolume": volume, "compute_seconds": round(spent, 2),
-        "hypervolume_per_hour": None if volume is None or spent <= 0 else volume / (spent / 3600.0),
-        "trials": len(trials),
-        "pareto": [entry(t) for t, keep in zip(trials, on_front) if keep],
-        "dominated": [entry(t) for t, keep in zip(trials, on_front) if not keep],
-        "baselines": baselines, "hypervolume_history": history,
-        "latency": None if latency is None else {k: latency[k] for k in ("batch", "device", "precision", "steps", "warmup")},
-    }
+    return ParetoRecord(
+        study.study_name, [Objective(n, d) for n, d in zip(names, directions)],
+        None if reference is None else dict(zip(names, reference)), volume, round(spent, 2),
+        None if volume is None or spent <= 0 else volume / (spent / 3600.0), len(trials),
+        [entry(t) for t, keep in zip(trials, on_front) if keep], [entry(t) for t, keep in zip(trials, on_front) if not keep],
+        baselines, history, None if latency is None else {k: latency[k] for k in ("batch", "device", "precision", "steps", "warmup")},
+    )
 
 
 def format_value(name: str, value: float | None) -> str:
@@ -101,34 +95,34 @@ def format_value(name: str, value: float | None) -> str:
     return f"{value:,.2f}"
 
 
-def _verdict(name: str, b: dict[str, Any]) -> str:
-    if b["trial"] is None:
+def _verdict(name: str, b: Verdict) -> str:
+    if b.trial is None:
         return f"- `{name}`: not in the study"
-    if b["dominated"]:
-        return f"- `{name}` (trial {b['trial']}): dominated by trial {b['by']}"
-    return f"- `{name}` (trial {b['trial']}): on the front"
+    if b.dominated:
+        return f"- `{name}` (trial {b.trial}): dominated by trial {b.by}"
+    return f"- `{name}` (trial {b.trial}): on the front"
 
 
-def to_markdown(results: dict[str, Any], command: str | None = None) -> str:
-    names = [o["name"] for o in results["objectives"]]
-    heading = ", ".join(f"{o['name']} ({o['direction']})" for o in results["objectives"])
-    lines = [f"## Pareto front of {results['study']}: {heading}", ""]
+def to_markdown(results: ParetoRecord, command: str | None = None) -> str:
+    names = [o.name for o in results.objectives]
+    heading = ", ".join(f"{o.name} ({o.direction})" for o in results.objectives)
+    lines = [f"## Pareto front of {results.study}: {heading}", ""]
     if command:
         lines += ["```", command, "```", ""]
-    ref = results["reference_point"]
-    if results["hypervolume"] is None:
+    ref = results.reference_point
+    if results.hypervolume is None:
         lines.append("Hypervolume: not computed (set `objective.reference_point` for every objective).")
     else:
         point = ", ".join(f"{n} = {format_value(n, ref[n])}" for n in names)
-        lines.append(f"Hypervolume {results['hypervolume']:.6g} against the fixed reference point ({point}), "
-                     f"{results['trials']} trials, {results['compute_seconds']:,.0f} s of trial compute.")
-    if results.get("latency"):
-        lat = results["latency"]
+        lines.append(f"Hypervolume {results.hypervolume:.6g} against the fixed reference point ({point}), "
+                     f"{results.trials} trials, {results.compute_seconds:,.0f} s of trial compute.")
+    if results.latency:
+        lat = results.latency
         lines.append(f"Latency: median of {lat['steps']} timed forward steps (after {lat['warmup']} warm-up) of batch "
                      f"{lat['batch']} at {lat['precision']} on {lat['device']}.")
-    lines += ["", "Baselines:", ""] + [_verdict(n, b) for n, b in results["baselines"].items()] + [""]
-    frame = pd.DataFrame([{"trial": p["trial"], "policy": p["policy"], "baseline": p["baseline"] or "",
-                           **{n: format_value(n, p["objectives"][n]) for n in names}} for p in results["pareto"]],
+    lines += ["", "Baselines:", ""] + [_verdict(n, b) for n, b in results.baselines.items()] + [""]
+    frame = pd.DataFrame([{"trial": p.trial, "policy": p.policy, "baseline": p.baseline or "",
+                           **{n: format_value(n, p.objectives[n]) for n in names}} for p in results.pareto],
                          columns=["trial", "policy", "baseline", *names])
     lines += ["Pareto set:", "", frame.to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines)

@@ -6,22 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from nas.bench.record import BenchRecord
 from nas.ranking.statistics import rank_agreement
 
 AGREEMENT_METRIC = "val_loss"
 
 
-def bench_agreement(table: dict[str, Any], other: dict[str, Any], other_name: str, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+def bench_agreement(table: BenchRecord, other: BenchRecord, other_name: str, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
     """How `other` (named `other_name`) ranks the policies of `table`: both by mean held-out loss
     (lower is better), over the policies with the same name and layout in both."""
-    names = [n for n, p in table["policies"].items() if n in other["policies"] and other["policies"][n]["policy"] == p["policy"]]
+    names = [n for n, p in table.policies.items() if n in other.policies and other.policies[n].policy == p.policy]
     if len(names) < 3:
         raise ValueError(f"{other_name} shares {len(names)} policies with this bench; an agreement needs 3")
-    ours = [-table["policies"][n]["mean"][AGREEMENT_METRIC] for n in names]
-    theirs = [-other["policies"][n]["mean"][AGREEMENT_METRIC] for n in names]
+    ours = [-table.policies[n].mean[AGREEMENT_METRIC] for n in names]
+    theirs = [-other.policies[n].mean[AGREEMENT_METRIC] for n in names]
     result = rank_agreement(ours, theirs, samples=bootstrap, seed=seed)
     return {"against": other_name, "metric": AGREEMENT_METRIC, "policies": names, **result,
-            "paper_directions": _directions(table.get("paper_check", []), other.get("paper_check", []))}
+            "paper_directions": _directions(table.paper_check or [], other.paper_check or [])}
 
 
 def _gain(row: dict[str, Any]) -> tuple[float | None, float | None]:

@@ -20,14 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from search_spaces import ARCH_FILE, SharingPolicy
 from trainer import atomic
 from trainer.compose import TRAINER_SECTIONS
 from trainer.typed_config import CONFIG_FILE, ConfigError, config_diff, load_config
 
-from nas.bench.config import BenchConfig, load_bench_config
+from nas.bench.config import load_bench_config
+from nas.bench.record import BenchRecord
 from nas.ranking.per_compute_config import PerComputeConfig
 
 MEASURED_FILE = "measured.json"
@@ -97,13 +96,13 @@ def _cpu(fn, *args, **kwargs):
     return result, time.process_time() - start
 
 
-def space_policies(table: dict, search_cfg) -> dict[str, SharingPolicy]:
+def space_policies(table: BenchRecord, search_cfg) -> dict[str, SharingPolicy]:
     """The bench policies that lie in the supernet's space, by name."""
     from nas.bench.policies import in_space
     from nas.supernet.rundir import build_space
 
     space = build_space(search_cfg)
-    policies = {n: SharingPolicy.from_dict(e["policy"]) for n, e in table["policies"].items()}
+    policies = {n: SharingPolicy.from_dict(e.policy) for n, e in table.policies.items()}
     return {n: p for n, p in policies.items() if in_space(space, p)}
 
 
@@ -130,7 +129,7 @@ def measure(config: Path, out: Path, overrides: list[str] = ()) -> Measured:
     m = Measured.load(path)
     table = read_bench_table(relative_path(config, cfg.bench))
     bench = load_bench_config(relative_path(config, cfg.bench_config), cfg.sets())
-    built = load_config(yaml.safe_load(table["config"]) if table.get("config") else {}, BenchConfig)
+    built = table.bench_config()
     differ = [key for key in config_diff(built, bench.cfg) if key.split(".")[0] in ("heldout", *TRAINER_SECTIONS)]
     if differ:
         raise ConfigError(f"bench_config: {cfg.bench_config} is not the config {cfg.bench} was built with ({', '.join(differ)} differ)")

@@ -8,26 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from nas.bench.record import BenchRecord
+
 KNEE_METRIC = "val_loss"
 
 
-def _row(table: dict[str, Any]) -> dict[str, Any]:
-    runs = [r for p in table["policies"].values() for r in p["runs"]]
-    steps = sorted({r["steps"] for r in runs})
+def _row(table: BenchRecord) -> dict[str, Any]:
+    runs = [r for p in table.policies.values() for r in p.runs]
+    steps = sorted({r.steps for r in runs})
     if len(steps) != 1:
         raise ValueError(f"a length-study bench trains every run equally long; this one has runs of {steps} steps")
-    ceilings = table["noise_ceiling_by_metric"]
+    ceilings = table.noise_ceiling_by_metric or {}
     return {
-        "steps": steps[0], "epochs": round(max(c["epoch"] for r in runs for c in r["curve"]), 3), "runs": len(runs),
-        "train_hours": sum(r["train_seconds"] for r in runs) / 3600,
+        "steps": steps[0], "epochs": round(max(c["epoch"] for r in runs for c in r.curve), 3), "runs": len(runs),
+        "train_hours": sum(r.train_seconds for r in runs) / 3600,
         "kendall": {m: (a or {}).get("kendall") for m, a in ceilings.items()},
         "kendall_ci": {m: (a or {}).get("kendall_ci") for m, a in ceilings.items()},
         "spearman": {m: (a or {}).get("spearman") for m, a in ceilings.items()},
-        "pooled_std": {m: v["std"] for m, v in table.get("pooled_std", {}).items()},
+        "pooled_std": {m: v["std"] for m, v in (table.pooled_std or {}).items()},
     }
 
 
-def length_comparison(tables: list[dict[str, Any]], metric: str = KNEE_METRIC) -> dict[str, Any]:
+def length_comparison(tables: list[BenchRecord], metric: str = KNEE_METRIC) -> dict[str, Any]:
     """Rows by length (shortest first) and the knee of `metric` (see the module docstring)."""
     rows = sorted((_row(t) for t in tables), key=lambda r: r["steps"])
     if len(rows) < 2:

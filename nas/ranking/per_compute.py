@@ -20,6 +20,7 @@ import numpy as np
 
 from trainer.typed_config import ConfigError, load_config, to_dict
 
+from nas.bench.record import BenchPolicy
 from nas.ranking.anytime import Trace, halves, incumbent_at, proxy_trace, random_trace, tpe_trace
 from nas.ranking.compute_runs import Measured, SupernetRecord, relative_path, space_policies
 from nas.ranking.per_compute_config import PerComputeConfig
@@ -98,8 +99,8 @@ def curve(name: str, how: str, traces: list[Trace], budgets: list[float], judge:
     return StrategyCurve(name, how, len(traces), points)
 
 
-def _seed_loss(entry: dict[str, Any], seeds: list[int], what: str) -> float:
-    runs = {r["seed"]: r for r in entry["runs"]}
+def _seed_loss(entry: BenchPolicy, seeds: list[int], what: str) -> float:
+    runs = {r.seed: r.scores for r in entry.runs}
     missing = [s for s in seeds if s not in runs]
     if missing:
         raise ConfigError(f"{what}: a policy lacks a run of seed {missing[0]}")
@@ -124,17 +125,17 @@ def per_compute(config: str | Path, measured: Measured, overrides: list[str] = (
     config = Path(config)
     cfg = load_config(config, PerComputeConfig, list(overrides))
     table = read_bench_table(relative_path(config, cfg.bench))
-    short = read_bench_table(relative_path(config, cfg.short))["policies"]
+    short = read_bench_table(relative_path(config, cfg.short)).policies
     policies = space_policies(table, load_config(relative_path(config, cfg.search), GumbelConfig))
     if cfg.reference not in policies:
         raise ConfigError(f"reference: {cfg.reference} is not a bench policy in the supernet's space")
     choose, report = halves(list(policies), cfg.split_seed, cfg.reference)
-    entries = table["policies"]
+    entries = table.policies
     judge = {n: _seed_loss(entries[n], cfg.judge_seeds, "judge_seeds") for n in policies}
     observed = {n: _seed_loss(entries[n], [cfg.observe_seed], "observe_seed") for n in policies}
-    curves = {n: [p["val_loss"] for p in next(r for r in entries[n]["runs"] if r["seed"] == cfg.observe_seed)["curve"]] for n in policies}
-    full_steps = next(r["steps"] for r in entries[cfg.reference]["runs"])
-    short_cost = next(r["steps"] for r in short[cfg.reference]["runs"]) / full_steps
+    curves = {n: [p["val_loss"] for p in next(r for r in entries[n].runs if r.seed == cfg.observe_seed).curve] for n in policies}
+    full_steps = next(r.steps for r in entries[cfg.reference].runs)
+    short_cost = next(r.steps for r in short[cfg.reference].runs) / full_steps
     short_loss = {n: _seed_loss(short[n], [cfg.observe_seed], "short") for n in report}
     best = min(judge[n] for n in report)
     top = max(cfg.budgets)
@@ -155,7 +156,7 @@ def per_compute(config: str | Path, measured: Measured, overrides: list[str] = (
         [tpe_trace({n: policies[n] for n in report}, {n: curves[n] for n in report}, s, top, cfg.hyperband) for s in seeds])
     add("tpe-short", f"Optuna TPE over short runs (own schedule; {short_cost:.2f} runs each), no pruning",
         [tpe_trace({n: policies[n] for n in report}, {n: [short_loss[n]] for n in report}, s, top, curve_cost=short_cost) for s in seeds])
-    add("params", "most parameters (no training; cost 0)", [proxy_trace(report, {n: float(entries[n]["params"]) for n in report}, 0.0)])
+    add("params", "most parameters (no training; cost 0)", [proxy_trace(report, {n: float(entries[n].params) for n in report}, 0.0)])
     from nas.bench.policies import specific_sublayers
 
     add("specific_sublayers", "most modality-specific sublayers (no training; cost 0)",
@@ -170,7 +171,7 @@ def per_compute(config: str | Path, measured: Measured, overrides: list[str] = (
             add(proxy, f"zero-cost proxy {proxy} at initialization (one batch; one seed per search seed)", traces)
     supernet = supernet_traces(measured.supernet, report, unit)
     rows = [SupernetRow(r.setting, r.budget, r.seed, r.steps, (r.search_cpu_seconds + r.score_cpu_seconds_per_policy * len(report)) / unit,
-                        kendall_tau([-entries[n]["mean"]["val_loss"] for n in choose], [-r.inherited[n] for n in choose]),
+                        kendall_tau([-entries[n].mean["val_loss"] for n in choose], [-r.inherited[n] for n in choose]),
                         kendall_tau([-judge[n] for n in report], [-r.inherited[n] for n in report]),
                         min(report, key=lambda n: r.inherited[n])) for r in measured.supernet]
     settings = sorted({r.setting for r in rows})

@@ -17,21 +17,20 @@ fraction of the noise ceiling (the seed-to-seed tau of the bench itself). The co
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
-
 
 from search_spaces import ARCH_FILE, ArchRecord, SharingPolicy
 from trainer import atomic
 from trainer.evaluation.chance import contrastive_chance
 from trainer.evaluation.precision import SCORE_PRECISION
-from trainer.typed_config import CONFIG_FILE, ConfigError, load_config, to_dict
+from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
 
 from nas.bench.policies import in_space, specific_sublayers
-from nas.bench.table import table_config
+from nas.bench.record import BenchPolicy, BenchRecord
 from nas.ranking.config import RankCheckConfig
+from nas.ranking.rank_record import RankCheckRecord
 from nas.ranking.statistics import rank_agreement
 from nas.ranking.supernet_proxy import searched_run, supernet_scores
 from nas.supernet.config import GumbelConfig
@@ -44,14 +43,12 @@ def _relative(base: Path, value: str) -> Path:
     return Path(value) if Path(value).is_absolute() else base.parent / value
 
 
-def read_bench_table(path: Path) -> dict[str, Any]:
+def read_bench_table(path: Path) -> BenchRecord:
     try:
-        table = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"bench: cannot read the bench table {path}: {exc}; build it with `sharenas bench show DIR --json`") from None
-    if not isinstance(table, dict) or "policies" not in table or "noise_ceiling" not in table:
-        raise ConfigError(f"bench: {path} is not a bench table (no policies / noise_ceiling); give the output of `sharenas bench show --json`")
-    precision = table.get("score_precision", "unrecorded")
+        table = BenchRecord.load(path)
+    except ConfigError as exc:
+        raise ConfigError(f"bench: {exc}; give the output of `sharenas bench show --json`") from None
+    precision = table.score_precision or "unrecorded"
     if precision == "unrecorded":
         print(f"rank-check: {path} does not record the precision its losses were scored in; taking it as {SCORE_PRECISION}, "
               "which holds for a bench built on the CPU with train.precision auto", file=sys.stderr)
@@ -63,30 +60,30 @@ def read_bench_table(path: Path) -> dict[str, Any]:
     return table
 
 
-def _table_loss(entry: dict[str, Any], seeds: list[int] | None, proxy: str) -> float:
+def _table_loss(entry: BenchPolicy, seeds: list[int] | None, proxy: str) -> float:
     """A bench policy's mean held-out loss, over `seeds` only when given."""
     if seeds is None:
-        return entry["mean"]["val_loss"]
-    losses = [r["val_loss"] for r in entry["runs"] if r["seed"] in seeds]
+        return entry.mean["val_loss"]
+    losses = [r.scores["val_loss"] for r in entry.runs if r.seed in seeds]
     if len(losses) != len(seeds):
         raise ConfigError(f"table_seeds.{proxy}: a policy of that table lacks one of the seeds {seeds}")
     return sum(losses) / len(losses)
 
 
-def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = ()) -> RankCheckRecord:
     from nas.supernet.rundir import build_space
 
     config, out = Path(config), Path(out)
     cfg = load_config(config, RankCheckConfig, list(overrides))
     bench_path = _relative(config, cfg.bench)
     table = read_bench_table(bench_path)
-    bench_cfg = table_config(table)
+    bench_cfg = table.bench_config()
     search_cfg = load_config(_relative(config, cfg.search), GumbelConfig, cfg.sets(GumbelConfig))
     space = build_space(search_cfg)
     policies: dict[str, SharingPolicy] = {}
     skipped = []
-    for name, entry in table["policies"].items():
-        policy = SharingPolicy.from_dict(entry["policy"])
+    for name, entry in table.policies.items():
+        policy = SharingPolicy.from_dict(entry.policy)
         if in_space(space, policy):
             policies[name] = policy
         else:
@@ -95,18 +92,18 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         raise ConfigError(f"bench: only {len(policies)} of its policies lie in the search space of {cfg.search}; a rank check needs 3")
     out.mkdir(parents=True, exist_ok=True)
     names = list(policies)
-    ceilings = table.get("noise_ceiling_by_metric") or {"val_loss": table["noise_ceiling"]}
+    ceilings = table.noise_ceiling_by_metric or {"val_loss": table.noise_ceiling}
     if not ceilings.get(cfg.truth):
         raise ConfigError(f"truth: {cfg.truth!r} has no noise ceiling in {bench_path}; choose from {', '.join(c for c in ceilings if ceilings[c])}")
     sign = -1.0 if cfg.truth == "val_loss" else 1.0  # the loss is lower-better, every other bench metric higher-better
-    truth = [sign * table["policies"][n]["mean"][cfg.truth] for n in names]
+    truth = [sign * table.policies[n].mean[cfg.truth] for n in names]
     proxy_scores: dict[str, dict[str, float]] = {}
     subsets: dict[str, list[str]] = {}
-    record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": table["policies"][n]["mean"]["val_loss"], f"truth_{cfg.truth}": sign * v,
-                                             "params": table["policies"][n]["params"]} for n, v in zip(names, truth)}
+    record: dict[str, dict[str, Any]] = {n: {"truth_val_loss": table.policies[n].mean["val_loss"], f"truth_{cfg.truth}": sign * v,
+                                             "params": table.policies[n].params} for n, v in zip(names, truth)}
     runs: dict[str, dict[str, Any]] = {}
     trivial: dict[str, Callable[[str], float]] = {
-        "params": lambda n: float(table["policies"][n]["params"]),
+        "params": lambda n: float(table.policies[n].params),
         "specific_sublayers": lambda n: float(specific_sublayers(policies[n])),
     }
     for proxy in cfg.proxies:
@@ -163,7 +160,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
         for n in names:
             record[n]["conflict"] = proxy_scores["conflict"][n]
     for proxy, other_path in cfg.tables.items():
-        other = read_bench_table(_relative(config, other_path))["policies"]
+        other = read_bench_table(_relative(config, other_path)).policies
         missing = [n for n in names if n not in other]
         if missing:
             raise ConfigError(f"tables.{proxy}: {other_path} lacks {', '.join(missing[:3])}; it must hold every policy of the bench")
@@ -191,15 +188,13 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     kept: list[str] = []
     if cfg.keep is not None:
         picks, kept = _keep(_relative(config, cfg.keep), names, proxies, record, runs, picks)
-    result = {
-        "bench": str(bench_path), "truth_metric": cfg.truth, "score_precision": SCORE_PRECISION,
-        "truth": "mean held-out loss over seeds (lower is better)" if cfg.truth == "val_loss" else f"mean {cfg.truth} over seeds (higher is better)",
-        "bench_score_precision": table.get("score_precision", "unrecorded"), "n": len(names), "picks": picks,
-        "skipped_outside_space": skipped, "supernet_run": runs.get("supernet", {}).get("run"), "runs": runs, "kept": kept, "noise_ceiling": ceiling, "proxies": proxies,
-        "policies": record, "config": to_dict(cfg),
-        "val_loss_chance": (table.get("chance") or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size),
-    }
-    atomic.write_json(out / RESULT_FILE, result)
+    result = RankCheckRecord(
+        str(bench_path), cfg.truth, SCORE_PRECISION,
+        "mean held-out loss over seeds (lower is better)" if cfg.truth == "val_loss" else f"mean {cfg.truth} over seeds (higher is better)",
+        table.score_precision or "unrecorded", len(names), picks, skipped, runs.get("supernet", {}).get("run"), runs, ceiling, proxies, record, cfg,
+        (table.chance or {}).get("val_loss") or contrastive_chance(bench_cfg.heldout.pairs, bench_cfg.heldout.batch_size), kept,
+    )
+    atomic.write_json(out / RESULT_FILE, result.to_json())
     return result
 
 
@@ -208,21 +203,21 @@ def _keep(path: Path, names: list[str], proxies: dict[str, Any], record: dict[st
     """Copy the proxies of the previous result `path` that this run did not score (in place); returns
     the picks (this run's, else the previous ones) and the names copied."""
     try:
-        previous = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"keep: cannot read the previous rank check {path}: {exc}") from None
-    if sorted(previous.get("policies", {})) != sorted(names):
+        previous = RankCheckRecord.load(path)
+    except ConfigError as exc:
+        raise ConfigError(f"keep: cannot read the previous rank check: {exc}") from None
+    if sorted(previous.policies) != sorted(names):
         raise ConfigError(f"keep: {path} scored other policies than this run; keep a result of the same bench and space")
-    kept = [p for p in previous["proxies"] if p not in proxies]
+    kept = [p for p in previous.proxies if p not in proxies]
     scored = dict(proxies)
     proxies.clear()  # the previous result's order, then what it lacked
-    proxies.update({p: scored.get(p, previous["proxies"][p]) for p in previous["proxies"]})
+    proxies.update({p: scored.get(p, previous.proxies[p]) for p in previous.proxies})
     proxies.update({p: a for p, a in scored.items() if p not in proxies})
     for proxy in kept:
         for n in names:
-            if proxy in previous["policies"][n]:
-                record[n][proxy] = previous["policies"][n][proxy]
+            if proxy in previous.policies[n]:
+                record[n][proxy] = previous.policies[n][proxy]
         base = proxy.split("+")[0]
-        if base in previous.get("runs", {}) and base not in runs:
-            runs[base] = previous["runs"][base]
-    return picks if picks is not None else previous.get("picks"), kept
+        if base in previous.runs and base not in runs:
+            runs[base] = previous.runs[base]
+    return picks if picks is not None else previous.picks, kept

@@ -9,13 +9,14 @@ import pandas as pd
 
 from nas.bench.render import bench_title, ci_text
 from nas.ranking.picks import picks_frame
+from nas.ranking.rank_record import RankCheckRecord
 
 
-def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
-    nc, runs = result["noise_ceiling"], result.get("runs", {})
+def rank_check_frame(result: RankCheckRecord) -> pd.DataFrame:
+    nc, runs = result.noise_ceiling, result.runs
     rows = [{"proxy": "noise ceiling (seed 0 vs seed 1)", "Kendall tau [95% CI]": ci_text(nc), "Spearman rho [95% CI]": ci_text(nc, "spearman"),
              "top-5 overlap": f"{nc['top5_overlap']:.2f}", "tau / ceiling": "1.00", "search s": "-", "overrides of the search config": ""}]
-    for name, a in result["proxies"].items():
+    for name, a in result.proxies.items():
         ratio = a.get("ratio_to_ceiling")
         run = runs.get(name.split("+")[0], {})
         seconds = run.get("search_seconds")
@@ -25,18 +26,18 @@ def rank_check_frame(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rank_check_markdown(result: dict[str, Any], command: str, bench_name: str = "sharebench-tiny") -> str:
-    skipped = result.get("skipped_outside_space") or []
+def rank_check_markdown(result: RankCheckRecord, command: str, bench_name: str = "sharebench-tiny") -> str:
+    skipped = result.skipped_outside_space
     return "\n".join([
         f"# Rank check against {bench_title(bench_name)}", "",
-        f"Regenerate: `{command}`. Ground truth: {result['truth']} of the {result['n']} bench policies in the supernet's space"
+        f"Regenerate: `{command}`. Ground truth: {result.truth} of the {result.n} bench policies in the supernet's space"
         + (f" ({', '.join(skipped)} lie outside it)." if skipped else "."),
-        f"Supernet: `{result['supernet_run']}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
-        f"is ±{result['noise_ceiling']['null_kendall_sd']:.3f} (1 sd) at this n."
-        + (f" Kept from the previous result `{result['config']['keep']}` as scored then (not rescored by this run): "
-           f"{', '.join(result['kept'])}." if result.get("kept") else ""), "",
+        f"Supernet: `{result.supernet_run}`. Intervals: 95% paired bootstrap over policies; the no-agreement spread of tau "
+        f"is ±{result.noise_ceiling['null_kendall_sd']:.3f} (1 sd) at this n."
+        + (f" Kept from the previous result `{result.config.keep}` as scored then (not rescored by this run): "
+           f"{', '.join(result.kept)}." if result.kept else ""), "",
         rank_check_frame(result).to_markdown(index=False), "",
-        *(_picks_section(result["picks"], result.get("val_loss_chance")) if result.get("picks") else []),
+        *(_picks_section(result.picks, result.val_loss_chance) if result.picks else []),
     ])
 
 

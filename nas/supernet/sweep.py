@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +25,9 @@ from nas.pareto.front import hypervolume, pareto_mask
 from nas.supernet.config import GumbelConfig
 from nas.supernet.derive import Candidate, score_all, trim_to_budget
 from nas.supernet.gates import probabilities
+from nas.supernet.sweep_record import SweepBudget, SweepPolicy, SweepRecord
 
 SWEEP_FILE = "sweep.json"
-SCHEMA = "sharenas/sweep/v2"
-"""v2 names the inherited loss on the architecture split `arch_val_loss` (v1: `val_loss`)."""
 
 
 def sweep_budgets(cost: ParamCostModel, count: int) -> list[int]:
@@ -74,7 +72,7 @@ def budget_sweep(space: GateSpace, cost: ParamCostModel, logits: torch.Tensor, b
     return out
 
 
-def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None = None) -> dict[str, Any]:
+def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None = None) -> SweepRecord:
     """Sweep the supernet of the finished search in `run`; writes and returns `run/sweep.json`:
     every budget's policy with its inherited scores, the front of inherited loss against parameters,
     and its hypervolume against `reference` (loss, parameters) when given."""
@@ -112,15 +110,14 @@ def run_sweep(run: Path, count: int = 8, reference: tuple[float, float] | None =
     points = np.array([[c.metrics[ARCH_VAL_LOSS], c.params] for c in distinct])
     front = pareto_mask(points)
     arch = ArchRecord.load(run / ARCH_FILE) if (run / ARCH_FILE).is_file() else None
-    record = {
-        "schema": SCHEMA, "run": str(run), "score": f"inherited {ARCH_VAL_LOSS} (the loss on the search's architecture split)",
-        "budgets": [{"budget": b, "policy": c.policy.name, "params": c.params} for b, c in swept],
-        "policies": [{"policy": c.policy.name, "params": c.params, ARCH_VAL_LOSS: c.metrics[ARCH_VAL_LOSS], "on_front": bool(f),
-                      "spec": c.policy.to_dict()} for c, f in zip(distinct, front)],
-        "reference_point": None if reference is None else {ARCH_VAL_LOSS: reference[0], "params": reference[1]},
-        "hypervolume": None if reference is None else hypervolume(points, reference),
-        "search_seconds": None if arch is None else arch.provenance.get("search_seconds"),
-        "sweep_seconds": round(time.perf_counter() - start, 2),
-    }
-    atomic.write_json(run / SWEEP_FILE, record)
+    record = SweepRecord(
+        str(run), f"inherited {ARCH_VAL_LOSS} (the loss on the search's architecture split)",
+        [SweepBudget(b, c.policy.name, c.params) for b, c in swept],
+        [SweepPolicy(c.policy.name, c.params, c.metrics[ARCH_VAL_LOSS], bool(f), c.policy.to_dict()) for c, f in zip(distinct, front)],
+        None if reference is None else {ARCH_VAL_LOSS: reference[0], "params": reference[1]},
+        None if reference is None else hypervolume(points, reference),
+        None if arch is None else arch.provenance.get("search_seconds"),
+        round(time.perf_counter() - start, 2),
+    )
+    atomic.write_json(run / SWEEP_FILE, record.to_json())
     return record
