@@ -11,12 +11,12 @@ kinds. A file without a schema is read only by a reader that accepts one kind ta
 """
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from search_spaces.json_file import read_json
 from trainer.typed_config import ConfigError
 
 R = TypeVar("R", bound="Record")
@@ -93,12 +93,7 @@ def _read(kind: type[R], data: dict[str, Any], version: int) -> R:
 def read_record(path: str | Path, *kinds: type[R]) -> R:
     """The record in the JSON file `path`, of one of `kinds`; every error is one line naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecordError(f"{path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path} is not readable JSON ({exc})") from None
+    data = read_json(path, RecordError, "not found", "is not readable JSON ({why})")
     try:
         kind, version = identify(data, kinds)
         return _read(kind, data, version)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .json_file import read_json
 from .policy import ARCH_SCHEMA, PolicyError, SharingPolicy
 from .sizes import SIZES, ModelSize
 
@@ -128,12 +129,8 @@ class ArchRecord:
     def load(cls, path: str | Path) -> "ArchRecord":
         """Read `path`; every error is one line that names the file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ArchError(f"{path} not found: the search or export did not finish") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArchError(f"{path} is corrupt or truncated ({exc}); write the architecture again") from None
+        data = read_json(path, ArchError, "not found: the search or export did not finish",
+                         "is corrupt or truncated ({why}); write the architecture again")
         try:
             return cls.from_json(data)
         except ArchError as exc:
