@@ -22,9 +22,9 @@
 #                                pareto-real-tiny-nsga2,pareto-real-tiny-random,front-policies-real-tiny,
 #                                fronts-real-tiny,fronts-real-tiny-seed1}.{json,md}
 #   scripts/sharebench.sh regime the regime map of ShareBench-real v2 (many CPU-hours; resumable, commit
-#                                finished entries as they come): every cell in experiments/bench/regime/ (12
-#                                transformer-only policies and msclip-es, seeds 0 and 1, one 24-epoch WSD run each
-#                                with cool-down branches at 2-16 epochs), then
+#                                finished entries as they come): every cell in experiments/bench/regime/ (full-w64:
+#                                12 transformer-only policies and msclip-es, the others 5 or 7 of them; seeds 0 and 1,
+#                                one WSD run each with cool-down branches at the shorter lengths), then
 #                                experiments/results/sharebench-real-v2-lengths.{json,md} over the cells built so far;
 #                                finished entries are kept in experiments/results/regime/CELL/ with the cell's
 #                                config (commit them: the map is computed from them, and a build on another
@@ -146,8 +146,9 @@ per_compute() {
   bench derived-per-compute-tiny
 }
 
-# The regime map's cells (experiments/bench/regime/CELL.yaml), cheapest first.
-REGIME_CELLS=(full-w64 half-w64 long-w64 full-w64-keywords plus-w64 full-w128)
+# The regime map's cells (experiments/bench/regime/CELL.yaml), in the order the map needs them: the full cell,
+# then the data and width trends, the plateau, augmentation and more data.
+REGIME_CELLS=(full-w64 half-w64 full-w128 long-w64 full-w64-keywords plus-w64)
 
 # regime [CELL...]: build each cell (default: all, in REGIME_CELLS order), then the map of the cells built so far
 regime() {

@@ -164,6 +164,27 @@ def test_the_regime_map_over_the_transformer_only_policies(built):
     assert 0.0 <= four["anova_p"] <= 1.0
 
 
+def test_a_fractional_cell_is_compared_over_the_policies_every_cell_has(built, tmp_path):
+    import shutil
+
+    from nas.bench.regime import regime_markdown
+
+    subset = tmp_path / "subset"
+    shutil.copytree(built, subset)
+    shutil.rmtree(subset / "entries" / "share-all")
+    regime = regime_map({"full": built, "subset": subset}, bootstrap=50)
+    assert regime["common_policies"] == ["msclip", "share-last-6"]
+    rows = {(r["cell"], r["epochs"]): r for r in regime["rows"]}
+    assert rows["full", 2]["final"]["policies"] == 3 and rows["subset", 2]["final"]["policies"] == 2
+    for cell in ("full", "subset"):  # the same runs of the same two policies: the same statistics in both cells
+        common = rows[cell, 2]["common"]
+        assert common["policies"] == 2 and common["between_std"] > 0
+        assert common["between_std"] == pytest.approx(rows["subset", 2]["final"]["between_std"])
+        assert set(common["means"]) == {"msclip", "share-last-6"} and not common.get("controls_vs_reference")
+    assert "over the transformer-only policies every cell has" in regime_markdown(regime, "cmd")
+    assert "common" not in regime_map({"full": built}, bootstrap=50)["rows"][0]
+
+
 def _spread(runs: np.ndarray) -> np.ndarray:
     """The range of the policy means in pooled seed stds, per draw of `runs` (draws x policies x seeds)."""
     return np.ptp(runs.mean(axis=2), axis=1) / np.sqrt(runs.var(axis=2, ddof=1).mean(axis=1))

@@ -19,6 +19,10 @@ specialization and the parallel branch off; those with either are positive contr
 - what it cost: CPU-hours of the cell as trained, and of standalone runs of that length (the run's
   seconds prorated by epochs; one trained run is uniform in cost per epoch).
 The same holds for the best-epoch value of the metric (selected on the scored points, so optimistic).
+
+A fractional design trains the trend cells (less data, more width, ...) on a subset of the first cell's
+policies. The spread statistics grow with the number of policies, so each row also holds them over the
+transformer-only policies every cell has (`common`): the trend across cells compares like with like.
 """
 from __future__ import annotations
 
@@ -125,13 +129,24 @@ def separation(runs: pd.DataFrame, value: str, column: str, reference: str, boot
     return out
 
 
-def cell_rows(name: str, bench_dir: Path, bootstrap: int) -> list[dict[str, Any]]:
-    """One row per length of the cell at `bench_dir` (its finished entries only)."""
-    cfg = load_config(yaml.safe_load((bench_dir / "config.yaml").read_text()) or {}, BenchConfig)
-    column, source = cfg.ranking, cfg.metrics[cfg.ranking]
+def _cell_records(bench_dir: Path) -> list[dict[str, Any]]:
     records = read_entries(bench_dir)
     if not records:
         raise ValueError(f"{bench_dir}: no finished entries yet; run `sharenas bench build` first")
+    return records
+
+
+def transformer_only(records: list[dict[str, Any]]) -> set[str]:
+    """The names of the policies of `records` without early specialization or the parallel branch."""
+    return {r["name"] for r in records if not is_control(r["policy"])}
+
+
+def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | None = None) -> list[dict[str, Any]]:
+    """One row per length of the cell at `bench_dir` (its finished entries only); with `common`, each
+    row's `common` holds the final-value statistics over those of its transformer-only policies."""
+    cfg = load_config(yaml.safe_load((bench_dir / "config.yaml").read_text()) or {}, BenchConfig)
+    column, source = cfg.ranking, cfg.metrics[cfg.ranking]
+    records = _cell_records(bench_dir)
     longest = max(cfg.lengths) if cfg.lengths else None
     trained_hours = sum(r["train_seconds"] + sum(v["train_seconds"] for k, v in (r.get("lengths") or {}).items() if int(k) != longest)
                         + r.get("score_seconds", 0.0) for r in records) / 3600
@@ -147,6 +162,8 @@ def cell_rows(name: str, bench_dir: Path, bootstrap: int) -> list[dict[str, Any]
             "final": separation(runs, "final", column, cfg.reference, bootstrap),
             "best": separation(runs, "best", column, cfg.reference, bootstrap),
             "best_epoch_median": finite(runs["best_epoch"].median()) if runs["best_epoch"].notna().any() else None,
+            **({"common": separation(runs[runs["policy"].isin(common) & ~runs["control"]], "final", column, cfg.reference, bootstrap)}
+               if common is not None else {}),
             "runs_detail": [{k: (finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in runs.to_dict("records")],
         }
         rows.append(row)
@@ -157,7 +174,9 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     """The map over `cells` (name -> bench directory) and the chosen cell: among the (cell, length) rows
     whose transformer-only policies separate (`separates`), the one with the highest seed-to-seed
     Kendall tau; without any, the row with the highest tau, flagged as not separating."""
-    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap)]
+    common = set.intersection(*(transformer_only(_cell_records(Path(p))) for p in cells.values())) if len(cells) > 1 else None
+    common = common or None  # cells with no policy in common have no trend to compare
+    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap, common)]
     scored = [r for r in rows if r["final"]["kendall"] is not None]
     separating = [r for r in scored if separates(r["final"])]
     pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None
@@ -173,7 +192,8 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
                   f"alone; this row has the highest seed-to-seed Kendall tau, {tau}, over a range of {f['range_in_pooled_std']:.2f} "
                   f"pooled stds (noise alone: {noise}; ANOVA p {_f(f['anova_p'])})")
         chosen = {"cell": pick["cell"], "epochs": pick["epochs"], "separates": bool(separating), "reason": reason}
-    return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "familywise": FAMILYWISE, "cells": {n: str(p) for n, p in cells.items()}, "rows": rows, "chosen": chosen}
+    return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "familywise": FAMILYWISE, "cells": {n: str(p) for n, p in cells.items()},
+            "common_policies": None if common is None else sorted(common), "rows": rows, "chosen": chosen}
 
 
 def regime_markdown(regime: dict[str, Any], command: str) -> str:
@@ -203,6 +223,15 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
                 "controls": "; ".join(f"{n} {_f(d['mean'])} ± {_f(d['se'])}" for n, d in (s.get("controls_vs_reference") or {}).items()) or "-",
                 "CPU-h (standalone)": f"{r['standalone_cpu_hours']:.2f}",
             })
+        lines += [pd.DataFrame(frame).to_markdown(index=False), ""]
+    if regime.get("common_policies"):
+        lines += ["## The trend across cells, over the transformer-only policies every cell has", "",
+                  f"{len(regime['common_policies'])} policies: {', '.join(regime['common_policies'])}; final values.", ""]
+        frame = [{"cell": r["cell"], "epochs": r["epochs"], "policies": r["common"]["policies"], "mean": _f(r["common"]["mean"]),
+                  "between": _f(r["common"]["between_std"]), "pooled": _f(r["common"]["pooled_std"]),
+                  "between/pooled": _f(r["common"]["between_over_pooled"]), "range/pooled": _f(r["common"]["range_in_pooled_std"]),
+                  "noise range": _f(r["common"]["noise_range_in_pooled_std"]), "ANOVA p": _f(r["common"]["anova_p"]), "kendall": _tau(r["common"])}
+                 for r in regime["rows"]]
         lines += [pd.DataFrame(frame).to_markdown(index=False), ""]
     cpu = {r["cell"]: r["cell_cpu_hours"] for r in regime["rows"]}
     lines += ["CPU-hours as trained (trunk + cool-down branches + scoring): " + ", ".join(f"{c} {h:.2f}" for c, h in cpu.items()), ""]
