@@ -29,6 +29,12 @@
 #                                finished entries are kept in experiments/results/regime/CELL/ with the cell's
 #                                config (commit them: the map is computed from them, and a build on another
 #                                machine starts from them)
+#   scripts/sharebench.sh real-v2
+#                                about 12 CPU-hours (after regime): experiments/results/sharebench-real-v2.{json,md}, the 33
+#                                policies of v1 in the regime map's chosen cell at its chosen length (one 8-epoch WSD run
+#                                per entry, cool-down branches at 2 and 4), with every metric's ceiling, the paired
+#                                differences, the paper check and the agreement with v1 and ShareBench-tiny; finished
+#                                entries kept in experiments/results/sharebench-real-v2/ (commit them as they come)
 #   scripts/sharebench.sh per-compute
 #                                about 1.5 hours of one CPU thread (after tiny): the zero-cost proxies added to
 #                                experiments/results/rank-check-tiny.{json,md} (the searched supernet proxies kept from
@@ -146,6 +152,35 @@ per_compute() {
   bench derived-per-compute-tiny
 }
 
+# kept_build NAME CONFIG: build the bench of CONFIG into runs/NAME, going on from the finished entries kept as
+# data in $RESULTS/NAME/{config.yaml,entries/} (commit them: a new machine goes on from them), and keep there
+# what it finished
+kept_build() {
+  local name=$1 config=$2 status=0
+  if [ -d "$RESULTS/$name/entries" ]; then
+    mkdir -p "runs/$name/entries"
+    cp -rn "$RESULTS/$name/entries/." "runs/$name/entries/"
+  fi
+  "$SHARENAS" bench build "$config" --out "runs/$name" --workers "$WORKERS" || status=$?
+  mkdir -p "$RESULTS/$name/entries"
+  cp "runs/$name/config.yaml" "$RESULTS/$name/"
+  cp -r "runs/$name/entries/." "$RESULTS/$name/entries/"
+  return $status
+}
+
+# real_v2: ShareBench-real v2 in the map's chosen cell, at its chosen length, with its agreement with v1 and
+# with ShareBench-tiny
+real_v2() {
+  [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
+  kept_build sharebench-real-v2 experiments/bench/sharebench-real-v2.yaml
+  local epochs
+  epochs=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["chosen"]["epochs"])' \
+    "$RESULTS/sharebench-real-v2-lengths.json")
+  "$SHARENAS" bench show "$RESULTS/sharebench-real-v2" --length "$epochs" --compare "$RESULTS/sharebench-real-tiny.json" \
+    --compare "$RESULTS/sharebench-tiny.json" --json --markdown "$RESULTS/sharebench-real-v2.md" > "$RESULTS/sharebench-real-v2.json.tmp"
+  mv "$RESULTS/sharebench-real-v2.json.tmp" "$RESULTS/sharebench-real-v2.json"
+}
+
 # The regime map's cells (experiments/bench/regime/CELL.yaml), in the order the map needs them: the full cell,
 # then the data and width trends, the plateau, augmentation and more data.
 REGIME_CELLS=(full-w64 half-w64 full-w128 long-w64 full-w64-keywords plus-w64)
@@ -157,16 +192,7 @@ regime() {
   local cells=("$@") cell args=() status=0
   [ ${#cells[@]} -gt 0 ] || cells=("${REGIME_CELLS[@]}")
   for cell in "${cells[@]}"; do
-    # finished entries are committed as data (experiments/results/regime/CELL/{config.yaml,entries/}); a new
-    # machine goes on from them
-    if [ -d "$RESULTS/regime/$cell/entries" ]; then
-      mkdir -p "runs/regime/$cell/entries"
-      cp -rn "$RESULTS/regime/$cell/entries/." "runs/regime/$cell/entries/"
-    fi
-    "$SHARENAS" bench build "experiments/bench/regime/$cell.yaml" --out "runs/regime/$cell" --workers "$WORKERS" || status=$?
-    mkdir -p "$RESULTS/regime/$cell/entries"
-    cp "runs/regime/$cell/config.yaml" "$RESULTS/regime/$cell/"
-    cp -r "runs/regime/$cell/entries/." "$RESULTS/regime/$cell/entries/"
+    kept_build "regime/$cell" "experiments/bench/regime/$cell.yaml" || status=$?
   done
   for cell in "${REGIME_CELLS[@]}"; do
     [ -d "$RESULTS/regime/$cell/entries" ] && args+=("$cell=$RESULTS/regime/$cell")
@@ -183,7 +209,8 @@ case "${1:-all}" in
     [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
     fronts real-tiny experiments/real sharebench-real-tiny runs/gumbel-sweep-real 4.808069911179485,8771586 real-pareto tpe,nsga2,random --seed-one tpe nsga2 random ;;
   regime) shift; regime "$@" ;;
+  real-v2) real_v2 ;;
   per-compute) per_compute ;;
   all) tiny; real; "$0" fronts; "$0" fronts-real ;;
-  *) sed -n '2,39p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,47p' "$0" >&2; exit 2 ;;
 esac

@@ -31,6 +31,38 @@ def test_agreement_ranks_the_shared_policies_and_compares_each_ablation_directio
         bench_agreement(real, _table({"a": 1.0, "z": 2.0}), "other")
 
 
+def test_each_bench_is_ranked_by_its_own_ranking_metric():
+    """A bench ranked by R@10 (higher is better) against one ranked by the held-out loss (lower is better)."""
+    recall = BenchRecord({n: BenchPolicy(0, {"name": n}, {"val_loss": 5.0, "r10": v}) for n, v in {"a": 30.0, "b": 20.0, "c": 25.0}.items()},
+                         ranking="r10")
+    loss = _table({"a": 1.0, "b": 3.0, "c": 2.0})  # no ranking: by the loss; a best, then c, then b, as R@10 ranks them
+    result = bench_agreement(recall, loss, "loss-bench", bootstrap=200)
+    assert (result["metric"], result["other_metric"]) == ("r10", "val_loss") and result["kendall"] == pytest.approx(1.0)
+    assert bench_agreement(recall, _table({"a": 3.0, "b": 1.0, "c": 2.0}), "reversed", bootstrap=200)["kendall"] == pytest.approx(-1.0)
+
+
+def test_show_compares_with_several_benches_and_reads_an_old_single_comparison(tmp_path):
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from nas.cli.app import app
+
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    real, tiny = results / "sharebench-real-tiny.json", results / "sharebench-tiny.json"
+    old = BenchRecord.load(real)  # written with one comparison (a dict)
+    assert [a["against"] for a in old.agreement] == ["sharebench-tiny"]
+    shown = CliRunner().invoke(app, ["bench", "show", str(real), "--json", "--bootstrap", "100", "--compare", str(tiny),
+                                     "--compare", str(results / "sharebench-tiny-short.json"), "--markdown", str(tmp_path / "t.md")])
+    assert shown.exit_code == 0, shown.output
+    table = json.loads(shown.output[shown.output.index("{"):])
+    assert [a["against"] for a in table["agreement"]] == ["sharebench-tiny", "sharebench-tiny-short"]
+    assert table["agreement"][0]["kendall"] == pytest.approx(old.agreement[0]["kendall"], abs=1e-12)  # the loss, as before
+    text = (tmp_path / "t.md").read_text()
+    assert "## Does ShareBench-tiny predict this bench?" in text and "## Does ShareBench-tiny-short predict this bench?" in text
+
+
 def _length_table(steps: int, tau: float, ci: list[float]) -> BenchRecord:
     run = BenchRun(0, {}, steps, steps * 2.0, curve=[{"epoch": steps / 10, "val_loss": 1.0}])
     return BenchRecord({"p": BenchPolicy(0, {}, runs=[run, run])}, noise_ceiling_by_metric={"val_loss": {"kendall": tau, "kendall_ci": ci, "spearman": tau}},

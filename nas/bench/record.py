@@ -105,8 +105,8 @@ class BenchRecord(Record):
     pooled_std: dict[str, dict[str, Any]] | None = None
     lengths: dict[str, Any] | None = None
     """The length study across benches (`sharenas bench show --lengths`)."""
-    agreement: dict[str, Any] | None = None
-    """How another bench ranks these policies (`sharenas bench show --compare`)."""
+    agreement: list[dict[str, Any]] | None = None
+    """How each other bench ranks these policies (`sharenas bench show --compare`, repeatable)."""
 
     @property
     def columns(self) -> list[str]:
@@ -143,5 +143,6 @@ class BenchRecord(Record):
             {name: BenchPolicy.from_json(p) for name, p in data["policies"].items()},
             None if config is None else load_config(config, BenchConfig), data.get("packages", {}), data["noise_ceiling"],
             **{k: data.get(k) for k in ("entries", "train_wall_seconds", "score_precision", "ranking", "noise_ceiling_by_metric",
-                                        "length_study", "paper_check", "reference", "chance", "pooled_std", "lengths", "agreement")},
+                                        "length_study", "paper_check", "reference", "chance", "pooled_std", "lengths")},
+            agreement=[data["agreement"]] if isinstance(data.get("agreement"), dict) else data.get("agreement"),  # v1: one comparison
         )

@@ -217,8 +217,8 @@ def bench_markdown(table: BenchRecord, title: str, command: str, origin: str = "
             f"± standard error over seeds) and the {LABELS.get(_paper_zeroshot(table), (_paper_zeroshot(table),))[0]} difference A - B.", "",
             paper_frame(table).to_markdown(index=False), "",
         ]
-    if table.agreement:
-        parts += _agreement_section(table.agreement), ""
+    for agreement in table.agreement or []:
+        parts += _agreement_section(agreement), ""
     return "\n".join(parts)
 
 
@@ -250,13 +250,19 @@ def _agreement_section(a: dict[str, Any]) -> str:
     agree = sum(r["benches_agree"] for r in a["paper_directions"])
     return "\n".join([
         f"## Does {bench_title(a['against'])} predict this bench?", "",
-        f"Policy means of the held-out loss over the {a['n']} policies both benches trained: Kendall tau {ci_text(a)}, "
+        f"Policy means over the {a['n']} policies both benches trained, {_ranked_by(a)}: Kendall tau {ci_text(a)}, "
         f"Spearman rho {ci_text(a, 'spearman')}, top-5 overlap {a['top5_overlap']:.2f} (95% bootstrap intervals over policies; "
         f"no-agreement spread of tau ±{a['null_kendall_sd']:.3f}).", "",
         f"Paper ablations (effect: held-out loss of B minus A, positive = A better, ± standard error over seeds; the share-last-K row "
         f"is the Spearman of K with the score): the two benches agree in direction on {agree} of {len(rows)}.", "",
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
     ])
+
+
+def _ranked_by(a: dict[str, Any]) -> str:
+    """Which metric ranked each bench in an agreement (those before `other_metric` ranked both by the loss)."""
+    ours, theirs = (LABELS.get(m, (m,))[0] for m in (a["metric"], a.get("other_metric", a["metric"])))
+    return f"each bench by {ours}" if ours == theirs else f"this bench by {ours}, {bench_title(a['against'])} by {theirs}"
 
 
 def bench_title(name: str) -> str:

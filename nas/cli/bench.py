@@ -58,15 +58,15 @@ def load_table(source: Path, bootstrap: int, chance_config: Optional[Path] = Non
     return bench_table(source, bootstrap, load_paper_results(), chance_config, length)
 
 
-def _cross_bench(table: BenchRecord, lengths: list[Path], compare: Optional[Path], bootstrap: int) -> None:
+def _cross_bench(table: BenchRecord, lengths: list[Path], compare: list[Path], bootstrap: int) -> None:
     from nas.ranking.agreement import bench_agreement
     from nas.ranking.lengths import length_comparison
 
     if lengths:
         table.lengths = length_comparison([load_table(p, bootstrap) for p in lengths])
-    if compare is not None:
-        other = load_table(compare, bootstrap)
-        table.agreement = bench_agreement(table, other, other.name or compare.stem, bootstrap)
+    if compare:
+        others = [(load_table(path, bootstrap), path) for path in compare]
+        table.agreement = [bench_agreement(table, other, other.name or path.stem, bootstrap) for other, path in others]
 
 
 def show(
@@ -78,7 +78,8 @@ def show(
         None, "--config", help="The bench config SOURCE was built with: computes the chance levels of a bench built before they were recorded."),
     lengths: Optional[list[Path]] = typer.Option(
         None, "--lengths", help="Benches of the same policies and seeds at other training lengths (directories or JSONs; repeatable): the length study."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="Another bench (directory or JSON): how well it ranks this bench's policies."),
+    compare: Optional[list[Path]] = typer.Option(
+        None, "--compare", help="Another bench (directory or JSON; repeatable): how well it ranks this bench's policies, each by its own ranking metric."),
     length: Optional[int] = typer.Option(None, "--length", metavar="EPOCHS",
                                          help="For a bench built with `lengths`: the table of its runs at this length (their cool-down branches)."),
 ) -> None:
@@ -89,7 +90,7 @@ def show(
 
     try:
         table = load_table(source, bootstrap, chance_config, length)
-        _cross_bench(table, lengths or [], compare, bootstrap)
+        _cross_bench(table, lengths or [], compare or [], bootstrap)
     except (OSError, ValueError) as exc:
         raise error_exit(exc) from None
     data = json_safe(table.to_json())
@@ -98,7 +99,7 @@ def show(
         name = table.name or source.stem
         title = {"sharebench-tiny-short": "ShareBench-tiny short trials"}.get(name, bench_title(name))
         options = (f" --config {chance_config}" if chance_config else "") + "".join(f" --lengths {p}" for p in lengths or []) + (
-            f" --compare {compare}" if compare else "") + (f" --length {length}" if length is not None else "")
+            "".join(f" --compare {p}" for p in compare or [])) + (f" --length {length}" if length is not None else "")
         shown = f"sharenas bench show {source}{options} --json --markdown {markdown}"
         if source.suffix == ".json":
             text = bench_markdown(table, title, shown, "recomputed from the runs the JSON records, which `scripts/sharebench.sh` trains")

@@ -1,27 +1,36 @@
 """Does one bench predict another? The agreement of two bench tables over the policies they share
 (e.g. ShareBench-tiny on generated shapes against ShareBench-real-tiny on clip art and emoji):
-Kendall tau, Spearman rho and top-5 overlap of the policy means with bootstrap intervals over
-policies, and for every ablation of the paper check whether the two benches move the same way."""
+Kendall tau, Spearman rho and top-5 overlap of the policy means, each bench ranked by its own ranking
+metric (a bench without one ranks by the held-out loss), with bootstrap intervals over policies, and
+for every ablation of the paper check whether the two benches move the same way."""
 from __future__ import annotations
 
 from typing import Any
 
 from nas.bench.record import BenchRecord
+from nas.bench.table import LOWER_IS_BETTER
 from nas.ranking.statistics import rank_agreement
 
-AGREEMENT_METRIC = "val_loss"
+DEFAULT_RANKING = "val_loss"
+"""What a bench table that names no ranking metric (those built before `ranking:`) ranks by."""
+
+
+def _scores(table: BenchRecord, names: list[str]) -> tuple[str, list[float]]:
+    """The table's ranking metric and its policy means over `names`, oriented so that higher is better."""
+    metric = table.ranking or DEFAULT_RANKING
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return metric, [sign * table.policies[n].mean[metric] for n in names]
 
 
 def bench_agreement(table: BenchRecord, other: BenchRecord, other_name: str, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """How `other` (named `other_name`) ranks the policies of `table`: both by mean held-out loss
-    (lower is better), over the policies with the same name and layout in both."""
+    """How `other` (named `other_name`) ranks the policies of `table`, each by its own ranking metric,
+    over the policies with the same name and layout in both."""
     names = [n for n, p in table.policies.items() if n in other.policies and other.policies[n].policy == p.policy]
     if len(names) < 3:
         raise ValueError(f"{other_name} shares {len(names)} policies with this bench; an agreement needs 3")
-    ours = [-table.policies[n].mean[AGREEMENT_METRIC] for n in names]
-    theirs = [-other.policies[n].mean[AGREEMENT_METRIC] for n in names]
+    (metric, ours), (other_metric, theirs) = _scores(table, names), _scores(other, names)
     result = rank_agreement(ours, theirs, samples=bootstrap, seed=seed)
-    return {"against": other_name, "metric": AGREEMENT_METRIC, "policies": names, **result,
+    return {"against": other_name, "metric": metric, "other_metric": other_metric, "policies": names, **result,
             "paper_directions": _directions(table.paper_check or [], other.paper_check or [])}
 
 
