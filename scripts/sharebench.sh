@@ -111,7 +111,7 @@ fronts() {
   fi
   cp "$run/sweep.json" "$RESULTS/sweep-$tag.json"
   local cut judges=(--judge sweep="$RESULTS/sweep-$tag.json") cuts=() kind name result options
-  cut=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(round(d["search_seconds"] + d["sweep_seconds"]))' "$RESULTS/sweep-$tag.json")
+  cut=$("${PYTHON:-.venv/bin/python}" -c 'import sys; from nas.supernet.sweep_record import SweepRecord; print(round(SweepRecord.load(sys.argv[1]).front()[1]))' "$RESULTS/sweep-$tag.json")
   for kind in "$@"; do
     if [ "$kind" = tpe ]; then
       name=$study result="$RESULTS/pareto-$tag" options=()
@@ -157,25 +157,48 @@ per_compute() {
 # what it finished
 kept_build() {
   local name=$1 config=$2 status=0
-  if [ -d "$RESULTS/$name/entries" ]; then
-    mkdir -p "runs/$name/entries"
-    cp -rn "$RESULTS/$name/entries/." "runs/$name/entries/"
-  fi
+  copy_entries "$RESULTS/$name" "runs/$name" keep || return
   "$SHARENAS" bench build "$config" --out "runs/$name" --workers "$WORKERS" || status=$?
-  mkdir -p "$RESULTS/$name/entries"
-  cp "runs/$name/config.yaml" "$RESULTS/$name/"
-  cp -r "runs/$name/entries/." "$RESULTS/$name/entries/"
+  if has_entries "runs/$name"; then
+    mkdir -p "$RESULTS/$name" && cp "runs/$name/config.yaml" "$RESULTS/$name/" || return
+    copy_entries "runs/$name" "$RESULTS/$name" replace || return
+  fi
   return $status
+}
+
+# has_entries DIR: whether the bench directory DIR holds a finished entry
+has_entries() {
+  compgen -G "$1/entries/*/seed_*.json" > /dev/null
+}
+
+# copy_entries FROM TO keep|replace: the finished entry records of bench directory FROM into TO (keep: an
+# entry TO already has stays as it is)
+copy_entries() {
+  local record target
+  has_entries "$1" || return 0
+  for record in "$1"/entries/*/seed_*.json; do
+    target="$2/${record#"$1"/}"
+    [ "$3" = keep ] && [ -e "$target" ] && continue
+    mkdir -p "$(dirname "$target")" && cp "$record" "$target" || return
+  done
 }
 
 # real_v2: ShareBench-real v2 in the map's chosen cell, at its chosen length, with its agreement with v1 and
 # with ShareBench-tiny
 real_v2() {
+  local epochs
+  # v2's config is the chosen cell's recipe with lengths 2, 4 and 8: refuse before training if the map chose otherwise
+  epochs=$("${PYTHON:-.venv/bin/python}" - "$RESULTS/sharebench-real-v2-lengths.json" <<'PY'
+import json, sys
+chosen = json.load(open(sys.argv[1]))["chosen"]
+if chosen is None or chosen["cell"] != "full-w64" or chosen["epochs"] not in (2, 4, 8):
+    sys.exit(f"real-v2: the regime map chose {chosen}; experiments/bench/sharebench-real-v2.yaml is built for full-w64 "
+             "at 2, 4 or 8 epochs: give it that cell's recipe and lengths first")
+print(chosen["epochs"])
+PY
+)
   [ -f data/real/manifest.json ] || scripts/realdata.sh build data/real
   kept_build sharebench-real-v2 experiments/bench/sharebench-real-v2.yaml
-  local epochs
-  epochs=$("${PYTHON:-.venv/bin/python}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["chosen"]["epochs"])' \
-    "$RESULTS/sharebench-real-v2-lengths.json")
   "$SHARENAS" bench show "$RESULTS/sharebench-real-v2" --length "$epochs" --compare "$RESULTS/sharebench-real-tiny.json" \
     --compare "$RESULTS/sharebench-tiny.json" --json --markdown "$RESULTS/sharebench-real-v2.md" > "$RESULTS/sharebench-real-v2.json.tmp"
   mv "$RESULTS/sharebench-real-v2.json.tmp" "$RESULTS/sharebench-real-v2.json"
@@ -195,7 +218,7 @@ regime() {
     kept_build "regime/$cell" "experiments/bench/regime/$cell.yaml" || status=$?
   done
   for cell in "${REGIME_CELLS[@]}"; do
-    [ -d "$RESULTS/regime/$cell/entries" ] && args+=("$cell=$RESULTS/regime/$cell")
+    if has_entries "$RESULTS/regime/$cell"; then args+=("$cell=$RESULTS/regime/$cell"); fi
   done
   "$SHARENAS" bench regime "${args[@]}" --out "$RESULTS/sharebench-real-v2-lengths.json"
   return $status

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from trainer.checkpoint import latest_checkpoint, list_checkpoints
 from trainer.config import TrainConfig
 from trainer.loop import TrainingDiverged, _Trainer, train
-from trainer.metrics import read_metrics
+from trainer.metrics import read_metrics, trained_seconds
 from trainer.sampler import BatchPlan
 from trainer.typed_config import ConfigError, load_config
 
@@ -59,8 +59,12 @@ def test_resume_mid_epoch_gives_identical_losses_and_weights(tmp_path, monkeypat
     assert [s for s, _ in losses(tmp_path / "run")] == list(range(1, 8))
     monkeypatch.setattr(_Trainer, "_step", original)
 
+    at_checkpoint = [r["train/seconds"] for r in read_metrics(tmp_path / "run") if r["step"] == 5][0]
     resumed = train(cfg, tmp_path / "run", resume=True)
     assert losses(tmp_path / "run") == losses(tmp_path / "full")  # bit-identical, each step logged once
+    seconds = [r["train/seconds"] for r in read_metrics(tmp_path / "run") if "train/seconds" in r]
+    assert len(seconds) == 12 and seconds[4] == at_checkpoint  # the first session's seconds up to its checkpoint
+    assert all(b > a for a, b in zip(seconds, seconds[1:])) and trained_seconds(tmp_path / "run") == seconds[-1]  # then carried on
     assert len(losses(tmp_path / "full")) == 12
     weights_full = load_file(str(latest_checkpoint(tmp_path / "full") / "model.safetensors"))
     weights_resumed = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))

@@ -33,7 +33,7 @@ from trainer.config import TrainConfig
 from trainer.distributed import World, barrier, init_distributed, shutdown, sum_over_ranks
 from trainer.evaluation.chance import chance_levels
 from trainer.memory import fit_in_memory
-from trainer.metrics import MetricsWriter
+from trainer.metrics import TRAINED_SECONDS, MetricsWriter, trained_seconds
 from trainer.optim import build_optimizer, scheduled_lr, warmup_steps
 from trainer.rundir import Resume, RunDir
 from trainer.sampler import BatchPlan, total_steps
@@ -224,6 +224,7 @@ class _Trainer:
             self.skipped = state["skipped"] if world.is_main else 0
         if resume:
             self.metrics.truncate_after(step)  # records of steps after the checkpoint are redone
+        self.trained_seconds = trained_seconds(self.run_dir) if resume else 0.0
         spe, t = self.plan.steps_per_epoch, cfg.train
         if world.is_main:
             n_params = sum(p.numel() for p in self.module.parameters())
@@ -261,6 +262,7 @@ class _Trainer:
                     bar.update(1)
                     if step % t.log_every == 0 or step == self.total_steps:
                         now = time.perf_counter()
+                        self.trained_seconds += now - last_time
                         self._log(step, loss, grad_norm, (step - last_log) * t.batch_size / max(now - last_time, 1e-9))
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
                         last_log, last_time = step, now
@@ -285,6 +287,7 @@ class _Trainer:
             "train/logit_scale": float(self.module.logit_scale.detach().exp()),
             "train/skipped": int(sum_over_ranks(self.skipped, self.world)),
             "train/samples_per_s": samples_per_s,
+            TRAINED_SECONDS: round(self.trained_seconds, 3),
         }
         if grad_norm is not None:
             values["train/grad_norm"] = grad_norm

@@ -9,6 +9,9 @@ from typing import Any
 from trainer import atomic
 
 METRICS_FILE = "metrics.jsonl"
+TRAINED_SECONDS = "train/seconds"
+"""The wall seconds a run has trained so far, over every session it was resumed in (the log keeps each
+step once: the records after a resumed run's checkpoint are redone)."""
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -17,6 +20,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trained_seconds(run_dir: str | Path) -> float:
+    """The run's `TRAINED_SECONDS` at its last logged step (0.0 before the first log)."""
+    values = [r[TRAINED_SECONDS] for r in read_metrics(run_dir) if r.get(TRAINED_SECONDS) is not None]
+    return values[-1] if values else 0.0
 
 
 class MetricsWriter:

@@ -28,6 +28,7 @@ import yaml
 
 from trainer import atomic
 from trainer.evaluation.precision import SCORE_PRECISION
+from trainer.metrics import trained_seconds
 from trainer.rundir import RunDir
 from trainer.typed_config import ConfigError, load_config, to_dict
 
@@ -212,9 +213,8 @@ def _train_branch(train_cfg: Any, run: Path, epochs: int, branch_step: int) -> t
             atomic.copy_tree(source, target)
     cfg = copy.deepcopy(train_cfg)
     cfg.train.epochs, cfg.train.checkpoint_steps, cfg.train.checkpoint_every, cfg.train.keep_checkpoints = epochs, [], None, 1
-    start = time.perf_counter()
     result = train(cfg, branch, resume=True)
-    return branch, result, time.perf_counter() - start
+    return branch, result, trained_seconds(branch)
 
 
 def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int) -> dict[str, Any]:
@@ -247,9 +247,8 @@ def run_entry(config: str, overrides: list[str], out: str, name: str, seed: int)
     t.checkpoint_every, t.checkpoint_steps = every, sorted(set(branches.values()))
     t.keep_checkpoints = max(1, -(-total // every)) + len(branches)
     run = entry_run(out_dir, Entry(name, seed))
-    start = time.perf_counter()
     result = train(train_cfg, run, resume="auto")
-    seconds = time.perf_counter() - start
+    seconds = trained_seconds(run)  # every session's, where the entry was resumed
     device = pick_device(t.device)
     score = _Scorer(bench, train_cfg, policy, size, bundle, device, spe)
     scored = [score(c) for c in list_checkpoints(run) if read_step(c) % every == 0 or read_step(c) == total]

@@ -47,7 +47,11 @@ def spec_key(spec: dict[str, Any]) -> str:
 
 def reference_point(table: BenchRecord) -> tuple[float, float]:
     size = table.bench_config().space.size
-    return float(table.chance["val_loss"]), default_reference(size, ["params"])["params"]
+    chance = (table.chance or {}).get("val_loss")
+    if chance is None:
+        raise ValueError("the bench table records no chance level of the held-out loss (the reference point's loss); "
+                         "recompute it with `sharenas bench show DIR --config CONFIG --json`")
+    return float(chance), default_reference(size, ["params"])["params"]
 
 
 def _loss(name: str, entry: BenchPolicy, seeds: Sequence[int] | None) -> float:

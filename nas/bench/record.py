@@ -21,6 +21,8 @@ from trainer.typed_config import load_config, to_dict
 from nas.bench.config import BenchConfig
 from nas.records import Record, present
 
+LOWER_IS_BETTER = {"val_loss"}
+"""The bench metrics where lower is better (every other one is higher-better)."""
 _RUN_ENTRIES = ("seed", "steps", "train_seconds", "train_loss", "curve", "score_precision", "best")
 """The entries of a run that are not its scores (every other entry is a column's final score)."""
 
@@ -112,6 +114,11 @@ class BenchRecord(Record):
     def columns(self) -> list[str]:
         """The metric columns of the table (those its policies' means have)."""
         return list(next(iter(self.policies.values())).mean)
+
+    @property
+    def ranking_metric(self) -> str:
+        """The column the bench ranks by (a table built before `ranking:` existed ranks by the held-out loss)."""
+        return self.ranking or "val_loss"
 
     @property
     def name(self) -> str | None:

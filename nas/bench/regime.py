@@ -17,7 +17,9 @@ specialization and the parallel branch off; those with either are positive contr
 - the seed-to-seed Kendall tau of those policies with its bootstrap CI (the noise ceiling they allow);
 - every control's difference from the reference, paired by seed;
 - what it cost: CPU-hours of the cell as trained, and of standalone runs of that length (the run's
-  seconds prorated by epochs; one trained run is uniform in cost per epoch).
+  seconds prorated by epochs; one trained run is uniform in cost per epoch). A run's seconds are its
+  trainer's `train/seconds`, summed over the sessions it was resumed in; entries recorded before the
+  trainer logged them count only the session that finished them.
 The same holds for the best-epoch value of the metric (selected on the scored points, so optimistic).
 
 A fractional design trains the trend cells (less data, more width, ...) on a subset of the first cell's
@@ -32,14 +34,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
 from trainer.typed_config import load_config
 
 from nas.bench.config import BenchConfig
 from nas.bench.spread import finite, paired_differences, pooled_std
-from nas.bench.table import LOWER_IS_BETTER, at_length, best_of_curve, read_entries, record_value, seed_agreement
+from nas.bench.record import LOWER_IS_BETTER
+from nas.bench.table import at_length, best_of_curve, read_entries, record_value, seed_agreement
 
 REGIME_SCHEMA = "sharenas/regime/v1"
 SEPARATES = 2.0
@@ -141,12 +143,14 @@ def transformer_only(records: list[dict[str, Any]]) -> set[str]:
     return {r["name"] for r in records if not is_control(r["policy"])}
 
 
-def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | None = None) -> list[dict[str, Any]]:
-    """One row per length of the cell at `bench_dir` (its finished entries only); with `common`, each
-    row's `common` holds the final-value statistics over those of its transformer-only policies."""
-    cfg = load_config(yaml.safe_load((bench_dir / "config.yaml").read_text()) or {}, BenchConfig)
+def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | None = None,
+              records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per length of the cell at `bench_dir` (its finished entries, or `records` read from them);
+    with `common`, each row's `common` holds the final-value statistics over those of its transformer-only
+    policies."""
+    cfg = load_config(bench_dir / "config.yaml", BenchConfig)
     column, source = cfg.ranking, cfg.metrics[cfg.ranking]
-    records = _cell_records(bench_dir)
+    records = _cell_records(bench_dir) if records is None else records
     longest = max(cfg.lengths) if cfg.lengths else None
     trained_hours = sum(r["train_seconds"] + sum(v["train_seconds"] for k, v in (r.get("lengths") or {}).items() if int(k) != longest)
                         + r.get("score_seconds", 0.0) for r in records) / 3600
@@ -173,10 +177,13 @@ def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | Non
 def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     """The map over `cells` (name -> bench directory) and the chosen cell: among the (cell, length) rows
     whose transformer-only policies separate (`separates`), the one with the highest seed-to-seed
-    Kendall tau; without any, the row with the highest tau, flagged as not separating."""
-    common = set.intersection(*(transformer_only(_cell_records(Path(p))) for p in cells.values())) if len(cells) > 1 else None
+    Kendall tau; without any, the row with the highest tau, flagged as not separating. Each row is judged
+    over its own cell's policies (5 to 12 in a fractional design; the noise range allows for their
+    number, the tau's CI widens with fewer); the `common` statistics are shown beside, not used to choose."""
+    records = {name: _cell_records(Path(path)) for name, path in cells.items()}
+    common = set.intersection(*(transformer_only(r) for r in records.values())) if len(cells) > 1 else None
     common = common or None  # cells with no policy in common have no trend to compare
-    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap, common)]
+    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap, common, records[name])]
     scored = [r for r in rows if r["final"]["kendall"] is not None]
     separating = [r for r in scored if separates(r["final"])]
     pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None

@@ -159,7 +159,7 @@ def paper_frame(table: BenchRecord) -> pd.DataFrame:
 
 
 def bench_markdown(table: BenchRecord, title: str, command: str, origin: str = "") -> str:
-    nc, ranking = table.noise_ceiling, table.ranking or "val_loss"
+    nc, ranking = table.noise_ceiling, table.ranking_metric
     seeds = " vs ".join(f"seed {s}" for s in (nc or {}).get("seeds", (0, 1)))
     ceiling = (
         f"**Noise ceiling** ({_label(table, ranking, chance=False)}, the ranking metric; {seeds} over {int(nc['n'])} policies): "

@@ -17,13 +17,12 @@ from trainer.typed_config import load_config
 from nas.bench.build import entry_score_precision
 from nas.bench.chance import column_chance, recipe_chance
 from nas.bench.config import SYNTHETIC_METRICS, BenchConfig, HeldOutSection, metric_sources
-from nas.bench.record import BenchPolicy, BenchRecord, BenchRun
+from nas.bench.record import LOWER_IS_BETTER, BenchPolicy, BenchRecord, BenchRun
 from nas.bench.spread import finite, paired_records, pooled_std
 from nas.provenance import package_versions
 from nas.ranking.statistics import rank_agreement
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "paper_results.json"
-LOWER_IS_BETTER = {"val_loss"}
 BENCH_PACKAGES = ("torch", "numpy", "scipy", "pandas", "open-clip-torch", "sharenas")
 """The packages whose versions a bench table records."""
 

@@ -1,5 +1,5 @@
 """`ParetoRecord`: what a multi-objective study's `pareto.json` (schema `sharenas/pareto/v1`) holds,
-written by `nas.pareto.study.pareto_results`: the completed trials on the front and off it, each
+built by `nas.pareto.study.pareto_results` (and written by `nas.discrete.results.write_results`): the completed trials on the front and off it, each
 baseline's verdict, the hypervolume against the fixed reference point, in total and as trials
 accumulate compute."""
 from __future__ import annotations

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.bench.record import BenchRecord
-from nas.bench.table import LOWER_IS_BETTER
+from nas.bench.record import LOWER_IS_BETTER, BenchRecord
 from nas.ranking.statistics import rank_agreement
 
-DEFAULT_RANKING = "val_loss"
-"""What a bench table that names no ranking metric (those built before `ranking:`) ranks by."""
 
 
 def _scores(table: BenchRecord, names: list[str]) -> tuple[str, list[float]]:
     """The table's ranking metric and its policy means over `names`, oriented so that higher is better."""
-    metric = table.ranking or DEFAULT_RANKING
+    metric = table.ranking_metric
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     return metric, [sign * table.policies[n].mean[metric] for n in names]
 

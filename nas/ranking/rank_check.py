@@ -28,7 +28,7 @@ from trainer.evaluation.precision import SCORE_PRECISION
 from trainer.typed_config import CONFIG_FILE, ConfigError, load_config
 
 from nas.bench.policies import in_space, specific_sublayers
-from nas.bench.record import BenchPolicy, BenchRecord
+from nas.bench.record import LOWER_IS_BETTER, BenchPolicy, BenchRecord
 from nas.ranking.config import RankCheckConfig
 from nas.ranking.rank_record import RankCheckRecord
 from nas.ranking.statistics import rank_agreement
@@ -95,7 +95,7 @@ def run_rank_check(config: str | Path, out: str | Path, overrides: list[str] = (
     ceilings = table.noise_ceiling_by_metric or {"val_loss": table.noise_ceiling}
     if not ceilings.get(cfg.truth):
         raise ConfigError(f"truth: {cfg.truth!r} has no noise ceiling in {bench_path}; choose from {', '.join(c for c in ceilings if ceilings[c])}")
-    sign = -1.0 if cfg.truth == "val_loss" else 1.0  # the loss is lower-better, every other bench metric higher-better
+    sign = -1.0 if cfg.truth in LOWER_IS_BETTER else 1.0
     truth = [sign * table.policies[n].mean[cfg.truth] for n in names]
     proxy_scores: dict[str, dict[str, float]] = {}
     subsets: dict[str, list[str]] = {}
