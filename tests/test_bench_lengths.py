@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from safetensors.torch import load_file
-from scipy.stats import f_oneway
+from scipy.stats import f_oneway, kendalltau
 
 from nas.bench.build import Entry, branch_run, entry_file, entry_run, prepare, run_entry
 from nas.bench.config import load_bench_config
@@ -161,6 +161,10 @@ def test_the_regime_map_over_the_transformer_only_policies(built):
     assert four["kendall_seeds"] == [3, 4] and four["kendall"] is not None
     assert regime["chosen"]["cell"] == "cell" and regime["chosen"]["epochs"] in (1, 2)
     assert four["noise_range_in_pooled_std"] == pytest.approx(noise_range(3, 2, four["pooled_df"]))
+    assert rows[2]["vs_longest"]["kendall"] == pytest.approx(1.0)  # the longest length against itself
+    names = sorted(rows[1]["final"]["means"])
+    tau = kendalltau([rows[1]["final"]["means"][n] for n in names], [four["means"][n] for n in names]).statistic
+    assert rows[1]["vs_longest"]["kendall"] == pytest.approx(tau) and rows[1]["vs_longest"]["policies"] == 3
     assert 0.0 <= four["anova_p"] <= 1.0
 
 

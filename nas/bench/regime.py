@@ -15,6 +15,9 @@ specialization and the parallel branch off; those with either are positive contr
   The range of k noisy means grows with k (about 2.4 seed stds for 13 policies of 2 seeds), so a fixed
   threshold alone would call a large cell of identical policies separated;
 - the seed-to-seed Kendall tau of those policies with its bootstrap CI (the noise ceiling they allow);
+- how the policy means at this length rank against those at the cell's longest length (`vs_longest`,
+  Kendall tau with its CI): whether a short length ranks what the long schedule ranks, or only how fast
+  the policies learn;
 - every control's difference from the reference, paired by seed;
 - what it cost: CPU-hours of the cell as trained, and of standalone runs of that length (the run's
   seconds prorated by epochs; one trained run is uniform in cost per epoch). A run's seconds are its
@@ -42,6 +45,7 @@ from nas.bench.config import BenchConfig
 from nas.bench.spread import finite, paired_differences, pooled_std
 from nas.bench.record import LOWER_IS_BETTER
 from nas.bench.table import at_length, best_of_curve, read_entries, record_value, seed_agreement
+from nas.ranking.statistics import rank_agreement
 
 REGIME_SCHEMA = "sharenas/regime/v1"
 SEPARATES = 2.0
@@ -171,7 +175,19 @@ def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | Non
             "runs_detail": [{k: (finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in runs.to_dict("records")],
         }
         rows.append(row)
+    longest_means = rows[-1]["final"]["means"]
+    for row in rows:
+        row["vs_longest"] = _vs_longest(row["final"]["means"], longest_means, bootstrap)
     return rows
+
+
+def _vs_longest(means: dict[str, float | None], longest: dict[str, float | None], bootstrap: int) -> dict[str, Any] | None:
+    """Kendall tau (with its CI) and Spearman rho of `means` against `longest` over the policies both score."""
+    names = [n for n, v in means.items() if v is not None and longest.get(n) is not None]
+    if len(names) < 3:
+        return None
+    result = rank_agreement([means[n] for n in names], [longest[n] for n in names], samples=bootstrap)
+    return {"policies": len(names), "kendall": result["kendall"], "kendall_ci": result["kendall_ci"], "spearman": result["spearman"]}
 
 
 def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
@@ -198,6 +214,9 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
                   f"no row separates the transformer-only policies by more than {SEPARATES} pooled seed stds and more than seed noise "
                   f"alone; this row has the highest seed-to-seed Kendall tau, {tau}, over a range of {f['range_in_pooled_std']:.2f} "
                   f"pooled stds (noise alone: {noise}; ANOVA p {_f(f['anova_p'])})")
+        if pick.get("vs_longest"):
+            reason += (f"; its policy means rank against the cell's longest length at Kendall {_tau(pick['vs_longest'])} (near 0: it ranks "
+                       "how fast the policies learn, not where the long schedule ends)")
         chosen = {"cell": pick["cell"], "epochs": pick["epochs"], "separates": bool(separating), "reason": reason}
     return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "familywise": FAMILYWISE, "cells": {n: str(p) for n, p in cells.items()},
             "common_policies": None if common is None else sorted(common), "rows": rows, "chosen": chosen}
@@ -226,6 +245,7 @@ def regime_markdown(regime: dict[str, Any], command: str) -> str:
                 "noise": _f(s["noise_only_ratio"]), "range/pooled": _f(s["range_in_pooled_std"]),
                 "noise range": _f(s.get("noise_range_in_pooled_std")), "ANOVA p": _f(s.get("anova_p")),
                 "kendall": _tau(s),
+                **({"tau vs longest": _tau(r["vs_longest"]) if r.get("vs_longest") else "-"} if which == "final" else {}),
                 "best": s["best_policy"] or "-",
                 "controls": "; ".join(f"{n} {_f(d['mean'])} ± {_f(d['se'])}" for n, d in (s.get("controls_vs_reference") or {}).items()) or "-",
                 "CPU-h (standalone)": f"{r['standalone_cpu_hours']:.2f}",
