@@ -11,7 +11,6 @@ from nas.bench.record import LOWER_IS_BETTER, BenchRecord
 from nas.ranking.statistics import rank_agreement
 
 
-
 def _scores(table: BenchRecord, names: list[str]) -> tuple[str, list[float]]:
     """The table's ranking metric and its policy means over `names`, oriented so that higher is better."""
     metric = table.ranking_metric
