@@ -28,7 +28,7 @@ import yaml
 
 from trainer import atomic
 from trainer.evaluation.precision import SCORE_PRECISION
-from trainer.metrics import trained_seconds
+from trainer.metrics import read_metrics, trained_seconds
 from trainer.rundir import RunDir
 from trainer.typed_config import ConfigError, load_config, to_dict
 
@@ -192,7 +192,7 @@ def read_step(checkpoint: Path) -> int:
 
 
 def _final_train_loss(run: Path) -> float | None:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
+    records = [r for r in read_metrics(run) if "train/loss" in r]
     return records[-1]["train/loss"] if records else None
 
 

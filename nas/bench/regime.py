@@ -147,14 +147,12 @@ def transformer_only(records: list[dict[str, Any]]) -> set[str]:
     return {r["name"] for r in records if not is_control(r["policy"])}
 
 
-def cell_rows(name: str, bench_dir: Path, bootstrap: int, common: set[str] | None = None,
-              records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One row per length of the cell at `bench_dir` (its finished entries, or `records` read from them);
-    with `common`, each row's `common` holds the final-value statistics over those of its transformer-only
-    policies."""
+def cell_rows(name: str, bench_dir: Path, records: list[dict[str, Any]], bootstrap: int,
+              common: set[str] | None = None) -> list[dict[str, Any]]:
+    """One row per length of the cell at `bench_dir`, from its finished entries `records`; with `common`,
+    each row's `common` holds the final-value statistics over those of its transformer-only policies."""
     cfg = load_config(bench_dir / "config.yaml", BenchConfig)
     column, source = cfg.ranking, cfg.metrics[cfg.ranking]
-    records = _cell_records(bench_dir) if records is None else records
     longest = max(cfg.lengths) if cfg.lengths else None
     trained_hours = sum(r["train_seconds"] + sum(v["train_seconds"] for k, v in (r.get("lengths") or {}).items() if int(k) != longest)
                         + r.get("score_seconds", 0.0) for r in records) / 3600
@@ -199,7 +197,7 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     records = {name: _cell_records(Path(path)) for name, path in cells.items()}
     common = set.intersection(*(transformer_only(r) for r in records.values())) if len(cells) > 1 else None
     common = common or None  # cells with no policy in common have no trend to compare
-    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), bootstrap, common, records[name])]
+    rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), records[name], bootstrap, common)]
     scored = [r for r in rows if r["final"]["kendall"] is not None]
     separating = [r for r in scored if separates(r["final"])]
     pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None
