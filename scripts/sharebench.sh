@@ -235,5 +235,5 @@ case "${1:-all}" in
   real-v2) real_v2 ;;
   per-compute) per_compute ;;
   all) tiny; real; "$0" fronts; "$0" fronts-real ;;
-  *) sed -n '2,47p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^set -euo pipefail$/{/^set /!p}' "$0" >&2; exit 2 ;;
 esac
