@@ -20,7 +20,7 @@ from test_tune import experiment
 from tune_driver import SHARENAS, reported_steps, run_to_end, study
 from trainer.config import TrainConfig
 from trainer.typed_config import load_config
-from trainer.metrics import read_metrics
+from trainer.metrics import TRAINED_SECONDS, read_metrics
 
 pytest.importorskip("ray.train", reason="ray[train] is not installed")
 pytestmark = pytest.mark.integration  # Ray Train workers on a local Ray: make test-integration
@@ -32,8 +32,8 @@ ON_WORKERS = {"cpu": 0.5, "workers": 2, "cpu_per_worker": 0.5}
 
 
 def records(run_dir: Path) -> list[dict]:
-    """A run's metrics without the throughput, which is a measured time."""
-    return [{k: v for k, v in r.items() if k != "train/samples_per_s"} for r in read_metrics(run_dir)]
+    """A run's metrics without the throughput and the seconds trained, which are measured times."""
+    return [{k: v for k, v in r.items() if k not in ("train/samples_per_s", TRAINED_SECONDS)} for r in read_metrics(run_dir)]
 
 
 def one_trial_on_workers(tmp_path: Path) -> Path:
