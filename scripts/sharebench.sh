@@ -30,9 +30,9 @@
 #                                config (commit them: the map is computed from them, and a build on another
 #                                machine starts from them)
 #   scripts/sharebench.sh real-v2
-#                                about 12 CPU-hours (after regime): experiments/results/sharebench-real-v2.{json,md}, the 33
-#                                policies of v1 in the regime map's chosen cell at its chosen length (one 8-epoch WSD run
-#                                per entry, cool-down branches at 2 and 4), with every metric's ceiling, the paired
+#                                about 3 CPU-hours (after regime): experiments/results/sharebench-real-v2.{json,md}, the 33
+#                                policies of v1 in the regime map's chosen cell at its chosen length (one 4-epoch WSD run
+#                                per entry, a cool-down branch at 2), with every metric's ceiling, the paired
 #                                differences, the paper check and the agreement with v1 and ShareBench-tiny; finished
 #                                entries kept in experiments/results/sharebench-real-v2/ (commit them as they come)
 #   scripts/sharebench.sh per-compute
@@ -187,13 +187,15 @@ copy_entries() {
 # with ShareBench-tiny
 real_v2() {
   local epochs
-  # v2's config is the chosen cell's recipe with lengths 2, 4 and 8: refuse before training if the map chose otherwise
-  epochs=$("${PYTHON:-.venv/bin/python}" - "$RESULTS/sharebench-real-v2-lengths.json" <<'PY'
+  # v2's config is the chosen cell's recipe at its own lengths: refuse before training if the map chose otherwise
+  epochs=$("${PYTHON:-.venv/bin/python}" - "$RESULTS/sharebench-real-v2-lengths.json" experiments/bench/sharebench-real-v2.yaml <<'PY'
 import json, sys
+import yaml
 chosen = json.load(open(sys.argv[1]))["chosen"]
-if chosen is None or chosen["cell"] != "full-w64" or chosen["epochs"] not in (2, 4, 8):
-    sys.exit(f"real-v2: the regime map chose {chosen}; experiments/bench/sharebench-real-v2.yaml is built for full-w64 "
-             "at 2, 4 or 8 epochs: give it that cell's recipe and lengths first")
+lengths = yaml.safe_load(open(sys.argv[2]))["lengths"]
+if chosen is None or chosen["cell"] != "full-w64" or chosen["epochs"] not in lengths:
+    sys.exit(f"real-v2: the regime map chose {chosen}; {sys.argv[2]} is built for full-w64 at {lengths} epochs: "
+             "give it that cell's recipe and lengths first")
 print(chosen["epochs"])
 PY
 )
