@@ -16,8 +16,8 @@ from scipy.stats import f_oneway, kendalltau
 
 from nas.bench.build import Entry, branch_run, entry_file, entry_run, prepare, run_entry
 from nas.bench.config import load_bench_config
-from nas.bench.regime import noise_range, regime_map, separates, separation
-from nas.bench.table import bench_table, best_of_curve, ceiling_seeds, seed_agreement
+from nas.bench.regime import choosable, noise_range, regime_map, regime_markdown, separates, separation
+from nas.bench.table import bench_table, best_of_curve, ceiling_seeds, read_entries, seed_agreement
 from trainer.checkpoint import MODEL_FILE, list_checkpoints
 from trainer.config import OptimConfig, TrainConfig
 from trainer.loop import train
@@ -171,8 +171,6 @@ def test_the_regime_map_over_the_transformer_only_policies(built):
 def test_a_fractional_cell_is_compared_over_the_policies_every_cell_has(built, tmp_path):
     import shutil
 
-    from nas.bench.regime import regime_markdown
-
     subset = tmp_path / "subset"
     shutil.copytree(built, subset)
     shutil.rmtree(subset / "entries" / "share-all")
@@ -186,6 +184,10 @@ def test_a_fractional_cell_is_compared_over_the_policies_every_cell_has(built, t
         assert common["between_std"] == pytest.approx(rows["subset", 2]["final"]["between_std"])
         assert set(common["means"]) == {"msclip", "share-last-6"} and not common.get("controls_vs_reference")
     assert "over the transformer-only policies every cell has" in regime_markdown(regime, "cmd")
+    # the trend cell is shown, never chosen: the bench built in the chosen cell ranks all the policies
+    records = {"full": read_entries(built), "subset": read_entries(subset)}
+    assert choosable(records) == {"full"} and regime["chosen"]["cell"] == "full"
+    assert choosable({"a": records["full"], "b": records["full"]}) == {"a", "b"}
     assert "common" not in regime_map({"full": built}, bootstrap=50)["rows"][0]
 
 

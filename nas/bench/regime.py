@@ -147,6 +147,13 @@ def transformer_only(records: list[dict[str, Any]]) -> set[str]:
     return {r["name"] for r in records if not is_control(r["policy"])}
 
 
+def choosable(records: dict[str, list[dict[str, Any]]]) -> set[str]:
+    """The cells (name -> finished entries) the map chooses from: those with the most transformer-only
+    policies, the full design rather than its fractional trend cells."""
+    counts = {name: len(transformer_only(r)) for name, r in records.items()}
+    return {name for name, count in counts.items() if count == max(counts.values())}
+
+
 def cell_rows(name: str, bench_dir: Path, records: list[dict[str, Any]], bootstrap: int,
               common: set[str] | None = None) -> list[dict[str, Any]]:
     """One row per length of the cell at `bench_dir`, from its finished entries `records`; with `common`,
@@ -191,14 +198,17 @@ def _vs_longest(means: dict[str, float | None], longest: dict[str, float | None]
 def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
     """The map over `cells` (name -> bench directory) and the chosen cell: among the (cell, length) rows
     whose transformer-only policies separate (`separates`), the one with the highest seed-to-seed
-    Kendall tau; without any, the row with the highest tau, flagged as not separating. Each row is judged
-    over its own cell's policies (5 to 12 in a fractional design; the noise range allows for their
-    number, the tau's CI widens with fewer); the `common` statistics are shown beside, not used to choose."""
+    Kendall tau; without any, the row with the highest tau, flagged as not separating. Only the cells with
+    the most transformer-only policies are chosen from: a fractional design's trend cells (5 to 7 policies)
+    give a tau whose CI spans most of [-1, 1], and the bench built in the chosen cell ranks all of them.
+    Each row is judged over its own cell's policies; the `common` statistics are shown beside, not used
+    to choose."""
     records = {name: _cell_records(Path(path)) for name, path in cells.items()}
     common = set.intersection(*(transformer_only(r) for r in records.values())) if len(cells) > 1 else None
     common = common or None  # cells with no policy in common have no trend to compare
     rows = [row for name, path in cells.items() for row in cell_rows(name, Path(path), records[name], bootstrap, common)]
-    scored = [r for r in rows if r["final"]["kendall"] is not None]
+    candidates = choosable(records)
+    scored = [r for r in rows if r["final"]["kendall"] is not None and r["cell"] in candidates]
     separating = [r for r in scored if separates(r["final"])]
     pick = max(separating or scored, key=lambda r: r["final"]["kendall"]) if scored else None
     chosen = None
@@ -212,9 +222,15 @@ def regime_map(cells: dict[str, Path], bootstrap: int = 2000) -> dict[str, Any]:
                   f"no row separates the transformer-only policies by more than {SEPARATES} pooled seed stds and more than seed noise "
                   f"alone; this row has the highest seed-to-seed Kendall tau, {tau}, over a range of {f['range_in_pooled_std']:.2f} "
                   f"pooled stds (noise alone: {noise}; ANOVA p {_f(f['anova_p'])})")
-        if pick.get("vs_longest"):
-            reason += (f"; its policy means rank against the cell's longest length at Kendall {_tau(pick['vs_longest'])} (near 0: it ranks "
-                       "how fast the policies learn, not where the long schedule ends)")
+        vs_longest = pick.get("vs_longest")
+        if vs_longest:
+            low, high = vs_longest["kendall_ci"]
+            reason += f"; its policy means rank against the cell's longest length at Kendall {_tau(vs_longest)}"
+            if low <= 0 <= high:
+                reason += " (its CI holds 0: it ranks how fast the policies learn, not where the long schedule ends)"
+        if len(candidates) < len(cells):
+            reason += (f"; chosen among {', '.join(sorted(candidates))}, the cells with the most transformer-only policies "
+                       f"({len(transformer_only(records[pick['cell']]))}): the trend cells are shown, not chosen")
         chosen = {"cell": pick["cell"], "epochs": pick["epochs"], "separates": bool(separating), "reason": reason}
     return {"schema": REGIME_SCHEMA, "separates_at": SEPARATES, "familywise": FAMILYWISE, "cells": {n: str(p) for n, p in cells.items()},
             "common_policies": None if common is None else sorted(common), "rows": rows, "chosen": chosen}
